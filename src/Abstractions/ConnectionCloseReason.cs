@@ -1,0 +1,52 @@
+namespace OrleansProtocol;
+
+/// <summary>
+/// Why a connection ended. The one close-reason type of the project: passed to
+/// <c>ConnectionLost</c>, written to the gateway's close log line and (later) tagged on metrics.
+/// </summary>
+public enum ConnectionCloseReason
+{
+    /// <summary>The connection has not ended.</summary>
+    None = 0,
+
+    /// <summary>The peer closed its write side and the protocol let the transport close (<c>EofReceived</c> returned false).</summary>
+    PeerClosed = 1,
+
+    /// <summary>The peer reset the connection, or a send or receive failed.</summary>
+    PeerReset = 2,
+
+    /// <summary>The protocol called <c>Close()</c>: buffered data was flushed, then the socket closed.</summary>
+    LocalClose = 3,
+
+    /// <summary>The protocol called <c>Abort()</c>: buffered data was discarded and the socket reset.</summary>
+    LocalAbort = 4,
+
+    /// <summary>A protocol callback threw; the exception is what <c>ConnectionLost</c> receives.</summary>
+    ApplicationError = 5,
+
+    /// <summary>The gateway could not reach the connection's grain (silo lost, call timed out, activation lost).</summary>
+    GrainUnavailable = 6,
+
+    /// <summary>The grain could not reach the gateway that holds the socket.</summary>
+    GatewayUnavailable = 7,
+
+    /// <summary>The silo is stopping; the gateway closed the connection as part of its drain.</summary>
+    ServerShutdown = 8,
+
+    /// <summary>A frame or message was larger than the configured maximum.</summary>
+    FrameTooLarge = 9,
+
+    /// <summary>The protocol rejected what the peer sent.</summary>
+    ProtocolError = 10,
+}
+
+/// <summary>Helpers for <see cref="ConnectionCloseReason"/>.</summary>
+public static class ConnectionCloseReasonExtensions
+{
+    /// <summary>
+    /// True for the reasons asyncio reports as <c>connection_lost(None)</c>: a regular EOF, or a close or abort
+    /// made by this side. Every other reason reaches <c>ConnectionLost</c> as an exception.
+    /// </summary>
+    public static bool IsClean(this ConnectionCloseReason reason) =>
+        reason is ConnectionCloseReason.PeerClosed or ConnectionCloseReason.LocalClose or ConnectionCloseReason.LocalAbort;
+}

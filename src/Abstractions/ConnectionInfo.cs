@@ -1,0 +1,17 @@
+using System.Net;
+
+namespace OrleansProtocol;
+
+/// <summary>
+/// What the gateway knows about a connection when it hands it to a grain.
+/// </summary>
+/// <param name="ConnectionId">Unique id of the connection; also the key of its grain. Never derived from ip:port, which the OS reuses.</param>
+/// <param name="ListenerName">Name of the listener (server) that accepted the connection.</param>
+/// <param name="LocalEndPoint">The gateway's end of the socket (asyncio's <c>sockname</c>).</param>
+/// <param name="RemoteEndPoint">The peer's end of the socket (asyncio's <c>peername</c>).</param>
+[GenerateSerializer, Immutable, Alias("OrleansProtocol.ConnectionInfo")]
+public sealed record ConnectionInfo(
+    [property: Id(0)] string ConnectionId,
+    [property: Id(1)] string ListenerName,
+    [property: Id(2)] IPEndPoint? LocalEndPoint,
+    [property: Id(3)] IPEndPoint? RemoteEndPoint);

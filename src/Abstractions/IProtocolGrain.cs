@@ -1,0 +1,64 @@
+namespace OrleansProtocol;
+
+/// <summary>
+/// The grain the gateway drives for one connection; one activation per connection, keyed by
+/// <see cref="ConnectionInfo.ConnectionId"/>. Derive from <c>ProtocolGrain</c> rather than implementing this.
+/// </summary>
+/// <remarks>
+/// <para>
+/// Callbacks follow asyncio's state machine:
+/// <c>ConnectionMade → DataReceived* → EofReceived? → ConnectionLost</c>, with <c>PauseWriting</c>/<c>ResumeWriting</c>
+/// (strictly alternating) anywhere before <c>ConnectionLost</c>. The gateway keeps at most one callback in flight per
+/// connection and awaits each before sending the next, so callbacks arrive in order on any topology; bytes that
+/// arrive meanwhile are coalesced into the next <c>DataReceived</c>. Data is always received in the order it was
+/// sent, with arbitrary chunking.
+/// </para>
+/// <para>
+/// Each callback's reply carries the transport operations the callback made (<see cref="ProtocolReply.Batch"/>), so a
+/// request/response protocol costs one grain call per read. The <c>bytesSent</c> arguments tell the grain
+/// how many bytes the gateway has handed to the socket so far, which is how the grain's transport knows its write
+/// buffer size.
+/// </para>
+/// </remarks>
+[Alias("OrleansProtocol.IProtocolGrain")]
+public interface IProtocolGrain : IGrainWithStringKey
+{
+    /// <summary>The connection was accepted; called exactly once, first. Reading starts only after it returns.</summary>
+    /// <param name="connection">What the gateway knows about the connection.</param>
+    /// <param name="transport">The gateway's observer for this connection: where unsolicited writes go.</param>
+    [Alias("ConnectionMade")]
+    Task<ProtocolReply> ConnectionMade(ConnectionInfo connection, ITransportObserver transport);
+
+    /// <summary>Bytes from the peer, in order. Never empty, never after <see cref="EofReceived"/>.</summary>
+    /// <param name="data">The bytes; the grain owns them.</param>
+    /// <param name="bytesSent">Bytes the gateway has sent to the peer so far on this connection.</param>
+    [Alias("DataReceived")]
+    Task<ProtocolReply> DataReceived([Immutable] ReadOnlyMemory<byte> data, long bytesSent);
+
+    /// <summary>
+    /// The peer shut down its write side. At most once. <see cref="ProtocolReply.KeepOpen"/> false closes the
+    /// transport after flushing; true keeps it half-open until the protocol closes it.
+    /// </summary>
+    /// <param name="bytesSent">Bytes the gateway has sent to the peer so far on this connection.</param>
+    [Alias("EofReceived")]
+    Task<ProtocolReply> EofReceived(long bytesSent);
+
+    /// <summary>The gateway's write buffer went over the high-water mark.</summary>
+    /// <param name="bytesSent">Bytes the gateway has sent to the peer so far on this connection.</param>
+    [Alias("PauseWriting")]
+    Task<ProtocolReply> PauseWriting(long bytesSent);
+
+    /// <summary>The gateway's write buffer drained to the low-water mark or below.</summary>
+    /// <param name="bytesSent">Bytes the gateway has sent to the peer so far on this connection.</param>
+    [Alias("ResumeWriting")]
+    Task<ProtocolReply> ResumeWriting(long bytesSent);
+
+    /// <summary>
+    /// The connection ended. Called once per connection by the gateway; the grain delivers it to the protocol exactly
+    /// once even if it already ended the connection itself (a callback that threw).
+    /// </summary>
+    /// <param name="reason">Why it ended.</param>
+    /// <param name="message">Detail for <paramref name="reason"/>, such as the socket error.</param>
+    [Alias("ConnectionLost")]
+    Task ConnectionLost(ConnectionCloseReason reason, string? message);
+}

@@ -1,0 +1,69 @@
+namespace OrleansProtocol;
+
+/// <summary>
+/// Transport operations a grain made, in the order it made them, as they travel to the gateway.
+/// </summary>
+/// <remarks>
+/// Wire type between <c>ProtocolGrain</c> and the gateway; protocol code never builds one. A grain's writes since
+/// the last batch are concatenated into <see cref="Data"/>; the flags say what followed them. Every batch carries a
+/// <see cref="Sequence"/> number, assigned by the grain in the order the operations were made, and the gateway
+/// applies batches strictly in that order whichever path brought them (a callback's reply or an observer push),
+/// because Orleans does not order un-awaited calls across silos.
+/// </remarks>
+[GenerateSerializer, Immutable, Alias("OrleansProtocol.TransportBatch")]
+public sealed class TransportBatch
+{
+    /// <summary>Position of this batch in the connection's stream of batches, starting at 1 with no gaps.</summary>
+    [Id(0)]
+    public long Sequence { get; init; }
+
+    /// <summary>Bytes to write, in order. Never mutated after the batch is sealed.</summary>
+    [Id(1)]
+    public ReadOnlyMemory<byte> Data { get; init; }
+
+    /// <summary>What the grain asked for after writing <see cref="Data"/>.</summary>
+    [Id(2)]
+    public TransportBatchFlags Flags { get; init; }
+
+    /// <summary>New high-water mark when <see cref="TransportBatchFlags.SetWriteBufferLimits"/> is set.</summary>
+    [Id(3)]
+    public int WriteBufferHigh { get; init; }
+
+    /// <summary>New low-water mark when <see cref="TransportBatchFlags.SetWriteBufferLimits"/> is set.</summary>
+    [Id(4)]
+    public int WriteBufferLow { get; init; }
+
+    /// <summary>Why the grain closes or aborts, when <see cref="TransportBatchFlags.Close"/> or <see cref="TransportBatchFlags.Abort"/> is set.</summary>
+    [Id(5)]
+    public ConnectionCloseReason CloseReason { get; init; }
+
+    /// <summary>Human-readable detail for <see cref="CloseReason"/>, for the gateway's log.</summary>
+    [Id(6)]
+    public string? CloseMessage { get; init; }
+}
+
+/// <summary>Operations carried by a <see cref="TransportBatch"/> besides its data.</summary>
+[Flags]
+public enum TransportBatchFlags
+{
+    /// <summary>Only data.</summary>
+    None = 0,
+
+    /// <summary>Half-close after the data is sent (asyncio <c>write_eof</c>).</summary>
+    WriteEof = 1,
+
+    /// <summary>Flush, then close (asyncio <c>close</c>).</summary>
+    Close = 2,
+
+    /// <summary>Discard everything buffered and reset the connection (asyncio <c>abort</c>).</summary>
+    Abort = 4,
+
+    /// <summary>Stop delivering data (asyncio <c>pause_reading</c>); the last of PauseReading/ResumeReading wins.</summary>
+    PauseReading = 8,
+
+    /// <summary>Deliver data again (asyncio <c>resume_reading</c>).</summary>
+    ResumeReading = 16,
+
+    /// <summary>New write-buffer watermarks are in <see cref="TransportBatch.WriteBufferHigh"/> and <see cref="TransportBatch.WriteBufferLow"/>.</summary>
+    SetWriteBufferLimits = 32,
+}

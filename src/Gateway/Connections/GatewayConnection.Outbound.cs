@@ -1,0 +1,255 @@
+using System.Net.Sockets;
+using Microsoft.Extensions.Logging;
+using OrleansProtocol.Gateway.Diagnostics;
+
+namespace OrleansProtocol.Gateway.Connections;
+
+/// <summary>
+/// The way back to the socket: batches from the grain (callback replies and observer pushes) are applied strictly in
+/// their sequence order, their bytes queued, and one writer sends them in order.
+/// </summary>
+/// <remarks>
+/// The writer sends on the socket directly rather than through Kestrel's output pipe: asyncio's contract needs the
+/// exact count of bytes not yet accepted by the kernel (the write-buffer watermarks) and half-close (<c>write_eof</c>),
+/// and Kestrel's socket transport offers neither (completing its output pipe disposes the socket).
+/// </remarks>
+internal sealed partial class GatewayConnection
+{
+    private readonly Queue<OutboundItem> _outbound = new();
+    private readonly AsyncSignal _writerSignal = new();
+    private readonly Queue<bool> _flowEvents = new();
+    private Task _writer = Task.CompletedTask;
+
+    // Guarded by _lock.
+    private long _appliedSequence;
+    private SortedDictionary<long, TransportBatch>? _early;
+    private long _bufferedBytes;
+    private long _bytesSent;
+    private int _writeHigh = ProtocolTransport.DefaultWriteBufferHigh;
+    private int _writeLow = ProtocolTransport.DefaultWriteBufferLow;
+    private bool _writePaused;
+    private bool _outputShut;
+
+    private enum OutboundKind
+    {
+        None,
+        Data,
+        WriteEof,
+        Close,
+    }
+
+    /// <summary>Bytes handed to the socket so far.</summary>
+    private long BytesSent => Interlocked.Read(ref _bytesSent);
+
+    /// <summary>Bytes accepted from the grain and not yet handed to the socket (asyncio's write buffer size).</summary>
+    internal long WriteBufferSize
+    {
+        get
+        {
+            lock (_lock)
+            {
+                return _bufferedBytes;
+            }
+        }
+    }
+
+    /// <summary>The largest <see cref="WriteBufferSize"/> seen; for tests and diagnostics.</summary>
+    internal long PeakWriteBufferSize { get; private set; }
+
+    /// <summary>The grain's observer push: unsolicited operations, applied in sequence order. Never blocks.</summary>
+    Task ITransportObserver.Send(TransportBatch batch)
+    {
+        Apply(batch);
+        return Task.CompletedTask;
+    }
+
+    private void Apply(TransportBatch batch)
+    {
+        lock (_lock)
+        {
+            if (batch.Sequence <= _appliedSequence)
+            {
+                return;
+            }
+
+            if (batch.Sequence != _appliedSequence + 1)
+            {
+                // Overtook an earlier batch (a reply can overtake a push across silos): hold it until its turn.
+                (_early ??= []).TryAdd(batch.Sequence, batch);
+                return;
+            }
+
+            ApplyInOrderLocked(batch);
+            while (_early is { Count: > 0 } && _early.Remove(_appliedSequence + 1, out var next))
+            {
+                ApplyInOrderLocked(next);
+            }
+
+            // The pump may be waiting for this sequence number, or for reading to resume.
+            _pumpSignal.Set();
+        }
+    }
+
+    private void ApplyInOrderLocked(TransportBatch batch)
+    {
+        _appliedSequence = batch.Sequence;
+        if (_aborted)
+        {
+            return;
+        }
+
+        var flags = batch.Flags;
+        if ((flags & TransportBatchFlags.Abort) != 0)
+        {
+            AbortLocked(Reason(batch, ConnectionCloseReason.LocalAbort), batch.CloseMessage);
+            return;
+        }
+
+        if ((flags & TransportBatchFlags.SetWriteBufferLimits) != 0)
+        {
+            _writeHigh = batch.WriteBufferHigh;
+            _writeLow = batch.WriteBufferLow;
+            UpdateWriteFlowLocked();
+        }
+
+        if ((flags & TransportBatchFlags.PauseReading) != 0)
+        {
+            _readPaused = true;
+        }
+        else if ((flags & TransportBatchFlags.ResumeReading) != 0)
+        {
+            _readPaused = false;
+        }
+
+        if (!batch.Data.IsEmpty && !_outputShut)
+        {
+            _outbound.Enqueue(new OutboundItem(OutboundKind.Data, batch.Data));
+            _bufferedBytes += batch.Data.Length;
+            PeakWriteBufferSize = Math.Max(PeakWriteBufferSize, _bufferedBytes);
+            UpdateWriteFlowLocked();
+            _writerSignal.Set();
+        }
+
+        if ((flags & TransportBatchFlags.WriteEof) != 0 && !_outputShut)
+        {
+            _outputShut = true;
+            _outbound.Enqueue(new OutboundItem(OutboundKind.WriteEof, default));
+            _writerSignal.Set();
+        }
+
+        if ((flags & TransportBatchFlags.Close) != 0)
+        {
+            RequestCloseLocked(Reason(batch, ConnectionCloseReason.LocalClose), batch.CloseMessage);
+        }
+
+        static ConnectionCloseReason Reason(TransportBatch batch, ConnectionCloseReason fallback) =>
+            batch.CloseReason == ConnectionCloseReason.None ? fallback : batch.CloseReason;
+    }
+
+    /// <summary>
+    /// asyncio's watermarks: pause when the buffer is strictly over high, resume when it is at or below low; the
+    /// flag makes the two notifications alternate strictly.
+    /// </summary>
+    private void UpdateWriteFlowLocked()
+    {
+        bool pause;
+        if (!_writePaused && _bufferedBytes > _writeHigh)
+        {
+            pause = true;
+        }
+        else if (_writePaused && _bufferedBytes <= _writeLow)
+        {
+            pause = false;
+        }
+        else
+        {
+            return;
+        }
+
+        _writePaused = pause;
+        _flowEvents.Enqueue(pause);
+        GatewayLog.WriteFlowChanged(_logger, Id, _bufferedBytes, pause ? "paused" : "resumed");
+        WakePumpLocked();
+    }
+
+    private async Task WriteLoopAsync()
+    {
+        // Start off the accept path: the first send happens after ConnectionMade anyway.
+        await Task.Yield();
+        try
+        {
+            while (true)
+            {
+                OutboundItem item;
+                lock (_lock)
+                {
+                    if (_aborted)
+                    {
+                        return;
+                    }
+
+                    if (!_outbound.TryDequeue(out item))
+                    {
+                        item = default;
+                    }
+                }
+
+                if (item.Kind == OutboundKind.None)
+                {
+                    await _writerSignal.WaitAsync();
+                    continue;
+                }
+
+                switch (item.Kind)
+                {
+                    case OutboundKind.Data:
+                        await SendAsync(item.Data);
+                        lock (_lock)
+                        {
+                            if (!_aborted)
+                            {
+                                _bufferedBytes -= item.Data.Length;
+                                UpdateWriteFlowLocked();
+                            }
+
+                            Interlocked.Add(ref _bytesSent, item.Data.Length);
+                        }
+
+                        break;
+
+                    case OutboundKind.WriteEof:
+                        _socket.Shutdown(SocketShutdown.Send);
+                        break;
+
+                    case OutboundKind.Close:
+                        // Everything is in the kernel; completing Kestrel's output makes it shut the socket down and
+                        // close it, which sends FIN after the data.
+                        await _context.Transport.Output.CompleteAsync();
+                        return;
+                }
+            }
+        }
+        catch (Exception ex)
+        {
+            lock (_lock)
+            {
+                if (!_aborted)
+                {
+                    _logger.LogDebug(ex, "Connection {ConnectionId}: send failed.", Id);
+                    AbortLocked(ConnectionCloseReason.PeerReset, ex.Message);
+                }
+            }
+        }
+    }
+
+    private async ValueTask SendAsync(ReadOnlyMemory<byte> data)
+    {
+        while (!data.IsEmpty)
+        {
+            var sent = await _socket.SendAsync(data, SocketFlags.None);
+            data = data[sent..];
+        }
+    }
+
+    private readonly record struct OutboundItem(OutboundKind Kind, ReadOnlyMemory<byte> Data);
+}

@@ -1,0 +1,396 @@
+using System.Buffers;
+using System.Diagnostics;
+using System.IO.Pipelines;
+using System.Net;
+using System.Net.Sockets;
+using Microsoft.AspNetCore.Connections;
+using Microsoft.AspNetCore.Connections.Features;
+using Microsoft.Extensions.Logging;
+using OrleansProtocol.Gateway.Diagnostics;
+
+namespace OrleansProtocol.Gateway.Connections;
+
+/// <summary>
+/// One accepted socket and its grain: the inbound pump (this file) and the outbound writer
+/// (<c>GatewayConnection.Outbound.cs</c>). The connection is also the grain's transport observer.
+/// </summary>
+/// <remarks>
+/// Inbound, the pump keeps exactly one grain callback in flight and awaits it before the next, so callbacks reach the
+/// grain in order on any topology; bytes read meanwhile wait in Kestrel's input pipe and are coalesced into the next
+/// <c>DataReceived</c>. When the pipe holds <see cref="ProtocolListenerOptions.MaxReadBufferSize"/> bytes, Kestrel
+/// stops reading the socket and TCP pushes back on the peer.
+/// </remarks>
+internal sealed partial class GatewayConnection : ITransportObserver
+{
+    private readonly ConnectionContext _context;
+    private readonly Socket _socket;
+    private readonly PipeReader _input;
+    private readonly IProtocolGrain _grain;
+    private readonly IGrainFactory _grainFactory;
+    private readonly int _maxDataReceivedSize;
+    private readonly ILogger _logger;
+    private readonly Lock _lock = new();
+    private readonly AsyncSignal _pumpSignal = new();
+    private readonly TaskCompletionSource _completion = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private readonly long _startTimestamp = Stopwatch.GetTimestamp();
+
+    // Guarded by _lock.
+    private ConnectionCloseReason _closeReason;
+    private string? _closeDetail;
+    private bool _closeRequested;
+    private bool _aborted;
+    private bool _readPaused;
+    private bool _peerEof;
+    private bool _grainLost;
+
+    private long _bytesReceived;
+
+    public GatewayConnection(
+        ConnectionContext context,
+        string listenerName,
+        GrainType grainType,
+        IGrainFactory grainFactory,
+        ProtocolListenerOptions options,
+        ILogger logger)
+    {
+        _context = context;
+        _socket = context.Features.Get<IConnectionSocketFeature>()?.Socket
+            ?? throw new InvalidOperationException("The connection has no socket: the gateway needs Kestrel's socket transport.");
+        _socket.NoDelay = options.NoDelay;
+        _input = context.Transport.Input;
+        _grainFactory = grainFactory;
+        _maxDataReceivedSize = options.MaxDataReceivedSize;
+        _logger = logger;
+
+        // Unique across the cluster and over time; never ip:port, which the OS reuses.
+        var id = Guid.CreateVersion7().ToString("N");
+        Info = new ConnectionInfo(id, listenerName, context.LocalEndPoint as IPEndPoint, context.RemoteEndPoint as IPEndPoint);
+        _grain = grainFactory.GetGrain<IProtocolGrain>(GrainId.Create(grainType, id));
+    }
+
+    public ConnectionInfo Info { get; }
+
+    public string Id => Info.ConnectionId;
+
+    /// <summary>Completes when the connection is closed and its grain was told.</summary>
+    public Task Completion => _completion.Task;
+
+    /// <summary>Runs the connection from <c>ConnectionMade</c> to <c>ConnectionLost</c>. Never throws.</summary>
+    public async Task RunAsync()
+    {
+        using var scope = _logger.BeginScope(new ConnectionLogScope(Id));
+        GatewayLog.ConnectionAccepted(_logger, Id, Info.RemoteEndPoint, Info.ListenerName);
+        ITransportObserver? observer = null;
+        _writer = WriteLoopAsync();
+        try
+        {
+            // Outside any grain turn, so Orleans registers it with the silo's hosted client. Orleans holds it weakly:
+            // the listener's connection table keeps this object alive until the connection ends.
+            observer = _grainFactory.CreateObjectReference<ITransportObserver>(this);
+            var reply = await _grain.ConnectionMade(Info, observer);
+            await ApplyReplyAsync(reply);
+            await ReceiveLoopAsync();
+        }
+        catch (Exception ex)
+        {
+            GatewayLog.GrainUnavailable(_logger, Id, ex);
+            Abort(ConnectionCloseReason.GrainUnavailable, ex.Message);
+        }
+
+        await _writer;
+        await NotifyConnectionLostAsync();
+        if (observer is not null)
+        {
+            _grainFactory.DeleteObjectReference<ITransportObserver>(observer);
+        }
+
+        await _context.DisposeAsync();
+        GatewayLog.ConnectionClosed(
+            _logger, Id, _closeReason, _closeDetail, Stopwatch.GetElapsedTime(_startTimestamp),
+            Interlocked.Read(ref _bytesReceived), BytesSent);
+        _completion.TrySetResult();
+    }
+
+    /// <summary>Asks the connection to flush and close (asyncio <c>close</c> from the server side).</summary>
+    public void RequestClose(ConnectionCloseReason reason, string? detail)
+    {
+        lock (_lock)
+        {
+            RequestCloseLocked(reason, detail);
+        }
+    }
+
+    /// <summary>Resets the connection at once, discarding what is buffered.</summary>
+    public void Abort(ConnectionCloseReason reason, string? detail)
+    {
+        lock (_lock)
+        {
+            AbortLocked(reason, detail);
+        }
+    }
+
+    private async Task ReceiveLoopAsync()
+    {
+        byte[]? deferredData = null;
+        var deferredEof = false;
+        while (true)
+        {
+            bool? flowEvent;
+            bool paused;
+            lock (_lock)
+            {
+                if (_closeRequested || _aborted)
+                {
+                    return;
+                }
+
+                flowEvent = _flowEvents.Count > 0 ? _flowEvents.Dequeue() : null;
+                paused = _readPaused || _peerEof;
+            }
+
+            // Write flow-control notifications go first, in the order they happened.
+            if (flowEvent is { } pause)
+            {
+                await ApplyReplyAsync(pause ? await _grain.PauseWriting(BytesSent) : await _grain.ResumeWriting(BytesSent));
+                continue;
+            }
+
+            if (paused)
+            {
+                await _pumpSignal.WaitAsync();
+                continue;
+            }
+
+            // What the grain refused while it had paused reading goes first once it resumes.
+            if (deferredData is not null)
+            {
+                var data = deferredData;
+                deferredData = await DeliverDataAsync(data) ? null : data;
+                continue;
+            }
+
+            if (deferredEof)
+            {
+                deferredEof = !await DeliverEofAsync();
+                continue;
+            }
+
+            ReadResult result;
+            try
+            {
+                result = await _input.ReadAsync();
+            }
+            catch (Exception ex)
+            {
+                // Kestrel completes the input with the socket error (a reset, typically).
+                Abort(ConnectionCloseReason.PeerReset, ex.Message);
+                return;
+            }
+
+            var buffer = result.Buffer;
+            if (result.IsCanceled)
+            {
+                // Woken by CancelPendingRead: state changed (close, abort, a flow event).
+                _input.AdvanceTo(buffer.Start);
+                continue;
+            }
+
+            if (!buffer.IsEmpty)
+            {
+                // One copy out of the pipe into an array the grain owns; the pipe's memory goes back to Kestrel's pool.
+                var chunk = buffer.Slice(0, Math.Min(buffer.Length, _maxDataReceivedSize)).ToArray();
+                _input.AdvanceTo(buffer.GetPosition(chunk.Length));
+                Interlocked.Add(ref _bytesReceived, chunk.Length);
+                if (!await DeliverDataAsync(chunk))
+                {
+                    deferredData = chunk;
+                }
+            }
+            else if (result.IsCompleted)
+            {
+                _input.AdvanceTo(buffer.End);
+                deferredEof = !await DeliverEofAsync();
+            }
+            else
+            {
+                _input.AdvanceTo(buffer.Start, buffer.End);
+            }
+        }
+    }
+
+    /// <returns>False when the grain deferred the data because it paused reading.</returns>
+    private async Task<bool> DeliverDataAsync(byte[] data)
+    {
+        GatewayLog.DataDelivered(_logger, Id, data.Length);
+        var reply = await _grain.DataReceived(data, BytesSent);
+        await ApplyReplyAsync(reply);
+        return reply.Status != ProtocolReplyStatus.Deferred;
+    }
+
+    /// <returns>False when the grain deferred the EOF because it paused reading.</returns>
+    private async Task<bool> DeliverEofAsync()
+    {
+        var reply = await _grain.EofReceived(BytesSent);
+        await ApplyReplyAsync(reply);
+        if (reply.Status == ProtocolReplyStatus.Deferred)
+        {
+            return false;
+        }
+
+        lock (_lock)
+        {
+            _peerEof = true;
+            if (!reply.KeepOpen)
+            {
+                RequestCloseLocked(ConnectionCloseReason.PeerClosed, null);
+            }
+        }
+
+        return true;
+    }
+
+    /// <summary>
+    /// Applies a callback's operations, then waits until every batch the grain had sealed before replying is applied
+    /// too (some may still be on their way through the observer), so the next callback sees their effects.
+    /// </summary>
+    private async Task ApplyReplyAsync(ProtocolReply reply)
+    {
+        if (reply.Status == ProtocolReplyStatus.UnknownConnection)
+        {
+            GatewayLog.GrainLostConnection(_logger, Id);
+            lock (_lock)
+            {
+                _grainLost = true;
+                AbortLocked(ConnectionCloseReason.GrainUnavailable, "The grain has no record of this connection.");
+            }
+
+            return;
+        }
+
+        if (reply.Batch is { } batch)
+        {
+            Apply(batch);
+        }
+
+        while (true)
+        {
+            lock (_lock)
+            {
+                if (_appliedSequence >= reply.LastSequence || _aborted)
+                {
+                    return;
+                }
+            }
+
+            await _pumpSignal.WaitAsync();
+        }
+    }
+
+    private async Task NotifyConnectionLostAsync()
+    {
+        ConnectionCloseReason reason;
+        string? detail;
+        lock (_lock)
+        {
+            if (_grainLost)
+            {
+                // Calling would only activate a fresh grain that knows nothing of this connection.
+                return;
+            }
+
+            reason = _closeReason;
+            detail = _closeDetail;
+        }
+
+        try
+        {
+            await _grain.ConnectionLost(reason, detail);
+        }
+        catch (Exception ex)
+        {
+            GatewayLog.ConnectionLostFailed(_logger, Id, ex);
+        }
+    }
+
+    private void RequestCloseLocked(ConnectionCloseReason reason, string? detail)
+    {
+        if (_closeRequested || _aborted)
+        {
+            return;
+        }
+
+        _closeRequested = true;
+        RecordReasonLocked(reason, detail);
+
+        // Reading stops now; the writer flushes what is queued, then closes the socket.
+        _outbound.Enqueue(new OutboundItem(OutboundKind.Close, default));
+        _writerSignal.Set();
+        WakePumpLocked();
+    }
+
+    private void AbortLocked(ConnectionCloseReason reason, string? detail)
+    {
+        if (_aborted)
+        {
+            return;
+        }
+
+        _aborted = true;
+        RecordReasonLocked(reason, detail);
+        _outbound.Clear();
+        _bufferedBytes = 0;
+        ResetSocket();
+        _writerSignal.Set();
+        WakePumpLocked();
+    }
+
+    private void RecordReasonLocked(ConnectionCloseReason reason, string? detail)
+    {
+        if (_closeReason == ConnectionCloseReason.None)
+        {
+            _closeReason = reason;
+            _closeDetail = detail;
+        }
+    }
+
+    private void WakePumpLocked()
+    {
+        _pumpSignal.Set();
+
+        // The pump may be waiting for socket data; Kestrel's reader continuations run on the thread pool, so this is
+        // safe under the lock.
+        _input.CancelPendingRead();
+    }
+
+    private void ResetSocket()
+    {
+        try
+        {
+            // Linger 0 makes close send RST: the peer sees the abort, as asyncio's abort and Twisted's abortConnection.
+            _socket.LingerState = new LingerOption(true, 0);
+            _socket.Dispose();
+        }
+        catch (ObjectDisposedException)
+        {
+        }
+
+        _context.Abort(new ConnectionAbortedException("The connection was aborted."));
+    }
+
+    private sealed class ConnectionLogScope(string connectionId) : IReadOnlyList<KeyValuePair<string, object?>>
+    {
+        public int Count => 1;
+
+        public KeyValuePair<string, object?> this[int index] =>
+            index == 0 ? new("ConnectionId", connectionId) : throw new ArgumentOutOfRangeException(nameof(index));
+
+        public IEnumerator<KeyValuePair<string, object?>> GetEnumerator()
+        {
+            yield return this[0];
+        }
+
+        System.Collections.IEnumerator System.Collections.IEnumerable.GetEnumerator() => GetEnumerator();
+
+        public override string ToString() => $"ConnectionId:{connectionId}";
+    }
+}

@@ -1,0 +1,44 @@
+using System.Net;
+using Microsoft.Extensions.Logging;
+
+namespace OrleansProtocol.Gateway.Diagnostics;
+
+/// <summary>The gateway's log messages, with fixed event ids. Nothing per byte is logged above Trace.</summary>
+internal static partial class GatewayLog
+{
+    [LoggerMessage(1, LogLevel.Information, "Listener {Listener} serving {GrainType} on {EndPoint}", EventName = "ListenerStarted")]
+    public static partial void ListenerStarted(ILogger logger, string listener, string grainType, EndPoint endPoint);
+
+    [LoggerMessage(2, LogLevel.Information, "Listener {Listener} stopped accepting on {EndPoint}", EventName = "ListenerStopped")]
+    public static partial void ListenerStopped(ILogger logger, string listener, EndPoint? endPoint);
+
+    [LoggerMessage(3, LogLevel.Warning, "Listener {Listener}: accept failed; retrying", EventName = "AcceptFailed")]
+    public static partial void AcceptFailed(ILogger logger, string listener, Exception exception);
+
+    [LoggerMessage(4, LogLevel.Warning, "Listener {Listener}: {Count} connection(s) did not close within the drain timeout of {DrainTimeout} and were aborted", EventName = "DrainIncomplete")]
+    public static partial void DrainIncomplete(ILogger logger, string listener, int count, TimeSpan drainTimeout);
+
+    [LoggerMessage(5, LogLevel.Warning, "Listener {Listener}: {Count} connection(s) were still finishing after abort when the gateway stopped", EventName = "StopIncomplete")]
+    public static partial void StopIncomplete(ILogger logger, string listener, int count);
+
+    [LoggerMessage(10, LogLevel.Debug, "Connection {ConnectionId} accepted from {RemoteEndPoint} on listener {Listener}", EventName = "ConnectionAccepted")]
+    public static partial void ConnectionAccepted(ILogger logger, string connectionId, EndPoint? remoteEndPoint, string listener);
+
+    [LoggerMessage(11, LogLevel.Debug, "Connection {ConnectionId} closed: {Reason} {Detail} after {Duration}; {BytesReceived} bytes received, {BytesSent} bytes sent", EventName = "ConnectionClosed")]
+    public static partial void ConnectionClosed(ILogger logger, string connectionId, ConnectionCloseReason reason, string? detail, TimeSpan duration, long bytesReceived, long bytesSent);
+
+    [LoggerMessage(12, LogLevel.Warning, "Connection {ConnectionId}: the grain could not be reached; aborting the connection", EventName = "GrainUnavailable")]
+    public static partial void GrainUnavailable(ILogger logger, string connectionId, Exception exception);
+
+    [LoggerMessage(13, LogLevel.Warning, "Connection {ConnectionId}: the grain has no record of this connection (its activation was lost); aborting the connection", EventName = "GrainLostConnection")]
+    public static partial void GrainLostConnection(ILogger logger, string connectionId);
+
+    [LoggerMessage(14, LogLevel.Warning, "Connection {ConnectionId}: could not deliver ConnectionLost to the grain", EventName = "ConnectionLostFailed")]
+    public static partial void ConnectionLostFailed(ILogger logger, string connectionId, Exception exception);
+
+    [LoggerMessage(15, LogLevel.Debug, "Connection {ConnectionId}: write buffer {BufferedBytes} bytes; writing {State}", EventName = "WriteFlowChanged")]
+    public static partial void WriteFlowChanged(ILogger logger, string connectionId, long bufferedBytes, string state);
+
+    [LoggerMessage(16, LogLevel.Trace, "Connection {ConnectionId}: delivering {Length} bytes", EventName = "DataDelivered")]
+    public static partial void DataDelivered(ILogger logger, string connectionId, int length);
+}

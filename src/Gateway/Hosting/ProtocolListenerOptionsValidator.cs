@@ -1,0 +1,48 @@
+using Microsoft.Extensions.Options;
+
+namespace OrleansProtocol.Gateway;
+
+/// <summary>Checks every listener setting at startup and reports all problems at once, each with its fix.</summary>
+internal sealed class ProtocolListenerOptionsValidator : IValidateOptions<ProtocolListenerOptions>
+{
+    public ValidateOptionsResult Validate(string? name, ProtocolListenerOptions options)
+    {
+        var failures = new List<string>();
+        var prefix = $"Listener '{name}':";
+        if (ProtocolListenerOptions.ParseHost(options.Host) is null)
+        {
+            failures.Add($"{prefix} Host '{options.Host}' is not an IP address, 'localhost' or '*'. Use e.g. 127.0.0.1 or 0.0.0.0.");
+        }
+
+        if (options.Port is < 0 or > 65535)
+        {
+            failures.Add($"{prefix} Port {options.Port} is outside 0-65535. Use 0 for a free port.");
+        }
+
+        if (options.Backlog < 1)
+        {
+            failures.Add($"{prefix} Backlog {options.Backlog} must be at least 1 (default 512).");
+        }
+
+        if (options.MaxDataReceivedSize < 1)
+        {
+            failures.Add($"{prefix} MaxDataReceivedSize {options.MaxDataReceivedSize} must be at least 1 (default 65536).");
+        }
+
+        if (options.MaxReadBufferSize < options.MaxDataReceivedSize)
+        {
+            failures.Add($"{prefix} MaxReadBufferSize {options.MaxReadBufferSize} must be at least MaxDataReceivedSize ({options.MaxDataReceivedSize}).");
+        }
+
+        return failures.Count == 0 ? ValidateOptionsResult.Success : ValidateOptionsResult.Fail(failures);
+    }
+}
+
+/// <summary>Checks the gateway-wide settings at startup.</summary>
+internal sealed class ProtocolGatewayOptionsValidator : IValidateOptions<ProtocolGatewayOptions>
+{
+    public ValidateOptionsResult Validate(string? name, ProtocolGatewayOptions options) =>
+        options.DrainTimeout < TimeSpan.Zero
+            ? ValidateOptionsResult.Fail($"ProtocolGateway: DrainTimeout {options.DrainTimeout} must not be negative (default 00:00:20; 0 aborts at once).")
+            : ValidateOptionsResult.Success;
+}

@@ -1,0 +1,294 @@
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
+using Orleans.Placement;
+
+namespace OrleansProtocol;
+
+/// <summary>
+/// Base class of a protocol: one activation per connection, written like an <c>asyncio.Protocol</c>. Override the
+/// callbacks and talk to the peer through <see cref="Transport"/>.
+/// </summary>
+/// <remarks>
+/// <para>
+/// Callbacks follow asyncio's state machine: <see cref="ConnectionMade"/> once, then <see cref="DataReceived"/> any
+/// number of times, then <see cref="EofReceived"/> at most once, then <see cref="ConnectionLost"/> exactly once.
+/// <see cref="PauseWriting"/> and <see cref="ResumeWriting"/> alternate strictly in between.
+/// </para>
+/// <para>
+/// A callback that throws is logged; the connection is aborted and <see cref="ConnectionLost"/> receives that
+/// exception (asyncio's <c>_fatal_error</c>). Other connections are not affected.
+/// </para>
+/// <para>
+/// The grain is placed on the silo whose gateway accepted the connection, is never collected while the connection
+/// lives, and deactivates after <see cref="ConnectionLost"/>.
+/// </para>
+/// </remarks>
+[PreferLocalPlacement]
+[KeepAlive]
+public abstract class ProtocolGrain : Grain, IProtocolGrain
+{
+    private ProtocolTransport? _transport;
+    private ITransportObserver? _observer;
+    private ILogger? _logger;
+    private int _callbackDepth;
+    private bool _pushing;
+    private bool _lostDelivered;
+    private bool _keepOpen;
+
+    /// <summary>The connection's transport; available from <see cref="ConnectionMade"/> on.</summary>
+    /// <exception cref="InvalidOperationException">Before the connection was made.</exception>
+    protected ProtocolTransport Transport =>
+        _transport ?? throw new InvalidOperationException("The transport is available from ConnectionMade on.");
+
+    /// <summary>Why the connection ended; <see cref="ConnectionCloseReason.None"/> while it is open.</summary>
+    protected ConnectionCloseReason CloseReason { get; private set; }
+
+    /// <summary>A logger named after the protocol's class.</summary>
+    protected internal ILogger Logger =>
+        _logger ??= ServiceProvider.GetRequiredService<ILoggerFactory>().CreateLogger(GetType());
+
+    /// <summary>The connection was accepted (asyncio <c>connection_made</c>). Reading starts after this returns.</summary>
+    protected virtual Task ConnectionMade(ProtocolTransport transport) => Task.CompletedTask;
+
+    /// <summary>Bytes from the peer, in order, chunked arbitrarily, never empty (asyncio <c>data_received</c>).</summary>
+    /// <param name="data">The bytes; the grain owns them and may keep them.</param>
+    protected virtual Task DataReceived(ReadOnlyMemory<byte> data) => Task.CompletedTask;
+
+    /// <summary>
+    /// The peer shut down its write side (asyncio <c>eof_received</c>). Return false (the default) to let the
+    /// transport close after flushing; return true to keep the connection half-open: writing still works, and the
+    /// protocol must call <see cref="ProtocolTransport.Close()"/> itself.
+    /// </summary>
+    protected virtual Task<bool> EofReceived() => Task.FromResult(false);
+
+    /// <summary>
+    /// The connection ended (asyncio <c>connection_lost</c>); called exactly once. <paramref name="exception"/> is null
+    /// after a regular EOF or a close or abort made by this side; otherwise it says what happened: the callback's own
+    /// exception, or a <see cref="ConnectionClosedException"/> with the <see cref="ConnectionCloseReason"/>.
+    /// </summary>
+    protected virtual Task ConnectionLost(Exception? exception) => Task.CompletedTask;
+
+    /// <summary>The write buffer went over the high-water mark (asyncio <c>pause_writing</c>): stop producing.</summary>
+    protected virtual Task PauseWriting() => Task.CompletedTask;
+
+    /// <summary>The write buffer drained to the low-water mark (asyncio <c>resume_writing</c>): produce again.</summary>
+    protected virtual Task ResumeWriting() => Task.CompletedTask;
+
+    async Task<ProtocolReply> IProtocolGrain.ConnectionMade(ConnectionInfo connection, ITransportObserver transport)
+    {
+        if (_transport is not null)
+        {
+            return Unknown();
+        }
+
+        _observer = transport;
+        _transport = new ProtocolTransport(this, connection);
+        await RunCallback(nameof(ConnectionMade), static (g, t) => g.ConnectionMade(t), _transport);
+        return Reply();
+    }
+
+    async Task<ProtocolReply> IProtocolGrain.DataReceived(ReadOnlyMemory<byte> data, long bytesSent)
+    {
+        if (_transport is not { } transport || _lostDelivered)
+        {
+            return Unknown();
+        }
+
+        transport.OnBytesSent(bytesSent);
+        if (transport.IsClosing)
+        {
+            // asyncio removes the reader on close: nothing more is delivered.
+            return Reply();
+        }
+
+        if (!transport.IsReading)
+        {
+            return Reply(ProtocolReplyStatus.Deferred);
+        }
+
+        await RunCallback(nameof(DataReceived), static (g, d) => g.DataReceived(d), data);
+        return Reply();
+    }
+
+    async Task<ProtocolReply> IProtocolGrain.EofReceived(long bytesSent)
+    {
+        if (_transport is not { } transport || _lostDelivered)
+        {
+            return Unknown();
+        }
+
+        transport.OnBytesSent(bytesSent);
+        if (transport.IsClosing)
+        {
+            return Reply();
+        }
+
+        if (!transport.IsReading)
+        {
+            return Reply(ProtocolReplyStatus.Deferred);
+        }
+
+        _keepOpen = false;
+        await RunCallback(nameof(EofReceived), static async (g, _) => { g._keepOpen = await g.EofReceived(); }, 0);
+        if (!_keepOpen)
+        {
+            // The gateway closes the transport after flushing; later writes are dropped, as in asyncio.
+            transport.MarkClosing();
+        }
+
+        return Reply(keepOpen: _keepOpen);
+    }
+
+    Task<ProtocolReply> IProtocolGrain.PauseWriting(long bytesSent) => WriteFlowCallback(bytesSent, pause: true);
+
+    Task<ProtocolReply> IProtocolGrain.ResumeWriting(long bytesSent) => WriteFlowCallback(bytesSent, pause: false);
+
+    async Task IProtocolGrain.ConnectionLost(ConnectionCloseReason reason, string? message)
+    {
+        if (_transport is not null)
+        {
+            var exception = reason.IsClean() ? null : new ConnectionClosedException(reason, message);
+            await DeliverConnectionLost(reason, exception);
+        }
+
+        // The gateway calls this once per connection; the activation has nothing left to do.
+        DeactivateOnIdle();
+    }
+
+    /// <inheritdoc />
+    public override async Task OnDeactivateAsync(DeactivationReason reason, CancellationToken cancellationToken)
+    {
+        // Deactivated while the connection lives (its silo is going away, or Orleans lost the activation): tell the
+        // gateway to drop the socket, and the protocol that its connection is gone.
+        if (_transport is { } transport && !_lostDelivered && _observer is { } observer)
+        {
+            var message = $"The connection's grain was deactivated: {reason}.";
+            transport.Abort(ConnectionCloseReason.GrainUnavailable, message);
+            if (transport.TakeBatch() is { } batch)
+            {
+                try
+                {
+                    await observer.Send(batch).WaitAsync(cancellationToken);
+                }
+                catch (Exception ex)
+                {
+                    Logger.LogDebug(ex, "Connection {ConnectionId}: could not ask the gateway to abort.", transport.Connection.ConnectionId);
+                }
+            }
+
+            await DeliverConnectionLost(
+                ConnectionCloseReason.GrainUnavailable,
+                new ConnectionClosedException(ConnectionCloseReason.GrainUnavailable, message));
+        }
+
+        await base.OnDeactivateAsync(reason, cancellationToken);
+    }
+
+    /// <summary>
+    /// Called by the transport after every operation. Inside a callback the operations go back with its reply; outside
+    /// one (timers, other grains' calls, background work) they are pushed through the observer, one awaited push at a
+    /// time, operations made meanwhile coalescing into the next push.
+    /// </summary>
+    internal void OnTransportChanged()
+    {
+        if (_callbackDepth > 0 || _pushing || _observer is null)
+        {
+            return;
+        }
+
+        _pushing = true;
+        _ = PushAsync();
+    }
+
+    private async Task PushAsync()
+    {
+        try
+        {
+            // Let the current turn finish, so its operations travel together.
+            await Task.Yield();
+            while (_callbackDepth == 0 && _transport!.TakeBatch() is { } batch)
+            {
+                await _observer!.Send(batch);
+            }
+        }
+        catch (Exception ex)
+        {
+            Logger.LogWarning(ex, "Connection {ConnectionId}: the gateway could not be reached; the connection is lost.", _transport!.Connection.ConnectionId);
+            await DeliverConnectionLost(
+                ConnectionCloseReason.GatewayUnavailable,
+                new ConnectionClosedException(ConnectionCloseReason.GatewayUnavailable, "The gateway holding the socket could not be reached.", ex));
+            DeactivateOnIdle();
+        }
+        finally
+        {
+            _pushing = false;
+        }
+    }
+
+    private async Task<ProtocolReply> WriteFlowCallback(long bytesSent, bool pause)
+    {
+        if (_transport is not { } transport || _lostDelivered)
+        {
+            return Unknown();
+        }
+
+        transport.OnBytesSent(bytesSent);
+        if (!transport.IsClosing)
+        {
+            await RunCallback(
+                pause ? nameof(PauseWriting) : nameof(ResumeWriting),
+                static (g, p) => p ? g.PauseWriting() : g.ResumeWriting(),
+                pause);
+        }
+
+        return Reply();
+    }
+
+    private async Task RunCallback<TState>(string name, Func<ProtocolGrain, TState, Task> callback, TState state)
+    {
+        _callbackDepth++;
+        try
+        {
+            await callback(this, state);
+        }
+        catch (Exception ex)
+        {
+            var transport = _transport!;
+            Logger.LogError(ex, "Connection {ConnectionId}: protocol callback {Callback} failed; aborting the connection.", transport.Connection.ConnectionId, name);
+            transport.Abort(ConnectionCloseReason.ApplicationError, $"{name} failed: {ex.GetType().Name}: {ex.Message}");
+            await DeliverConnectionLost(ConnectionCloseReason.ApplicationError, ex);
+        }
+        finally
+        {
+            _callbackDepth--;
+        }
+    }
+
+    private async Task DeliverConnectionLost(ConnectionCloseReason reason, Exception? exception)
+    {
+        if (_lostDelivered)
+        {
+            return;
+        }
+
+        _lostDelivered = true;
+        CloseReason = reason;
+        _transport!.MarkLost();
+        try
+        {
+            await ConnectionLost(exception);
+        }
+        catch (Exception ex)
+        {
+            Logger.LogError(ex, "Connection {ConnectionId}: ConnectionLost failed.", _transport.Connection.ConnectionId);
+        }
+    }
+
+    private ProtocolReply Reply(ProtocolReplyStatus status = ProtocolReplyStatus.Accepted, bool keepOpen = false)
+    {
+        var transport = _transport!;
+        return new ProtocolReply(transport.TakeBatch(), status, keepOpen, transport.LastSequence);
+    }
+
+    private static ProtocolReply Unknown() => new(null, ProtocolReplyStatus.UnknownConnection, false, 0);
+}

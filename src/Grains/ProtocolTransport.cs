@@ -1,0 +1,277 @@
+using System.Buffers;
+using Microsoft.Extensions.Logging;
+
+namespace OrleansProtocol;
+
+/// <summary>
+/// The grain's view of its connection: asyncio's <c>Transport</c> in .NET casing. Every method is non-blocking and
+/// records the operation; the operations travel to the gateway in the order they were made, with the reply of the
+/// callback that made them or, outside a callback, through the gateway's observer.
+/// </summary>
+/// <remarks>
+/// Use it only from the grain's own turns (callbacks, timers, grain methods), like any grain state.
+/// </remarks>
+public sealed class ProtocolTransport
+{
+    /// <summary>asyncio's default high-water mark for the write buffer: 64 KiB.</summary>
+    public const int DefaultWriteBufferHigh = 64 * 1024;
+
+    /// <summary>asyncio's default low-water mark for the write buffer: a quarter of the high-water mark, 16 KiB.</summary>
+    public const int DefaultWriteBufferLow = DefaultWriteBufferHigh / 4;
+
+    // asyncio logs from the fifth write after the connection is gone (LOG_THRESHOLD_FOR_CONNLOST_WRITES).
+    private const int DroppedWriteLogThreshold = 5;
+
+    private readonly ProtocolGrain _owner;
+
+    // Operations recorded since the last batch was sealed.
+    private ArrayBufferWriter<byte>? _data;
+    private TransportBatchFlags _flags;
+    private ConnectionCloseReason _closeReason;
+    private string? _closeMessage;
+
+    private int _high = DefaultWriteBufferHigh;
+    private int _low = DefaultWriteBufferLow;
+    private long _bytesWritten;
+    private long _bytesSent;
+    private bool _closing;
+    private bool _eofWritten;
+    private bool _readingPaused;
+    private bool _lost;
+    private int _droppedWrites;
+
+    internal ProtocolTransport(ProtocolGrain owner, ConnectionInfo connection)
+    {
+        _owner = owner;
+        Connection = connection;
+    }
+
+    /// <summary>What the gateway knows about the connection.</summary>
+    public ConnectionInfo Connection { get; }
+
+    /// <summary>The highest batch sequence number assigned so far.</summary>
+    internal long LastSequence { get; private set; }
+
+    /// <summary>True once <see cref="Close()"/> or <see cref="Abort()"/> was called or the connection was lost.</summary>
+    public bool IsClosing => _closing || _lost;
+
+    /// <summary>True unless reading is paused or the transport is closing (asyncio <c>is_reading</c>).</summary>
+    public bool IsReading => !IsClosing && !_readingPaused;
+
+    /// <summary>True: TCP connections can half-close with <see cref="WriteEof"/> (asyncio <c>can_write_eof</c>).</summary>
+    public bool CanWriteEof => true;
+
+    /// <summary>
+    /// Queues <paramref name="data"/> to be sent (asyncio <c>write</c>); never blocks. The bytes are copied.
+    /// Writes after <see cref="Close()"/>, <see cref="Abort()"/> or connection loss are dropped (logged from the fifth).
+    /// </summary>
+    /// <exception cref="InvalidOperationException">After <see cref="WriteEof"/>.</exception>
+    public void Write(ReadOnlySpan<byte> data)
+    {
+        if (_eofWritten)
+        {
+            throw new InvalidOperationException("Cannot call Write() after WriteEof().");
+        }
+
+        if (data.IsEmpty)
+        {
+            return;
+        }
+
+        if (IsClosing)
+        {
+            DropWrite(data.Length);
+            return;
+        }
+
+        (_data ??= new ArrayBufferWriter<byte>(Math.Max(data.Length, 256))).Write(data);
+        _bytesWritten += data.Length;
+        _owner.OnTransportChanged();
+    }
+
+    /// <summary>Writes each buffer in turn, as one send where possible (asyncio <c>writelines</c>).</summary>
+    public void WriteLines(IEnumerable<ReadOnlyMemory<byte>> buffers)
+    {
+        ArgumentNullException.ThrowIfNull(buffers);
+        foreach (var buffer in buffers)
+        {
+            Write(buffer.Span);
+        }
+    }
+
+    /// <summary>
+    /// Half-closes the connection once everything written so far is sent (asyncio <c>write_eof</c>): the peer reads
+    /// EOF and can still send. Later <see cref="Write"/> calls throw.
+    /// </summary>
+    public void WriteEof()
+    {
+        if (IsClosing || _eofWritten)
+        {
+            return;
+        }
+
+        _eofWritten = true;
+        _flags |= TransportBatchFlags.WriteEof;
+        _owner.OnTransportChanged();
+    }
+
+    /// <summary>
+    /// Closes the connection after everything written so far is sent (asyncio <c>close</c>). Reading stops at once;
+    /// <c>ConnectionLost(null)</c> follows. Idempotent.
+    /// </summary>
+    public void Close() => Close(ConnectionCloseReason.LocalClose, null);
+
+    /// <summary>
+    /// Like <see cref="Close()"/>, recording why: the reason and message appear in the gateway's close log line and
+    /// reach <c>ConnectionLost</c> (as an exception unless the reason is a clean one).
+    /// </summary>
+    public void Close(ConnectionCloseReason reason, string? message)
+    {
+        if (IsClosing)
+        {
+            return;
+        }
+
+        _closing = true;
+        _flags |= TransportBatchFlags.Close;
+        _closeReason = reason;
+        _closeMessage = message;
+        _owner.OnTransportChanged();
+    }
+
+    /// <summary>
+    /// Closes the connection at once (asyncio <c>abort</c>): data not yet sent is discarded and the socket is reset;
+    /// <c>ConnectionLost(null)</c> follows.
+    /// </summary>
+    public void Abort() => Abort(ConnectionCloseReason.LocalAbort, null);
+
+    internal void Abort(ConnectionCloseReason reason, string? message)
+    {
+        if (_lost || (_flags & TransportBatchFlags.Abort) != 0)
+        {
+            return;
+        }
+
+        _closing = true;
+        _data = null;
+        _flags = TransportBatchFlags.Abort;
+        _closeReason = reason;
+        _closeMessage = message;
+        _owner.OnTransportChanged();
+    }
+
+    /// <summary>
+    /// Stops delivery of <c>DataReceived</c> and <c>EofReceived</c> at once (asyncio <c>pause_reading</c>): data already on its way
+    /// is held by the gateway, which stops reading the socket so TCP pushes back on the peer. Idempotent.
+    /// </summary>
+    public void PauseReading()
+    {
+        if (IsClosing || _readingPaused)
+        {
+            return;
+        }
+
+        _readingPaused = true;
+        _flags = (_flags & ~TransportBatchFlags.ResumeReading) | TransportBatchFlags.PauseReading;
+        _owner.OnTransportChanged();
+    }
+
+    /// <summary>Resumes delivery after <see cref="PauseReading"/> (asyncio <c>resume_reading</c>). Idempotent.</summary>
+    public void ResumeReading()
+    {
+        if (IsClosing || !_readingPaused)
+        {
+            return;
+        }
+
+        _readingPaused = false;
+        _flags = (_flags & ~TransportBatchFlags.PauseReading) | TransportBatchFlags.ResumeReading;
+        _owner.OnTransportChanged();
+    }
+
+    /// <summary>
+    /// Sets the write-buffer watermarks (asyncio <c>set_write_buffer_limits</c>). With only <paramref name="high"/>,
+    /// low is high/4; with only <paramref name="low"/>, high is 4×low; with neither, 64 KiB and 16 KiB.
+    /// <c>PauseWriting</c> follows when the buffer is strictly over high, <c>ResumeWriting</c> when it is at or below low.
+    /// </summary>
+    /// <exception cref="ArgumentOutOfRangeException">Unless high ≥ low ≥ 0.</exception>
+    public void SetWriteBufferLimits(int? high = null, int? low = null)
+    {
+        var newHigh = high ?? (low is { } l ? checked(4 * l) : DefaultWriteBufferHigh);
+        var newLow = low ?? newHigh / 4;
+        if (!(newHigh >= newLow && newLow >= 0))
+        {
+            throw new ArgumentOutOfRangeException(nameof(high), $"high ({newHigh}) must be >= low ({newLow}) must be >= 0.");
+        }
+
+        _high = newHigh;
+        _low = newLow;
+        _flags |= TransportBatchFlags.SetWriteBufferLimits;
+        _owner.OnTransportChanged();
+    }
+
+    /// <summary>The write-buffer watermarks, in asyncio's order (low, high).</summary>
+    public (int Low, int High) GetWriteBufferLimits() => (_low, _high);
+
+    /// <summary>
+    /// Bytes written but not yet handed to the socket, as far as the grain knows: everything written minus what the
+    /// gateway last reported as sent (it reports with every callback).
+    /// </summary>
+    public long GetWriteBufferSize() => _lost ? 0 : _bytesWritten - _bytesSent;
+
+    /// <summary>
+    /// Optional information about the connection (asyncio <c>get_extra_info</c>); see <see cref="ExtraInfoKeys"/> for
+    /// the names. Unknown names give <paramref name="defaultValue"/>.
+    /// </summary>
+    public object? GetExtraInfo(string name, object? defaultValue = null) => name switch
+    {
+        ExtraInfoKeys.PeerName => Connection.RemoteEndPoint ?? defaultValue,
+        ExtraInfoKeys.SockName => Connection.LocalEndPoint ?? defaultValue,
+        ExtraInfoKeys.ConnectionId => Connection.ConnectionId,
+        ExtraInfoKeys.ListenerName => Connection.ListenerName,
+        _ => defaultValue,
+    };
+
+    internal void OnBytesSent(long bytesSent) => _bytesSent = Math.Max(_bytesSent, bytesSent);
+
+    /// <summary>The connection is gone: later writes are dropped and nothing new is recorded.</summary>
+    internal void MarkLost() => _lost = true;
+
+    /// <summary>Marks the transport closing without a Close operation: the gateway closes it (EOF not kept open).</summary>
+    internal void MarkClosing() => _closing = true;
+
+    /// <summary>Seals what was recorded since the last batch, or returns null when nothing was.</summary>
+    internal TransportBatch? TakeBatch()
+    {
+        if (_data is null && _flags == TransportBatchFlags.None)
+        {
+            return null;
+        }
+
+        var batch = new TransportBatch
+        {
+            Sequence = ++LastSequence,
+            Data = _data?.WrittenMemory ?? default,
+            Flags = _flags,
+            WriteBufferHigh = _high,
+            WriteBufferLow = _low,
+            CloseReason = _closeReason,
+            CloseMessage = _closeMessage,
+        };
+
+        // A new buffer per batch: the gateway may hold this one (local calls skip the copy for [Immutable] types).
+        _data = null;
+        _flags = TransportBatchFlags.None;
+        return batch;
+    }
+
+    private void DropWrite(int length)
+    {
+        if (++_droppedWrites >= DroppedWriteLogThreshold)
+        {
+            _owner.Logger.LogWarning(
+                "Connection {ConnectionId}: dropped a write of {Length} bytes because the transport is closing ({Count} so far).",
+                Connection.ConnectionId, length, _droppedWrites);
+        }
+    }
+}
