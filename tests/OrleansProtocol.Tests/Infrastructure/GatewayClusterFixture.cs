@@ -1,0 +1,66 @@
+using System.Net;
+using Microsoft.Extensions.DependencyInjection;
+using Orleans.Configuration;
+using Orleans.Hosting;
+using Orleans.TestingHost;
+using OrleansProtocol.Gateway;
+using OrleansProtocol.Samples;
+using OrleansProtocol.Tests.TestGrains;
+
+namespace OrleansProtocol.Tests.Infrastructure;
+
+/// <summary>
+/// A one-silo in-process cluster with a gateway serving every test protocol on its own ephemeral port. Shared by the
+/// tests of the "gateway" collection: a cluster takes seconds to start.
+/// </summary>
+public sealed class GatewayClusterFixture : IAsyncLifetime
+{
+    public CallbackRecorder Recorder { get; } = new();
+
+    public InProcessTestCluster Cluster { get; private set; } = null!;
+
+    public IServiceProvider Silo => Cluster.Silos[0].ServiceProvider;
+
+    public IGrainFactory Grains => Silo.GetRequiredService<IGrainFactory>();
+
+    public EndPoint EndPoint(string listener) =>
+        Silo.GetRequiredService<ProtocolGateway>().GetServer(listener).EndPoints[0];
+
+    public static void AddTestListeners(ISiloBuilder silo)
+    {
+        silo.AddProtocolListener<EchoGrain>("echo", o => o.Port = 0);
+        silo.AddProtocolListener<ScriptGrain>("script", o => o.Port = 0);
+        silo.AddProtocolListener<ByeGrain>("bye", o => o.Port = 0);
+        silo.AddProtocolListener<HalfOpenEchoGrain>("half-open-echo", o => o.Port = 0);
+        silo.AddProtocolListener<StringReceiverGrain>("strings", o => o.Port = 0);
+    }
+
+    public async Task InitializeAsync()
+    {
+        var builder = new InProcessTestClusterBuilder(1);
+        builder.Options.InitializeClientOnDeploy = false;
+        builder.ConfigureSilo((_, silo) =>
+        {
+            silo.Services.AddSingleton(Recorder);
+
+            // Collect idle grains quickly, so tests show connection grains are exempt while their connection lives.
+            silo.Services.Configure<GrainCollectionOptions>(o =>
+            {
+                o.CollectionQuantum = TimeSpan.FromSeconds(1);
+                o.CollectionAge = TimeSpan.FromSeconds(2);
+            });
+            silo.AddProtocolGateway(o => o.DrainTimeout = TimeSpan.FromSeconds(5));
+            AddTestListeners(silo);
+        });
+        Cluster = builder.Build();
+        await Cluster.DeployAsync();
+    }
+
+    public async Task DisposeAsync() => await Cluster.DisposeAsync();
+}
+
+[CollectionDefinition(Name)]
+public sealed class GatewayCollection : ICollectionFixture<GatewayClusterFixture>
+{
+    public const string Name = "gateway";
+}

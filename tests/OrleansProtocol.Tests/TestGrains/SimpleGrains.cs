@@ -1,0 +1,37 @@
+namespace OrleansProtocol.Tests.TestGrains;
+
+/// <summary>Writes "bye" and closes as soon as the connection is made: the flush-before-close check.</summary>
+public sealed class ByeGrain : ProtocolGrain
+{
+    protected override Task ConnectionMade(ProtocolTransport transport)
+    {
+        transport.Write("bye"u8);
+        transport.Close();
+        return Task.CompletedTask;
+    }
+}
+
+/// <summary>
+/// Echoes, and keeps the connection half-open when the peer half-closes: it closes from a timer afterwards, so the
+/// close travels through the observer behind every echoed byte.
+/// </summary>
+public sealed class HalfOpenEchoGrain : ProtocolGrain
+{
+    protected override Task DataReceived(ReadOnlyMemory<byte> data)
+    {
+        Transport.Write(data.Span);
+        return Task.CompletedTask;
+    }
+
+    protected override Task<bool> EofReceived()
+    {
+        IGrainTimer? timer = null;
+        timer = this.RegisterGrainTimer(() =>
+        {
+            timer!.Dispose();
+            Transport.Close();
+            return Task.CompletedTask;
+        }, new GrainTimerCreationOptions(TimeSpan.Zero, Timeout.InfiniteTimeSpan));
+        return Task.FromResult(true);
+    }
+}
