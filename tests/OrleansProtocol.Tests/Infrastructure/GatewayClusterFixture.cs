@@ -26,6 +26,12 @@ public sealed class GatewayClusterFixture : IAsyncLifetime
     public EndPoint EndPoint(string listener) =>
         Silo.GetRequiredService<ProtocolGateway>().GetServer(listener).EndPoints[0];
 
+    /// <summary>The gateway's side of a live connection, for assertions on its buffers.</summary>
+    internal Gateway.Connections.GatewayConnection GatewayConnection(string connectionId) =>
+        Silo.GetRequiredService<ProtocolGateway>().Servers
+            .SelectMany(s => s.Connections)
+            .Single(c => c.Id == connectionId);
+
     public static void AddTestListeners(ISiloBuilder silo)
     {
         silo.AddProtocolListener<EchoGrain>("echo", o => o.Port = 0);

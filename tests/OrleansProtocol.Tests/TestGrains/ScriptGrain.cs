@@ -21,7 +21,7 @@ public interface IScriptGrain : IProtocolGrain
 /// </summary>
 public sealed class ScriptGrain(CallbackRecorder recorder) : ProtocolGrain, IScriptGrain
 {
-    private const int FloodChunk = 64 * 1024;
+    private const int FloodChunk = 256 * 1024;
 
     private readonly StringBuilder _line = new();
     private ConnectionRecord? _record;
@@ -122,6 +122,9 @@ public sealed class ScriptGrain(CallbackRecorder recorder) : ProtocolGrain, IScr
         var argument = parts.Length > 1 ? parts[1] : "";
         switch (parts[0])
         {
+            case "note":
+                Record.Add("note " + argument);
+                break;
             case "echo":
                 Transport.Write(Encoding.UTF8.GetBytes(argument + "\n"));
                 break;

@@ -1,0 +1,80 @@
+using OrleansProtocol.Tests.Infrastructure;
+
+namespace OrleansProtocol.Tests;
+
+/// <summary>Read back-pressure (PauseReading/ResumeReading) and write back-pressure (PauseWriting/ResumeWriting).</summary>
+[Collection(GatewayCollection.Name)]
+public sealed class FlowControlTests(GatewayClusterFixture fixture)
+{
+    [Fact]
+    public async Task PauseReading_takes_effect_at_once_is_idempotent_and_one_ResumeReading_restarts_delivery()
+    {
+        await using var client = await TestClient.ConnectAsync(fixture.EndPoint("script"));
+        var record = await fixture.Recorder.ForClientAsync(client.LocalEndPoint);
+
+        // "pause2" pauses twice in one callback; the bytes after it in the same write must not be delivered
+        // until the single resume.
+        await client.SendAsync("echo before\n");
+        Assert.Equal("before", await client.ReadLineAsync());
+        await client.SendAsync("pause2\n");
+        await fixture.Recorder.WaitUntilAsync(() => record.Events.Contains("paused"));
+        var deliveriesWhilePaused = record.Count("DR");
+        await client.SendAsync("echo while-paused\n");
+
+        // Nothing may arrive while paused: watch for a bounded period (absence cannot be awaited as an event).
+        var early = fixture.Recorder.WaitUntilAsync(() => record.Count("DR") > deliveriesWhilePaused, TestTimeouts.QuietPeriod);
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(() => early);
+
+        var grain = fixture.Grains.GetGrain<TestGrains.IScriptGrain>(record.Connection.ConnectionId);
+        await grain.ResumeReadingNow();
+        Assert.Equal("while-paused", await client.ReadLineAsync());
+
+        // The data was delivered after the resume, never before it.
+        var events = record.Events.ToList();
+        Assert.True(events.LastIndexOf("DR") > events.IndexOf("resume"));
+        Assert.Equal(deliveriesWhilePaused, events.Take(events.IndexOf("resume")).Count(e => e == "DR"));
+    }
+
+    [Fact]
+    public async Task A_peer_that_does_not_read_gets_PauseWriting_then_ResumeWriting_when_it_drains_and_memory_stays_bounded()
+    {
+        const long total = 24L * 1024 * 1024;
+        await using var client = await TestClient.ConnectAsync(fixture.EndPoint("script"));
+        var record = await fixture.Recorder.ForClientAsync(client.LocalEndPoint);
+        var grain = fixture.Grains.GetGrain<TestGrains.IScriptGrain>(record.Connection.ConnectionId);
+
+        // The grain produces 256 KiB per tick while not paused; the client reads nothing yet.
+        await client.SendAsync($"flood {total}\n");
+        await fixture.Recorder.WaitUntilAsync(() => record.Events.Contains("PW"));
+        Assert.DoesNotContain("RW", record.Events);
+
+        // The grain's own view of its buffer (as of the PauseWriting callback) is over the high-water mark too.
+        Assert.True(await grain.WriteBufferSize() > ProtocolTransport.DefaultWriteBufferHigh);
+
+        // Paused: the producer stops, so the gateway's buffer stops growing. Its peak stays near the high-water mark
+        // (64 KiB) plus the chunks in flight when the pause was noticed, far below the 24 MiB the grain wanted to send.
+        var connection = fixture.GatewayConnection(record.Connection.ConnectionId);
+        Assert.True(connection.PeakWriteBufferSize < 4 * 1024 * 1024, $"gateway buffered {connection.PeakWriteBufferSize} bytes");
+        Assert.True(connection.PeakWriteBufferSize > ProtocolTransport.DefaultWriteBufferHigh);
+
+        // Drain: everything arrives, and ResumeWriting came each time the buffer fell to the low-water mark.
+        var received = 0L;
+        var buffer = new byte[256 * 1024];
+        while (received < total)
+        {
+            received += await client.ReceiveAsync(buffer);
+        }
+
+        await fixture.Recorder.WaitUntilAsync(() => record.Events.Contains("RW"));
+        var flow = record.Events.Where(e => e is "PW" or "RW").ToList();
+        for (var i = 0; i < flow.Count; i++)
+        {
+            Assert.Equal(i % 2 == 0 ? "PW" : "RW", flow[i]);
+        }
+
+        Assert.Equal(total, received);
+        Assert.True(connection.PeakWriteBufferSize < 4 * 1024 * 1024, $"gateway buffered {connection.PeakWriteBufferSize} bytes");
+        // The flood timer keeps ticking (and waking the recorder) until the connection ends.
+        await fixture.Recorder.WaitUntilAsync(() => connection.WriteBufferSize == 0);
+    }
+}
