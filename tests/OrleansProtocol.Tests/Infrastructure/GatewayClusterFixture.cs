@@ -27,10 +27,10 @@ public sealed class GatewayClusterFixture : IAsyncLifetime
         Silo.GetRequiredService<ProtocolGateway>().GetServer(listener).EndPoints[0];
 
     /// <summary>The gateway's side of a live connection, for assertions on its buffers.</summary>
-    internal Gateway.Connections.GatewayConnection GatewayConnection(string connectionId) =>
+    internal Gateway.Connections.GatewayConnection? TryGetGatewayConnection(string connectionId) =>
         Silo.GetRequiredService<ProtocolGateway>().Servers
             .SelectMany(s => s.Connections)
-            .Single(c => c.Id == connectionId);
+            .FirstOrDefault(c => c.Id == connectionId);
 
     public static void AddTestListeners(ISiloBuilder silo)
     {
