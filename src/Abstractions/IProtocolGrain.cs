@@ -54,6 +54,16 @@ public interface IProtocolGrain : IGrainWithStringKey
     Task<ProtocolReply> ResumeWriting(long bytesSent);
 
     /// <summary>
+    /// The server asks the connection to close (its listener is closing, or the silo is stopping). The grain replies
+    /// with everything it has written so far followed by a close, so nothing written before the request is lost.
+    /// </summary>
+    /// <param name="reason">Why the server closes the connection.</param>
+    /// <param name="message">Detail for <paramref name="reason"/>.</param>
+    /// <param name="bytesSent">Bytes the gateway has sent to the peer so far on this connection.</param>
+    [Alias("CloseRequested")]
+    Task<ProtocolReply> CloseRequested(ConnectionCloseReason reason, string? message, long bytesSent);
+
+    /// <summary>
     /// The connection ended. Called once per connection by the gateway; the grain delivers it to the protocol exactly
     /// once even if it already ended the connection itself (a callback that threw).
     /// </summary>

@@ -143,6 +143,18 @@ public abstract class ProtocolGrain : Grain, IProtocolGrain
 
     Task<ProtocolReply> IProtocolGrain.ResumeWriting(long bytesSent) => WriteFlowCallback(bytesSent, pause: false);
 
+    Task<ProtocolReply> IProtocolGrain.CloseRequested(ConnectionCloseReason reason, string? message, long bytesSent)
+    {
+        if (_transport is not { } transport || _lostDelivered)
+        {
+            return Task.FromResult(Unknown());
+        }
+
+        transport.OnBytesSent(bytesSent);
+        transport.Close(reason, message);
+        return Task.FromResult(Reply());
+    }
+
     async Task IProtocolGrain.ConnectionLost(ConnectionCloseReason reason, string? message)
     {
         if (_transport is not null)

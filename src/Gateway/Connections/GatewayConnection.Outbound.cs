@@ -17,7 +17,7 @@ internal sealed partial class GatewayConnection
 {
     private readonly Queue<OutboundItem> _outbound = new();
     private readonly AsyncSignal _writerSignal = new();
-    private readonly Queue<bool> _flowEvents = new();
+    private readonly Queue<(bool Pause, long BytesSent)> _flowEvents = new();
     private Task _writer = Task.CompletedTask;
 
     // Guarded by _lock.
@@ -166,8 +166,10 @@ internal sealed partial class GatewayConnection
             return;
         }
 
+        // The bytes-sent figure of this moment travels with the notification, so the grain sees a write buffer over
+        // high in PauseWriting and at or below low in ResumeWriting, as asyncio's protocol does.
         _writePaused = pause;
-        _flowEvents.Enqueue(pause);
+        _flowEvents.Enqueue((pause, Interlocked.Read(ref _bytesSent)));
         GatewayLog.WriteFlowChanged(_logger, Id, _bufferedBytes, pause ? "paused" : "resumed");
         WakePumpLocked();
     }
@@ -206,13 +208,12 @@ internal sealed partial class GatewayConnection
                         await SendAsync(item.Data);
                         lock (_lock)
                         {
+                            Interlocked.Add(ref _bytesSent, item.Data.Length);
                             if (!_aborted)
                             {
                                 _bufferedBytes -= item.Data.Length;
                                 UpdateWriteFlowLocked();
                             }
-
-                            Interlocked.Add(ref _bytesSent, item.Data.Length);
                         }
 
                         break;

@@ -38,6 +38,8 @@ internal sealed partial class GatewayConnection : ITransportObserver
     private ConnectionCloseReason _closeReason;
     private string? _closeDetail;
     private bool _closeRequested;
+    private (ConnectionCloseReason Reason, string? Detail)? _serverClose;
+    private bool _serverCloseSent;
     private bool _aborted;
     private bool _readPaused;
     private bool _peerEof;
@@ -111,12 +113,21 @@ internal sealed partial class GatewayConnection : ITransportObserver
         _completion.TrySetResult();
     }
 
-    /// <summary>Asks the connection to flush and close (asyncio <c>close</c> from the server side).</summary>
+    /// <summary>
+    /// Asks the connection to close from the server side (its listener closes, the silo stops). The pump asks the
+    /// grain, whose reply carries everything it wrote before the request, then the connection flushes and closes.
+    /// </summary>
     public void RequestClose(ConnectionCloseReason reason, string? detail)
     {
         lock (_lock)
         {
-            RequestCloseLocked(reason, detail);
+            if (_closeRequested || _aborted || _serverClose is not null)
+            {
+                return;
+            }
+
+            _serverClose = (reason, detail);
+            WakePumpLocked();
         }
     }
 
@@ -135,7 +146,8 @@ internal sealed partial class GatewayConnection : ITransportObserver
         var deferredEof = false;
         while (true)
         {
-            bool? flowEvent;
+            (bool Pause, long BytesSent)? flowEvent;
+            (ConnectionCloseReason Reason, string? Detail)? serverClose = null;
             bool paused;
             lock (_lock)
             {
@@ -144,14 +156,32 @@ internal sealed partial class GatewayConnection : ITransportObserver
                     return;
                 }
 
+                if (_serverClose is not null && !_serverCloseSent)
+                {
+                    _serverCloseSent = true;
+                    serverClose = _serverClose;
+                }
+
                 flowEvent = _flowEvents.Count > 0 ? _flowEvents.Dequeue() : null;
                 paused = _readPaused || _peerEof;
             }
 
-            // Write flow-control notifications go first, in the order they happened.
-            if (flowEvent is { } pause)
+            if (serverClose is { } close)
             {
-                await ApplyReplyAsync(pause ? await _grain.PauseWriting(BytesSent) : await _grain.ResumeWriting(BytesSent));
+                await ApplyReplyAsync(await _grain.CloseRequested(close.Reason, close.Detail, BytesSent));
+                lock (_lock)
+                {
+                    // The reply normally carried the close already; this covers a grain that did not close.
+                    RequestCloseLocked(close.Reason, close.Detail);
+                }
+
+                continue;
+            }
+
+            // Write flow-control notifications go first, in the order they happened.
+            if (flowEvent is { } flow)
+            {
+                await ApplyReplyAsync(flow.Pause ? await _grain.PauseWriting(flow.BytesSent) : await _grain.ResumeWriting(flow.BytesSent));
                 continue;
             }
 

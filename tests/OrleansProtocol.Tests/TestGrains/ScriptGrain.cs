@@ -85,6 +85,7 @@ public sealed class ScriptGrain(CallbackRecorder recorder) : ProtocolGrain, IScr
     {
         _writingPaused = true;
         Record.Add("PW");
+        Record.Add($"PW-size {Transport.GetWriteBufferSize()}");
         return Task.CompletedTask;
     }
 
@@ -92,6 +93,7 @@ public sealed class ScriptGrain(CallbackRecorder recorder) : ProtocolGrain, IScr
     {
         _writingPaused = false;
         Record.Add("RW");
+        Record.Add($"RW-size {Transport.GetWriteBufferSize()}");
         return Task.CompletedTask;
     }
 

@@ -1,0 +1,291 @@
+using System.Diagnostics;
+using System.Net;
+using System.Net.Sockets;
+using System.Text.RegularExpressions;
+
+namespace OrleansProtocol.Bench;
+
+/// <summary>
+/// Closed-loop request/response echo: each connection sends a message, reads the whole echo back, verifies it, and
+/// sends the next. Servers run in their own processes so their CPU time can be measured; the load runs here.
+/// </summary>
+public static class Program
+{
+    public static async Task<int> Main(string[] args)
+    {
+        if (args.Length > 0 && args[0] == "--baseline-server")
+        {
+            await BaselineEchoServer.RunAsync(int.Parse(args[1]));
+            return 0;
+        }
+
+        var settings = Settings.Parse(args);
+        Console.WriteLine($"echo request/response, {settings.Size} B messages, {settings.Duration.TotalSeconds:0} s per run after {settings.Warmup.TotalSeconds:0} s warm-up, {Environment.ProcessorCount} cores shared by client and server");
+
+        using var baseline = await ServerProcess.StartBaselineAsync();
+        using var gateway = await ServerProcess.StartGatewayAsync(settings.Configuration);
+        Console.WriteLine($"baseline: plain .NET socket echo (pid {baseline.Pid}) on {baseline.EndPoint}; gateway: Echo grain (pid {gateway.Pid}) on {gateway.EndPoint}");
+        Console.WriteLine();
+        Console.WriteLine("| connections | server | req/s | server CPU µs/req | p50 µs | p99 µs | req/s vs baseline |");
+        Console.WriteLine("|---:|---|---:|---:|---:|---:|---:|");
+
+        foreach (var connections in settings.Connections)
+        {
+            // Alternate servers within one invocation, so both see the same machine load.
+            var baseResult = await LoadRun.RunAsync(baseline, connections, settings);
+            var gatewayResult = await LoadRun.RunAsync(gateway, connections, settings);
+            Print(connections, "baseline", baseResult, null);
+            Print(connections, "gateway", gatewayResult, gatewayResult.RequestsPerSecond / baseResult.RequestsPerSecond);
+        }
+
+        return 0;
+    }
+
+    private static void Print(int connections, string server, LoadResult r, double? ratio) =>
+        Console.WriteLine(
+            $"| {connections} | {server} | {r.RequestsPerSecond:N0} | {r.ServerCpuMicrosPerRequest:N1} | {r.P50Micros:N0} | {r.P99Micros:N0} | {(ratio is { } x ? $"{x:P0}" : "")} |");
+}
+
+internal sealed record Settings(int Size, TimeSpan Warmup, TimeSpan Duration, int[] Connections, string Configuration)
+{
+    public static Settings Parse(string[] args)
+    {
+        string Get(string name, string fallback)
+        {
+            var i = Array.IndexOf(args, name);
+            return i >= 0 && i + 1 < args.Length ? args[i + 1] : fallback;
+        }
+
+        return new Settings(
+            int.Parse(Get("--size", "1024")),
+            TimeSpan.FromSeconds(double.Parse(Get("--warmup", "2"))),
+            TimeSpan.FromSeconds(double.Parse(Get("--duration", "10"))),
+            Get("--connections", "1,16,64").Split(',').Select(int.Parse).ToArray(),
+#if DEBUG
+            "Debug");
+#else
+            "Release");
+#endif
+    }
+}
+
+internal sealed record LoadResult(double RequestsPerSecond, double ServerCpuMicrosPerRequest, double P50Micros, double P99Micros);
+
+internal static class LoadRun
+{
+    public static async Task<LoadResult> RunAsync(ServerProcess server, int connections, Settings settings)
+    {
+        var sockets = new List<Socket>();
+        for (var i = 0; i < connections; i++)
+        {
+            var socket = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
+            await socket.ConnectAsync(server.EndPoint);
+            sockets.Add(socket);
+        }
+
+        var measuring = 0;
+        var stop = 0;
+        var latencies = new List<long>[connections];
+        var workers = sockets.Select((socket, i) => Task.Run(async () =>
+        {
+            var list = latencies[i] = new List<long>(1 << 20);
+            var request = new byte[settings.Size];
+            var response = new byte[settings.Size];
+            var random = new Random(i);
+            while (Volatile.Read(ref stop) == 0)
+            {
+                random.NextBytes(request.AsSpan(0, Math.Min(16, request.Length)));
+                var start = Stopwatch.GetTimestamp();
+                await SendAllAsync(socket, request);
+                await ReceiveExactlyAsync(socket, response);
+                var elapsed = Stopwatch.GetTimestamp() - start;
+                if (!request.AsSpan().SequenceEqual(response))
+                {
+                    throw new InvalidDataException("echo mismatch");
+                }
+
+                if (Volatile.Read(ref measuring) == 1)
+                {
+                    list.Add(elapsed);
+                }
+            }
+        })).ToArray();
+
+        await Task.Delay(settings.Warmup);
+        var cpuBefore = server.CpuTime;
+        var wallBefore = Stopwatch.GetTimestamp();
+        Volatile.Write(ref measuring, 1);
+        await Task.Delay(settings.Duration);
+        Volatile.Write(ref measuring, 0);
+        var wall = Stopwatch.GetElapsedTime(wallBefore);
+        var cpu = server.CpuTime - cpuBefore;
+        Volatile.Write(ref stop, 1);
+        await Task.WhenAll(workers);
+        foreach (var socket in sockets)
+        {
+            socket.Dispose();
+        }
+
+        var all = latencies.SelectMany(l => l).ToArray();
+        Array.Sort(all);
+        double Percentile(double p) => all.Length == 0 ? 0 : all[(int)Math.Min(all.Length - 1, p * all.Length)] * 1e6 / Stopwatch.Frequency;
+        return new LoadResult(
+            all.Length / wall.TotalSeconds,
+            all.Length == 0 ? 0 : cpu.TotalMicroseconds / all.Length,
+            Percentile(0.50),
+            Percentile(0.99));
+    }
+
+    private static async Task SendAllAsync(Socket socket, ReadOnlyMemory<byte> data)
+    {
+        while (!data.IsEmpty)
+        {
+            data = data[await socket.SendAsync(data, SocketFlags.None)..];
+        }
+    }
+
+    private static async Task ReceiveExactlyAsync(Socket socket, Memory<byte> buffer)
+    {
+        while (!buffer.IsEmpty)
+        {
+            var n = await socket.ReceiveAsync(buffer, SocketFlags.None);
+            if (n == 0)
+            {
+                throw new EndOfStreamException();
+            }
+
+            buffer = buffer[n..];
+        }
+    }
+}
+
+/// <summary>A plain .NET socket echo server: the baseline. One receive/send loop per connection, TCP_NODELAY.</summary>
+internal static class BaselineEchoServer
+{
+    public static async Task RunAsync(int port)
+    {
+        using var listener = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+        listener.Bind(new IPEndPoint(IPAddress.Loopback, port));
+        listener.Listen(512);
+        Console.WriteLine($"baseline listening on {listener.LocalEndPoint}");
+        while (true)
+        {
+            var socket = await listener.AcceptAsync();
+            socket.NoDelay = true;
+            _ = EchoAsync(socket);
+        }
+    }
+
+    private static async Task EchoAsync(Socket socket)
+    {
+        var buffer = new byte[64 * 1024];
+        try
+        {
+            while (true)
+            {
+                var n = await socket.ReceiveAsync(buffer, SocketFlags.None);
+                if (n == 0)
+                {
+                    break;
+                }
+
+                var data = buffer.AsMemory(0, n);
+                while (!data.IsEmpty)
+                {
+                    data = data[await socket.SendAsync(data, SocketFlags.None)..];
+                }
+            }
+        }
+        catch (SocketException)
+        {
+        }
+        finally
+        {
+            socket.Dispose();
+        }
+    }
+}
+
+/// <summary>A server in its own process, so its CPU time is its own.</summary>
+internal sealed class ServerProcess : IDisposable
+{
+    private static readonly Regex EchoListener = new(@"Listener echo serving \S+ on (?<endpoint>[\d.]+:\d+)");
+    private static readonly Regex BaselineListener = new(@"baseline listening on (?<endpoint>[\d.]+:\d+)");
+
+    private readonly Process _process;
+
+    private ServerProcess(Process process, IPEndPoint endPoint)
+    {
+        _process = process;
+        EndPoint = endPoint;
+    }
+
+    public IPEndPoint EndPoint { get; }
+
+    public int Pid => _process.Id;
+
+    public TimeSpan CpuTime
+    {
+        get
+        {
+            _process.Refresh();
+            return _process.TotalProcessorTime;
+        }
+    }
+
+    public static Task<ServerProcess> StartBaselineAsync()
+    {
+        var start = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true };
+        start.ArgumentList.Add(typeof(Program).Assembly.Location);
+        start.ArgumentList.Add("--baseline-server");
+        start.ArgumentList.Add("0");
+        return StartAsync(start, BaselineListener);
+    }
+
+    public static Task<ServerProcess> StartGatewayAsync(string configuration)
+    {
+        var root = AppContext.BaseDirectory;
+        while (!File.Exists(Path.Combine(root, "OrleansProtocol.sln")))
+        {
+            root = Path.GetDirectoryName(root.TrimEnd(Path.DirectorySeparatorChar)) ?? throw new InvalidOperationException("repository root not found");
+        }
+
+        var directory = Path.Combine(root, "src", "Gateway", "bin", configuration, "net10.0");
+        var start = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, WorkingDirectory = directory };
+        foreach (var argument in new[]
+        {
+            Path.Combine(directory, "OrleansProtocol.Gateway.dll"),
+            "--Silo:SiloPort=21111",
+            "--Silo:GatewayPort=21300",
+            "--OrleansProtocol:Listeners:echo:Port=0",
+            "--OrleansProtocol:Listeners:string-receiver:Port=0",
+        })
+        {
+            start.ArgumentList.Add(argument);
+        }
+
+        return StartAsync(start, EchoListener);
+    }
+
+    private static async Task<ServerProcess> StartAsync(ProcessStartInfo start, Regex ready)
+    {
+        var process = Process.Start(start)!;
+        var endPoint = new TaskCompletionSource<IPEndPoint>(TaskCreationOptions.RunContinuationsAsynchronously);
+        process.OutputDataReceived += (_, e) =>
+        {
+            if (e.Data is { } line && ready.Match(line) is { Success: true } match)
+            {
+                endPoint.TrySetResult(IPEndPoint.Parse(match.Groups["endpoint"].Value));
+            }
+        };
+        process.BeginOutputReadLine();
+        return new ServerProcess(process, await endPoint.Task.WaitAsync(TimeSpan.FromSeconds(60)));
+    }
+
+    public void Dispose()
+    {
+        _process.Kill(entireProcessTree: true);
+        _process.WaitForExit();
+        _process.Dispose();
+    }
+}
