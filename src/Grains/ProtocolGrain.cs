@@ -89,21 +89,9 @@ public abstract class ProtocolGrain : Grain, IProtocolGrain
 
     async Task<ProtocolReply> IProtocolGrain.DataReceived(ReadOnlyMemory<byte> data, long bytesSent)
     {
-        if (_transport is not { } transport || _lostDelivered)
+        if (RefuseInbound(bytesSent) is { } refused)
         {
-            return Unknown();
-        }
-
-        transport.OnBytesSent(bytesSent);
-        if (transport.IsClosing)
-        {
-            // asyncio removes the reader on close: nothing more is delivered.
-            return Reply();
-        }
-
-        if (!transport.IsReading)
-        {
-            return Reply(ProtocolReplyStatus.Deferred);
+            return refused;
         }
 
         await RunCallback(nameof(DataReceived), static (g, d) => g.DataReceived(d), data);
@@ -111,6 +99,28 @@ public abstract class ProtocolGrain : Grain, IProtocolGrain
     }
 
     async Task<ProtocolReply> IProtocolGrain.EofReceived(long bytesSent)
+    {
+        if (RefuseInbound(bytesSent) is { } refused)
+        {
+            return refused;
+        }
+
+        _keepOpen = false;
+        await RunCallback(nameof(EofReceived), static async (g, _) => { g._keepOpen = await g.EofReceived(); }, 0);
+        if (!_keepOpen)
+        {
+            // The gateway closes the transport after flushing; later writes are dropped, as in asyncio.
+            _transport!.MarkClosing();
+        }
+
+        return Reply(keepOpen: _keepOpen);
+    }
+
+    /// <summary>
+    /// The reply for a DataReceived or EofReceived that must not reach the protocol, or null to deliver it: unknown
+    /// connection; closing (asyncio removes the reader on close); or reading paused (the gateway keeps the event).
+    /// </summary>
+    private ProtocolReply? RefuseInbound(long bytesSent)
     {
         if (_transport is not { } transport || _lostDelivered)
         {
@@ -123,20 +133,7 @@ public abstract class ProtocolGrain : Grain, IProtocolGrain
             return Reply();
         }
 
-        if (!transport.IsReading)
-        {
-            return Reply(ProtocolReplyStatus.Deferred);
-        }
-
-        _keepOpen = false;
-        await RunCallback(nameof(EofReceived), static async (g, _) => { g._keepOpen = await g.EofReceived(); }, 0);
-        if (!_keepOpen)
-        {
-            // The gateway closes the transport after flushing; later writes are dropped, as in asyncio.
-            transport.MarkClosing();
-        }
-
-        return Reply(keepOpen: _keepOpen);
+        return transport.IsReading ? null : Reply(ProtocolReplyStatus.Deferred);
     }
 
     Task<ProtocolReply> IProtocolGrain.PauseWriting(long bytesSent) => WriteFlowCallback(bytesSent, pause: true);
