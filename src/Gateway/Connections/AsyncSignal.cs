@@ -3,7 +3,10 @@ namespace OrleansProtocol.Gateway.Connections;
 /// <summary>
 /// An auto-reset signal for one waiter: <see cref="Set"/> wakes the pending <see cref="WaitAsync"/>, or the next one.
 /// </summary>
-internal sealed class AsyncSignal
+/// <param name="inline">
+/// Run the waiter's continuation inside <see cref="Set"/>, on the caller's thread; the caller must hold no lock.
+/// </param>
+internal sealed class AsyncSignal(bool inline = false)
 {
     private readonly Lock _lock = new();
     private TaskCompletionSource? _waiter;
@@ -19,8 +22,7 @@ internal sealed class AsyncSignal
                 return Task.CompletedTask;
             }
 
-            // Continuations run asynchronously: Set may be called under the connection's lock.
-            _waiter ??= new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+            _waiter ??= new TaskCompletionSource(inline ? TaskCreationOptions.None : TaskCreationOptions.RunContinuationsAsynchronously);
             return _waiter.Task;
         }
     }

@@ -16,7 +16,10 @@ namespace OrleansProtocol.Gateway.Connections;
 internal sealed partial class GatewayConnection
 {
     private readonly Queue<OutboundItem> _outbound = new();
-    private readonly AsyncSignal _writerSignal = new();
+    // The writer runs inline on the thread that queued the bytes (usually the pump, right after the grain's reply),
+    // saving a thread-pool hop per response; it is woken only outside _lock, through WakeWriter.
+    private readonly AsyncSignal _writerSignal = new(inline: true);
+    private int _writerWakeNeeded;
     private readonly Queue<(bool Pause, long BytesSent)> _flowEvents = new();
     private Task _writer = Task.CompletedTask;
 
@@ -88,6 +91,17 @@ internal sealed partial class GatewayConnection
             // The pump may be waiting for this sequence number, or for reading to resume.
             _pumpSignal.Set();
         }
+
+        WakeWriter();
+    }
+
+    /// <summary>Wakes the writer if something under the lock queued work for it. Call without holding the lock.</summary>
+    private void WakeWriter()
+    {
+        if (Interlocked.Exchange(ref _writerWakeNeeded, 0) == 1)
+        {
+            _writerSignal.Set();
+        }
     }
 
     private void ApplyInOrderLocked(TransportBatch batch)
@@ -127,14 +141,14 @@ internal sealed partial class GatewayConnection
             _bufferedBytes += batch.Data.Length;
             PeakWriteBufferSize = Math.Max(PeakWriteBufferSize, _bufferedBytes);
             UpdateWriteFlowLocked();
-            _writerSignal.Set();
+            _writerWakeNeeded = 1;
         }
 
         if ((flags & TransportBatchFlags.WriteEof) != 0 && !_outputShut)
         {
             _outputShut = true;
             _outbound.Enqueue(new OutboundItem(OutboundKind.WriteEof, default));
-            _writerSignal.Set();
+            _writerWakeNeeded = 1;
         }
 
         if ((flags & TransportBatchFlags.Close) != 0)

@@ -138,6 +138,8 @@ internal sealed partial class GatewayConnection : ITransportObserver
         {
             AbortLocked(reason, detail);
         }
+
+        WakeWriter();
     }
 
     private async Task ReceiveLoopAsync()
@@ -174,6 +176,8 @@ internal sealed partial class GatewayConnection : ITransportObserver
                     // The reply normally carried the close already; this covers a grain that did not close.
                     RequestCloseLocked(close.Reason, close.Detail);
                 }
+
+                WakeWriter();
 
                 continue;
             }
@@ -276,6 +280,8 @@ internal sealed partial class GatewayConnection : ITransportObserver
             }
         }
 
+        WakeWriter();
+
         return true;
     }
 
@@ -293,6 +299,8 @@ internal sealed partial class GatewayConnection : ITransportObserver
                 _grainLost = true;
                 AbortLocked(ConnectionCloseReason.GrainUnavailable, "The grain has no record of this connection.");
             }
+
+            WakeWriter();
 
             return;
         }
@@ -354,7 +362,7 @@ internal sealed partial class GatewayConnection : ITransportObserver
 
         // Reading stops now; the writer flushes what is queued, then closes the socket.
         _outbound.Enqueue(new OutboundItem(OutboundKind.Close, default));
-        _writerSignal.Set();
+        _writerWakeNeeded = 1;
         WakePumpLocked();
     }
 
@@ -370,7 +378,7 @@ internal sealed partial class GatewayConnection : ITransportObserver
         _outbound.Clear();
         _bufferedBytes = 0;
         ResetSocket();
-        _writerSignal.Set();
+        _writerWakeNeeded = 1;
         WakePumpLocked();
     }
 

@@ -64,6 +64,10 @@ public sealed class ProtocolServer
             MaxReadBufferSize = _options.MaxReadBufferSize,
             // Kestrel reads only when data is there, so an idle connection holds no receive buffer.
             WaitForDataBeforeAllocatingBuffer = true,
+
+            // The pump's continuation runs on the socket's completion thread instead of after another thread-pool
+            // hop. Safe here because the pump never blocks: it copies the bytes out and awaits the grain call.
+            UnsafePreferInlineScheduling = true,
         };
         var factory = new SocketTransportFactory(Options.Create(transportOptions), _loggerFactory);
         _listener = await factory.BindAsync(_options.GetEndPoint(), cancellationToken);
