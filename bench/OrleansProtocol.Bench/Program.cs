@@ -20,7 +20,9 @@ public static class Program
         }
 
         var settings = Settings.Parse(args);
-        Console.WriteLine($"echo request/response, {settings.Size} B messages, {settings.Duration.TotalSeconds:0} s per run after {settings.Warmup.TotalSeconds:0} s warm-up, {Environment.ProcessorCount} cores shared by client and server");
+        Console.WriteLine(
+            $"echo request/response, {settings.Size} B messages, {settings.Rounds} rounds of {settings.Duration.TotalSeconds:0} s per server and " +
+            $"connection count after {settings.Warmup.TotalSeconds:0} s warm-up each, medians shown; {Environment.ProcessorCount} cores shared by client and servers");
 
         using var baseline = await ServerProcess.StartBaselineAsync();
         using var gateway = await ServerProcess.StartGatewayAsync(settings.Configuration);
@@ -31,9 +33,17 @@ public static class Program
 
         foreach (var connections in settings.Connections)
         {
-            // Alternate servers within one invocation, so both see the same machine load.
-            var baseResult = await LoadRun.RunAsync(baseline, connections, settings);
-            var gatewayResult = await LoadRun.RunAsync(gateway, connections, settings);
+            // Alternate the servers round by round, so both see the same machine load; report medians.
+            var baseRuns = new List<LoadResult>();
+            var gatewayRuns = new List<LoadResult>();
+            for (var round = 0; round < settings.Rounds; round++)
+            {
+                baseRuns.Add(await LoadRun.RunAsync(baseline, connections, settings));
+                gatewayRuns.Add(await LoadRun.RunAsync(gateway, connections, settings));
+            }
+
+            var baseResult = LoadResult.Median(baseRuns);
+            var gatewayResult = LoadResult.Median(gatewayRuns);
             Print(connections, "baseline", baseResult, null);
             Print(connections, "gateway", gatewayResult, gatewayResult.RequestsPerSecond / baseResult.RequestsPerSecond);
         }
@@ -46,7 +56,7 @@ public static class Program
             $"| {connections} | {server} | {r.RequestsPerSecond:N0} | {r.ServerCpuMicrosPerRequest:N1} | {r.P50Micros:N0} | {r.P99Micros:N0} | {(ratio is { } x ? $"{x:P0}" : "")} |");
 }
 
-internal sealed record Settings(int Size, TimeSpan Warmup, TimeSpan Duration, int[] Connections, string Configuration)
+internal sealed record Settings(int Size, TimeSpan Warmup, TimeSpan Duration, int Rounds, int[] Connections, string Configuration)
 {
     public static Settings Parse(string[] args)
     {
@@ -58,8 +68,9 @@ internal sealed record Settings(int Size, TimeSpan Warmup, TimeSpan Duration, in
 
         return new Settings(
             int.Parse(Get("--size", "1024")),
-            TimeSpan.FromSeconds(double.Parse(Get("--warmup", "2"))),
-            TimeSpan.FromSeconds(double.Parse(Get("--duration", "10"))),
+            TimeSpan.FromSeconds(double.Parse(Get("--warmup", "1"))),
+            TimeSpan.FromSeconds(double.Parse(Get("--duration", "5"))),
+            int.Parse(Get("--rounds", "3")),
             Get("--connections", "1,16,64").Split(',').Select(int.Parse).ToArray(),
 #if DEBUG
             "Debug");
@@ -69,7 +80,15 @@ internal sealed record Settings(int Size, TimeSpan Warmup, TimeSpan Duration, in
     }
 }
 
-internal sealed record LoadResult(double RequestsPerSecond, double ServerCpuMicrosPerRequest, double P50Micros, double P99Micros);
+internal sealed record LoadResult(double RequestsPerSecond, double ServerCpuMicrosPerRequest, double P50Micros, double P99Micros)
+{
+    /// <summary>The median of each figure over the rounds (each taken on its own).</summary>
+    public static LoadResult Median(IReadOnlyList<LoadResult> runs)
+    {
+        double M(Func<LoadResult, double> f) => runs.Select(f).Order().ElementAt(runs.Count / 2);
+        return new LoadResult(M(r => r.RequestsPerSecond), M(r => r.ServerCpuMicrosPerRequest), M(r => r.P50Micros), M(r => r.P99Micros));
+    }
+}
 
 internal static class LoadRun
 {
