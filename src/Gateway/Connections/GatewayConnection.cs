@@ -99,18 +99,25 @@ internal sealed partial class GatewayConnection : ITransportObserver
             Abort(ConnectionCloseReason.GrainUnavailable, ex.Message);
         }
 
-        await _writer;
-        await NotifyConnectionLostAsync();
-        if (observer is not null)
+        try
         {
-            _grainFactory.DeleteObjectReference<ITransportObserver>(observer);
-        }
+            await _writer;
+            await NotifyConnectionLostAsync();
+            if (observer is not null)
+            {
+                _grainFactory.DeleteObjectReference<ITransportObserver>(observer);
+            }
 
-        await _context.DisposeAsync();
-        GatewayLog.ConnectionClosed(
-            _logger, Id, _closeReason, _closeDetail, Stopwatch.GetElapsedTime(_startTimestamp),
-            Interlocked.Read(ref _bytesReceived), BytesSent);
-        _completion.TrySetResult();
+            await _context.DisposeAsync();
+            GatewayLog.ConnectionClosed(
+                _logger, Id, _closeReason, _closeDetail, Stopwatch.GetElapsedTime(_startTimestamp),
+                Interlocked.Read(ref _bytesReceived), BytesSent);
+        }
+        finally
+        {
+            // Whatever happened above, the server's drain must not wait for this connection.
+            _completion.TrySetResult();
+        }
     }
 
     /// <summary>
