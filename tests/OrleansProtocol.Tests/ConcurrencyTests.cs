@@ -32,8 +32,9 @@ public sealed class ConcurrencyTests(GatewayClusterFixture fixture)
 
         var traffic = others.Select((c, i) => EchoRoundTripsAsync(c, 20, 4096, i)).ToList();
 
-        await using var failing = await TestClient.ConnectAsync(fixture.EndPoint("script"));
-        var record = await fixture.Recorder.ForClientAsync(failing.LocalEndPoint);
+        var (failing, record) = await fixture.ConnectScriptAsync();
+
+        await using var connection = failing;
         await failing.SendAsync("throw\n");
         await fixture.Recorder.WaitUntilAsync(() => record.Count("CL") == 1);
         try

@@ -17,20 +17,13 @@ public sealed class ConnectionLifecycleTests(GatewayClusterFixture fixture)
         Assert.Matches(StateMachine, calls);
     }
 
-    private async Task<(TestClient Client, ConnectionRecord Record)> ConnectScriptAsync()
-    {
-        var client = await TestClient.ConnectAsync(fixture.EndPoint("script"));
-        var record = await fixture.Recorder.ForClientAsync(client.LocalEndPoint);
-        return (client, record);
-    }
-
     private Task WaitForLostAsync(ConnectionRecord record) =>
         fixture.Recorder.WaitUntilAsync(() => record.Count("CL") > 0);
 
     [Fact]
     public async Task Peer_FIN_delivers_EofReceived_then_ConnectionLost_once_with_no_exception()
     {
-        var (client, record) = await ConnectScriptAsync();
+        var (client, record) = await fixture.ConnectScriptAsync();
         await client.SendAsync("echo hi\n");
         Assert.Equal("hi", await client.ReadLineAsync());
         client.ShutdownSend();
@@ -47,7 +40,7 @@ public sealed class ConnectionLifecycleTests(GatewayClusterFixture fixture)
     [Fact]
     public async Task Peer_RST_delivers_ConnectionLost_once_with_a_reset_and_never_EofReceived()
     {
-        var (client, record) = await ConnectScriptAsync();
+        var (client, record) = await fixture.ConnectScriptAsync();
         await client.SendAsync("echo hi\n");
         Assert.Equal("hi", await client.ReadLineAsync());
         client.Reset();
@@ -63,7 +56,7 @@ public sealed class ConnectionLifecycleTests(GatewayClusterFixture fixture)
     [Fact]
     public async Task Close_flushes_then_closes_and_delivers_ConnectionLost_once()
     {
-        var (client, record) = await ConnectScriptAsync();
+        var (client, record) = await fixture.ConnectScriptAsync();
         await client.SendAsync("close\n");
         Assert.Equal("bye\n", Encoding.UTF8.GetString(await client.ReadToEndAsync()));
         await WaitForLostAsync(record);
@@ -95,7 +88,7 @@ public sealed class ConnectionLifecycleTests(GatewayClusterFixture fixture)
     [Fact]
     public async Task Abort_discards_buffered_data_resets_and_delivers_ConnectionLost_once()
     {
-        var (client, record) = await ConnectScriptAsync();
+        var (client, record) = await fixture.ConnectScriptAsync();
         const int size = 32 * 1024 * 1024;
 
         // The client reads nothing until the abort has happened, so most of the 32 MiB is still buffered then.
@@ -121,7 +114,7 @@ public sealed class ConnectionLifecycleTests(GatewayClusterFixture fixture)
     [Fact]
     public async Task A_callback_that_throws_aborts_its_connection_and_ConnectionLost_gets_that_exception_once()
     {
-        var (client, record) = await ConnectScriptAsync();
+        var (client, record) = await fixture.ConnectScriptAsync();
         await client.SendAsync("throw\n");
         await WaitForLostAsync(record);
         try
@@ -142,7 +135,7 @@ public sealed class ConnectionLifecycleTests(GatewayClusterFixture fixture)
     [Fact]
     public async Task Writes_after_Close_are_dropped_without_an_exception_crossing_the_grain_boundary()
     {
-        var (client, record) = await ConnectScriptAsync();
+        var (client, record) = await fixture.ConnectScriptAsync();
         await client.SendAsync("close-then-write\n");
         Assert.Empty(await client.ReadToEndAsync());
         await WaitForLostAsync(record);
@@ -155,7 +148,7 @@ public sealed class ConnectionLifecycleTests(GatewayClusterFixture fixture)
     [Fact]
     public async Task GetExtraInfo_peername_is_the_client_sockets_local_endpoint_and_sockname_the_listener()
     {
-        var (client, _) = await ConnectScriptAsync();
+        var (client, _) = await fixture.ConnectScriptAsync();
         await client.SendAsync("extra\n");
         var line = await client.ReadLineAsync();
         Assert.Equal($"{client.LocalEndPoint} {fixture.EndPoint("script")} default", line);
@@ -166,8 +159,8 @@ public sealed class ConnectionLifecycleTests(GatewayClusterFixture fixture)
     public async Task Writes_from_outside_a_callback_reach_the_socket_in_the_order_the_grain_made_them()
     {
         const int rounds = 200;
-        var (client, record) = await ConnectScriptAsync();
-        var grain = fixture.Grains.GetGrain<TestGrains.IScriptGrain>(record.Connection.ConnectionId);
+        var (client, record) = await fixture.ConnectScriptAsync();
+        var grain = fixture.ScriptGrain(record);
         var reading = Task.Run(async () =>
         {
             var lines = new List<string>();

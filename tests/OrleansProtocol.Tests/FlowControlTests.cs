@@ -9,8 +9,8 @@ public sealed class FlowControlTests(GatewayClusterFixture fixture)
     [Fact]
     public async Task PauseReading_takes_effect_at_once_is_idempotent_and_one_ResumeReading_restarts_delivery()
     {
-        await using var client = await TestClient.ConnectAsync(fixture.EndPoint("script"));
-        var record = await fixture.Recorder.ForClientAsync(client.LocalEndPoint);
+        var (client, record) = await fixture.ConnectScriptAsync();
+        await using var connection = client;
 
         // "pause2" pauses twice in one callback; the bytes after it in the same write must not be delivered
         // until the single resume.
@@ -25,7 +25,7 @@ public sealed class FlowControlTests(GatewayClusterFixture fixture)
         var early = fixture.Recorder.WaitUntilAsync(() => record.Count("DR") > deliveriesWhilePaused, TestTimeouts.QuietPeriod);
         await Assert.ThrowsAnyAsync<OperationCanceledException>(() => early);
 
-        var grain = fixture.Grains.GetGrain<TestGrains.IScriptGrain>(record.Connection.ConnectionId);
+        var grain = fixture.ScriptGrain(record);
         await grain.ResumeReadingNow();
         Assert.Equal("while-paused", await client.ReadLineAsync());
 
@@ -39,8 +39,8 @@ public sealed class FlowControlTests(GatewayClusterFixture fixture)
     public async Task A_peer_that_does_not_read_gets_PauseWriting_then_ResumeWriting_when_it_drains_and_memory_stays_bounded()
     {
         const long total = 24L * 1024 * 1024;
-        await using var client = await TestClient.ConnectAsync(fixture.EndPoint("script"));
-        var record = await fixture.Recorder.ForClientAsync(client.LocalEndPoint);
+        var (client, record) = await fixture.ConnectScriptAsync();
+        await using var connection = client;
 
         // The grain produces 256 KiB per tick while not paused; the client reads nothing yet. Early chunks may pause
         // and resume writing while the kernel's socket buffers absorb them; once those are full the pause sticks.

@@ -10,8 +10,8 @@ public sealed class GrainLifetimeTests(GatewayClusterFixture fixture)
     [Fact]
     public async Task An_idle_connection_outlives_the_grain_collection_age_and_still_echoes_on_the_same_activation()
     {
-        await using var client = await TestClient.ConnectAsync(fixture.EndPoint("script"));
-        var record = await fixture.Recorder.ForClientAsync(client.LocalEndPoint);
+        var (client, record) = await fixture.ConnectScriptAsync();
+        await using var connection = client;
         await client.SendAsync("echo one\n");
         Assert.Equal("one", await client.ReadLineAsync());
 
@@ -28,9 +28,8 @@ public sealed class GrainLifetimeTests(GatewayClusterFixture fixture)
     [Fact]
     public async Task The_grain_deactivates_after_ConnectionLost()
     {
-        var client = await TestClient.ConnectAsync(fixture.EndPoint("script"));
-        var record = await fixture.Recorder.ForClientAsync(client.LocalEndPoint);
-        var grainId = fixture.Grains.GetGrain<TestGrains.IScriptGrain>(record.Connection.ConnectionId).GetGrainId();
+        var (client, record) = await fixture.ConnectScriptAsync();
+        var grainId = fixture.ScriptGrain(record).GetGrainId();
         Assert.True(fixture.Cluster.TryGetGrainContext(grainId, out _));
 
         await client.SendAsync("close\n");

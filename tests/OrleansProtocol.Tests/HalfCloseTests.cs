@@ -44,15 +44,15 @@ public sealed class HalfCloseTests(GatewayClusterFixture fixture)
     [Fact]
     public async Task EofReceived_true_lets_the_grain_write_after_the_peers_EOF_until_it_closes()
     {
-        await using var client = await TestClient.ConnectAsync(fixture.EndPoint("script"));
-        var record = await fixture.Recorder.ForClientAsync(client.LocalEndPoint);
+        var (client, record) = await fixture.ConnectScriptAsync();
+        await using var connection = client;
         await client.SendAsync("keep-open\n");
         Assert.Equal("ok", await client.ReadLineAsync());
         client.ShutdownSend();
         Assert.Equal("eof-received", await client.ReadLineAsync());
 
         // Half-open: the grain still writes, from outside any callback, and decides when to close.
-        var grain = fixture.Grains.GetGrain<TestGrains.IScriptGrain>(record.Connection.ConnectionId);
+        var grain = fixture.ScriptGrain(record);
         await grain.WriteNow("still here\n");
         Assert.Equal("still here", await client.ReadLineAsync());
         await grain.CloseNow();
@@ -65,8 +65,8 @@ public sealed class HalfCloseTests(GatewayClusterFixture fixture)
     [Fact]
     public async Task WriteEof_half_closes_the_peer_reads_EOF_and_can_still_send_and_Write_after_it_throws()
     {
-        await using var client = await TestClient.ConnectAsync(fixture.EndPoint("script"));
-        var record = await fixture.Recorder.ForClientAsync(client.LocalEndPoint);
+        var (client, record) = await fixture.ConnectScriptAsync();
+        await using var connection = client;
         await client.SendAsync("write-eof\n");
 
         // Everything written before WriteEof, then EOF.

@@ -26,6 +26,16 @@ public sealed class GatewayClusterFixture : IAsyncLifetime
     public EndPoint EndPoint(string listener) =>
         Silo.GetRequiredService<ProtocolGateway>().GetServer(listener).EndPoints[0];
 
+    /// <summary>Connects a client to the scripted test protocol and finds the record its grain keeps.</summary>
+    public async Task<(TestClient Client, ConnectionRecord Record)> ConnectScriptAsync()
+    {
+        var client = await TestClient.ConnectAsync(EndPoint("script"));
+        return (client, await Recorder.ForClientAsync(client.LocalEndPoint));
+    }
+
+    /// <summary>The grain serving a scripted connection, to act on it from outside any callback.</summary>
+    public IScriptGrain ScriptGrain(ConnectionRecord record) => Grains.GetGrain<IScriptGrain>(record.Connection.ConnectionId);
+
     /// <summary>The gateway's side of a live connection, for assertions on its buffers.</summary>
     internal Gateway.Connections.GatewayConnection? TryGetGatewayConnection(string connectionId) =>
         Silo.GetRequiredService<ProtocolGateway>().Servers
