@@ -34,7 +34,7 @@ public sealed class ConcurrencyTests(GatewayClusterFixture fixture)
 
         var (failing, record) = await fixture.ConnectScriptAsync();
 
-        await using var connection = failing;
+        await using var disposeClient = failing;
         await failing.SendAsync("throw\n");
         await fixture.Recorder.WaitUntilAsync(() => record.Count("CL") == 1);
         try

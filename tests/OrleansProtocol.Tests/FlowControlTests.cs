@@ -10,7 +10,7 @@ public sealed class FlowControlTests(GatewayClusterFixture fixture)
     public async Task PauseReading_takes_effect_at_once_is_idempotent_and_one_ResumeReading_restarts_delivery()
     {
         var (client, record) = await fixture.ConnectScriptAsync();
-        await using var connection = client;
+        await using var disposeClient = client;
 
         // "pause2" pauses twice in one callback; the bytes after it in the same write must not be delivered
         // until the single resume.
@@ -40,7 +40,7 @@ public sealed class FlowControlTests(GatewayClusterFixture fixture)
     {
         const long total = 24L * 1024 * 1024;
         var (client, record) = await fixture.ConnectScriptAsync();
-        await using var connection = client;
+        await using var disposeClient = client;
 
         // The grain produces 256 KiB per tick while not paused; the client reads nothing yet. Early chunks may pause
         // and resume writing while the kernel's socket buffers absorb them; once those are full the pause sticks.

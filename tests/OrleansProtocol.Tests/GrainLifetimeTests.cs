@@ -11,7 +11,7 @@ public sealed class GrainLifetimeTests(GatewayClusterFixture fixture)
     public async Task An_idle_connection_outlives_the_grain_collection_age_and_still_echoes_on_the_same_activation()
     {
         var (client, record) = await fixture.ConnectScriptAsync();
-        await using var connection = client;
+        await using var disposeClient = client;
         await client.SendAsync("echo one\n");
         Assert.Equal("one", await client.ReadLineAsync());
 

@@ -45,7 +45,7 @@ public sealed class HalfCloseTests(GatewayClusterFixture fixture)
     public async Task EofReceived_true_lets_the_grain_write_after_the_peers_EOF_until_it_closes()
     {
         var (client, record) = await fixture.ConnectScriptAsync();
-        await using var connection = client;
+        await using var disposeClient = client;
         await client.SendAsync("keep-open\n");
         Assert.Equal("ok", await client.ReadLineAsync());
         client.ShutdownSend();
@@ -66,7 +66,7 @@ public sealed class HalfCloseTests(GatewayClusterFixture fixture)
     public async Task WriteEof_half_closes_the_peer_reads_EOF_and_can_still_send_and_Write_after_it_throws()
     {
         var (client, record) = await fixture.ConnectScriptAsync();
-        await using var connection = client;
+        await using var disposeClient = client;
         await client.SendAsync("write-eof\n");
 
         // Everything written before WriteEof, then EOF.
