@@ -10,58 +10,212 @@ using OrleansProtocol.Gateway.Diagnostics;
 namespace OrleansProtocol.Gateway;
 
 /// <summary>
-/// One listener of the gateway, serving one protocol grain type: the counterpart of asyncio's <c>Server</c>.
+/// One server of the gateway, serving one protocol grain type on one or more endpoints: asyncio's <c>Server</c>.
 /// Sockets come from Kestrel's socket transport; each accepted connection gets its own grain.
 /// </summary>
-public sealed class ProtocolServer
+/// <remarks>
+/// Created at startup with <c>AddProtocolListener</c> or at run time with
+/// <see cref="ProtocolGateway.CreateServerAsync{TGrain}"/>. The silo owns every server: stopping the silo drains and
+/// closes them all.
+/// </remarks>
+public sealed class ProtocolServer : IAsyncDisposable
 {
     private readonly ProtocolListenerOptions _options;
     private readonly GrainType _grainType;
     private readonly IGrainFactory _grainFactory;
     private readonly ILoggerFactory _loggerFactory;
+    private readonly TimeSpan _drainTimeout;
     private readonly ILogger _logger;
     private readonly ILogger _connectionLogger;
     private readonly ConcurrentDictionary<string, GatewayConnection> _connections = new();
-    private IConnectionListener? _listener;
-    private Task _acceptLoop = Task.CompletedTask;
+    private readonly TaskCompletionSource _closed = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private readonly Lock _lock = new();
+    private List<IConnectionListener> _listeners = [];
+    private readonly List<Task> _acceptLoops = [];
+    private Task _unbound = Task.CompletedTask;
+    private TaskCompletionSource? _drained;
+    private bool _serving;
+    private bool _isClosed;
+    private int _servingForever;
 
     internal ProtocolServer(
         string name,
         ProtocolListenerOptions options,
         GrainType grainType,
         IGrainFactory grainFactory,
-        ILoggerFactory loggerFactory)
+        ILoggerFactory loggerFactory,
+        TimeSpan drainTimeout)
     {
         Name = name;
         _options = options;
         _grainType = grainType;
         _grainFactory = grainFactory;
         _loggerFactory = loggerFactory;
+        _drainTimeout = drainTimeout;
         _logger = loggerFactory.CreateLogger<ProtocolServer>();
         _connectionLogger = loggerFactory.CreateLogger<GatewayConnection>();
     }
 
-    /// <summary>The listener's name, as registered.</summary>
+    /// <summary>The server's name, as registered.</summary>
     public string Name { get; }
 
-    /// <summary>The bound endpoints, with the real port when 0 was asked for (asyncio <c>server.sockets[i].getsockname()</c>).</summary>
+    /// <summary>
+    /// The bound endpoints, with the real port when 0 was asked for (asyncio <c>server.sockets[i].getsockname()</c>);
+    /// empty once the server is closed.
+    /// </summary>
     public IReadOnlyList<EndPoint> EndPoints { get; private set; } = [];
 
     /// <summary>True while the server accepts connections (asyncio <c>is_serving</c>).</summary>
-    public bool IsServing { get; private set; }
+    public bool IsServing
+    {
+        get
+        {
+            lock (_lock)
+            {
+                return _serving && !_isClosed;
+            }
+        }
+    }
 
     /// <summary>Number of connections currently open on this server.</summary>
     public int ConnectionCount => _connections.Count;
 
     internal IEnumerable<GatewayConnection> Connections => _connections.Values;
 
-    internal async Task StartAsync(CancellationToken cancellationToken)
+    /// <summary>
+    /// Starts accepting connections (asyncio <c>start_serving</c>); idempotent. A server created with
+    /// <see cref="ProtocolListenerOptions.StartServing"/> false is bound and listening, and connections wait in the
+    /// backlog until this is called.
+    /// </summary>
+    /// <exception cref="InvalidOperationException">The server is closed.</exception>
+    public void StartServing()
+    {
+        lock (_lock)
+        {
+            ObjectDisposedException.ThrowIf(_isClosed, this);
+            if (_serving)
+            {
+                return;
+            }
+
+            _serving = true;
+            foreach (var listener in _listeners)
+            {
+                _acceptLoops.Add(AcceptLoopAsync(listener));
+            }
+        }
+    }
+
+    /// <summary>
+    /// Starts serving if needed and waits until the server is closed (asyncio <c>serve_forever</c>). Cancelling
+    /// <paramref name="cancellationToken"/> closes the server, waits for it to be closed, and throws.
+    /// </summary>
+    /// <exception cref="InvalidOperationException">The server is closed, or <c>ServeForever</c> is already running.</exception>
+    public async Task ServeForever(CancellationToken cancellationToken = default)
+    {
+        if (Interlocked.Exchange(ref _servingForever, 1) == 1)
+        {
+            throw new InvalidOperationException($"Server '{Name}' is already being served forever.");
+        }
+
+        try
+        {
+            lock (_lock)
+            {
+                if (_isClosed)
+                {
+                    throw new InvalidOperationException($"Server '{Name}' is closed.");
+                }
+            }
+
+            StartServing();
+            try
+            {
+                await _closed.Task.WaitAsync(cancellationToken);
+            }
+            catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+            {
+                Close();
+                await WaitClosed();
+                throw;
+            }
+        }
+        finally
+        {
+            Volatile.Write(ref _servingForever, 0);
+        }
+    }
+
+    /// <summary>
+    /// Stops accepting: the listening sockets are closed (asyncio <c>close</c>). Existing connections go on; use
+    /// <see cref="CloseClients()"/> or <see cref="AbortClients()"/> to end them. Idempotent.
+    /// </summary>
+    public void Close()
+    {
+        lock (_lock)
+        {
+            if (_isClosed)
+            {
+                return;
+            }
+
+            _isClosed = true;
+            _serving = false;
+            EndPoints = [];
+            var listeners = _listeners;
+            _listeners = [];
+            _unbound = UnbindAsync(listeners, _acceptLoops.ToArray());
+        }
+
+        _closed.TrySetResult();
+    }
+
+    /// <summary>Asks every connection to flush and close (asyncio <c>close_clients</c>); each grain gets <c>ConnectionLost(null)</c>.</summary>
+    public void CloseClients() => CloseClients(ConnectionCloseReason.LocalClose, "The server closed its clients.");
+
+    /// <summary>Resets every connection at once, discarding buffered data (asyncio <c>abort_clients</c>).</summary>
+    public void AbortClients() => AbortClients(ConnectionCloseReason.LocalAbort, "The server aborted its clients.");
+
+    /// <summary>
+    /// Completes when the server is closed <em>and</em> no connection remains (asyncio <c>wait_closed</c>, as of
+    /// Python 3.12.1).
+    /// </summary>
+    public async Task WaitClosed()
+    {
+        await _closed.Task;
+        await _unbound;
+        while (true)
+        {
+            Task drained;
+            lock (_lock)
+            {
+                if (_connections.IsEmpty)
+                {
+                    return;
+                }
+
+                drained = (_drained ??= new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously)).Task;
+            }
+
+            await drained;
+        }
+    }
+
+    /// <summary>
+    /// Closes the server and drains it: stops accepting, asks every connection to close, waits up to the gateway's
+    /// drain timeout, then aborts the rest. Every connection's grain gets its <c>ConnectionLost</c>.
+    /// </summary>
+    public async ValueTask DisposeAsync() =>
+        await ShutdownAsync(ConnectionCloseReason.ServerShutdown, _drainTimeout, CancellationToken.None);
+
+    internal async Task BindAsync(CancellationToken cancellationToken)
     {
         var transportOptions = new SocketTransportOptions
         {
             Backlog = _options.Backlog,
             NoDelay = _options.NoDelay,
             MaxReadBufferSize = _options.MaxReadBufferSize,
+
             // Kestrel reads only when data is there, so an idle connection holds no receive buffer.
             WaitForDataBeforeAllocatingBuffer = true,
 
@@ -70,42 +224,54 @@ public sealed class ProtocolServer
             UnsafePreferInlineScheduling = true,
         };
         var factory = new SocketTransportFactory(Options.Create(transportOptions), _loggerFactory);
-        _listener = await factory.BindAsync(_options.GetEndPoint(), cancellationToken);
-        EndPoints = [_listener.EndPoint];
-        IsServing = true;
-        _acceptLoop = AcceptLoopAsync(_listener);
-        GatewayLog.ListenerStarted(_logger, Name, _grainType.ToString(), _listener.EndPoint);
+        var listeners = new List<IConnectionListener>();
+        try
+        {
+            foreach (var endPoint in _options.GetEndPoints())
+            {
+                listeners.Add(await factory.BindAsync(endPoint, cancellationToken));
+            }
+        }
+        catch
+        {
+            foreach (var listener in listeners)
+            {
+                await listener.DisposeAsync();
+            }
+
+            throw;
+        }
+
+        lock (_lock)
+        {
+            _listeners = listeners;
+            EndPoints = listeners.Select(l => l.EndPoint).ToArray();
+        }
+
+        foreach (var listener in listeners)
+        {
+            GatewayLog.ListenerStarted(_logger, Name, _grainType.ToString(), listener.EndPoint);
+        }
+
+        if (_options.StartServing)
+        {
+            StartServing();
+        }
     }
 
     /// <summary>
-    /// Stops accepting, asks every connection to flush and close, waits up to <paramref name="drainTimeout"/>, then
-    /// aborts what is left. Every connection's grain gets its <c>ConnectionLost</c>.
+    /// The nursery's exit: close, ask every connection to close, wait up to <paramref name="drainTimeout"/>, abort
+    /// what is left (with a warning naming how many), and wait for every grain to be told.
     /// </summary>
-    internal async Task StopAsync(TimeSpan drainTimeout, CancellationToken cancellationToken)
+    internal async Task ShutdownAsync(ConnectionCloseReason reason, TimeSpan drainTimeout, CancellationToken cancellationToken)
     {
-        if (_listener is not { } listener)
-        {
-            return;
-        }
-
-        IsServing = false;
-        await listener.UnbindAsync(cancellationToken);
-        await _acceptLoop;
-        GatewayLog.ListenerStopped(_logger, Name, listener.EndPoint);
-
-        foreach (var connection in _connections.Values)
-        {
-            connection.RequestClose(ConnectionCloseReason.ServerShutdown, "The server is shutting down.");
-        }
-
+        Close();
+        await _unbound;
+        CloseClients(reason, "The server is shutting down.");
         if (!await WaitForConnectionsAsync(drainTimeout, cancellationToken))
         {
-            var remaining = _connections.Values.ToArray();
-            GatewayLog.DrainIncomplete(_logger, Name, remaining.Length, drainTimeout);
-            foreach (var connection in remaining)
-            {
-                connection.Abort(ConnectionCloseReason.ServerShutdown, "The server is shutting down; the drain timeout passed.");
-            }
+            GatewayLog.DrainIncomplete(_logger, Name, _connections.Count, drainTimeout);
+            AbortClients(reason, "The server is shutting down; the drain timeout passed.");
 
             // Aborted connections still tell their grains; a grain stuck in a callback cannot hold the silo forever.
             if (!await WaitForConnectionsAsync(TimeSpan.FromSeconds(5), cancellationToken))
@@ -113,16 +279,29 @@ public sealed class ProtocolServer
                 GatewayLog.StopIncomplete(_logger, Name, _connections.Count);
             }
         }
+    }
 
-        await listener.DisposeAsync();
+    private void CloseClients(ConnectionCloseReason reason, string detail)
+    {
+        foreach (var connection in _connections.Values)
+        {
+            connection.RequestClose(reason, detail);
+        }
+    }
+
+    private void AbortClients(ConnectionCloseReason reason, string detail)
+    {
+        foreach (var connection in _connections.Values)
+        {
+            connection.Abort(reason, detail);
+        }
     }
 
     private async Task<bool> WaitForConnectionsAsync(TimeSpan timeout, CancellationToken cancellationToken)
     {
-        var all = Task.WhenAll(_connections.Values.Select(c => c.Completion));
         try
         {
-            await all.WaitAsync(timeout, cancellationToken);
+            await WaitClosed().WaitAsync(timeout, cancellationToken);
             return true;
         }
         catch (Exception ex) when (ex is TimeoutException or OperationCanceledException)
@@ -131,8 +310,25 @@ public sealed class ProtocolServer
         }
     }
 
+    private async Task UnbindAsync(List<IConnectionListener> listeners, Task[] acceptLoops)
+    {
+        foreach (var listener in listeners)
+        {
+            await listener.UnbindAsync();
+        }
+
+        await Task.WhenAll(acceptLoops);
+        foreach (var listener in listeners)
+        {
+            GatewayLog.ListenerStopped(_logger, Name, listener.EndPoint);
+            await listener.DisposeAsync();
+        }
+    }
+
     private async Task AcceptLoopAsync(IConnectionListener listener)
     {
+        // Off the caller's stack: StartServing returns at once.
+        await Task.Yield();
         while (true)
         {
             ConnectionContext? context;
@@ -182,7 +378,18 @@ public sealed class ProtocolServer
         }
         finally
         {
-            _connections.TryRemove(connection.Id, out _);
+            TaskCompletionSource? drained = null;
+            lock (_lock)
+            {
+                _connections.TryRemove(connection.Id, out _);
+                if (_connections.IsEmpty)
+                {
+                    drained = _drained;
+                    _drained = null;
+                }
+            }
+
+            drained?.TrySetResult();
         }
     }
 }

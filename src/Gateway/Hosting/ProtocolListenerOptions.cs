@@ -9,13 +9,21 @@ namespace OrleansProtocol.Gateway;
 public sealed class ProtocolListenerOptions
 {
     /// <summary>
-    /// Address to bind: an IP literal, <c>localhost</c>, or <c>*</c> for every IPv4 interface. Defaults to
-    /// <c>127.0.0.1</c> so nothing is exposed by accident; use <c>0.0.0.0</c> (or <c>::</c>) in containers.
+    /// Address(es) to bind, separated by commas: IP literals, <c>localhost</c>, or <c>*</c> for every IPv4 interface
+    /// (asyncio's host or sequence of hosts: one socket each). Defaults to <c>127.0.0.1</c> so nothing is exposed by
+    /// accident; use <c>0.0.0.0</c> (or <c>::</c>) in containers.
     /// </summary>
     public string Host { get; set; } = "127.0.0.1";
 
     /// <summary>TCP port to bind; 0 picks a free port (see <see cref="ProtocolServer.EndPoints"/>).</summary>
     public int Port { get; set; }
+
+    /// <summary>
+    /// Accept connections as soon as the server is bound (asyncio's <c>start_serving</c>). When false the server is
+    /// bound and listening, connections wait in the backlog, and <see cref="ProtocolServer.StartServing"/> starts
+    /// accepting. Defaults to true.
+    /// </summary>
+    public bool StartServing { get; set; } = true;
 
     /// <summary>Accept backlog. Defaults to 512, Kestrel's socket transport default (asyncio uses 100).</summary>
     public int Backlog { get; set; } = 512;
@@ -36,7 +44,11 @@ public sealed class ProtocolListenerOptions
     /// <summary>Disable Nagle's algorithm. Defaults to true, as asyncio sets <c>TCP_NODELAY</c> on every socket.</summary>
     public bool NoDelay { get; set; } = true;
 
-    internal IPEndPoint GetEndPoint() => new(ParseHost(Host) ?? IPAddress.Loopback, Port);
+    internal IEnumerable<IPEndPoint> GetEndPoints() =>
+        SplitHosts(Host).Select(h => new IPEndPoint(ParseHost(h) ?? IPAddress.Loopback, Port)).Distinct();
+
+    internal static string[] SplitHosts(string? hosts) =>
+        (hosts ?? "").Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
 
     internal static IPAddress? ParseHost(string? host) => host switch
     {

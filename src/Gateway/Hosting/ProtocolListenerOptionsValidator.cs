@@ -9,9 +9,15 @@ internal sealed class ProtocolListenerOptionsValidator : IValidateOptions<Protoc
     {
         var failures = new List<string>();
         var prefix = $"Listener '{name}':";
-        if (ProtocolListenerOptions.ParseHost(options.Host) is null)
+        var hosts = ProtocolListenerOptions.SplitHosts(options.Host);
+        if (hosts.Length == 0)
         {
-            failures.Add($"{prefix} Host '{options.Host}' is not an IP address, 'localhost' or '*'. Use e.g. 127.0.0.1 or 0.0.0.0.");
+            failures.Add($"{prefix} Host is empty. Use e.g. 127.0.0.1, 0.0.0.0, or several separated by commas.");
+        }
+
+        foreach (var host in hosts.Where(h => ProtocolListenerOptions.ParseHost(h) is null))
+        {
+            failures.Add($"{prefix} Host '{host}' is not an IP address, 'localhost' or '*'. Use e.g. 127.0.0.1 or 0.0.0.0.");
         }
 
         if (options.Port is < 0 or > 65535)
