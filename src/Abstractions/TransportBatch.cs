@@ -40,6 +40,17 @@ public sealed class TransportBatch
     /// <summary>Human-readable detail for <see cref="CloseReason"/>, for the gateway's log.</summary>
     [Id(6)]
     public string? CloseMessage { get; init; }
+
+    /// <summary>With <see cref="TransportBatchFlags.SetProtocol"/>: the grain type that takes the connection over.</summary>
+    [Id(7)]
+    public string? NewProtocol { get; init; }
+
+    /// <summary>
+    /// With <see cref="TransportBatchFlags.SetProtocol"/>: bytes the old protocol received but leaves to the new one;
+    /// they reach the new grain first, before anything read later.
+    /// </summary>
+    [Id(8)]
+    public ReadOnlyMemory<byte> HandOffData { get; init; }
 }
 
 /// <summary>Operations carried by a <see cref="TransportBatch"/> besides its data.</summary>
@@ -66,4 +77,9 @@ public enum TransportBatchFlags
 
     /// <summary>New write-buffer watermarks are in <see cref="TransportBatch.WriteBufferHigh"/> and <see cref="TransportBatch.WriteBufferLow"/>.</summary>
     SetWriteBufferLimits = 32,
+
+    /// <summary>
+    /// Hand the connection to another protocol grain (asyncio <c>set_protocol</c>): the last batch of this grain.
+    /// </summary>
+    SetProtocol = 64,
 }

@@ -25,7 +25,7 @@ namespace OrleansProtocol;
 /// </remarks>
 [PreferLocalPlacement]
 [KeepAlive]
-public abstract class ProtocolGrain : Grain, IProtocolGrain
+public abstract partial class ProtocolGrain : Grain, IProtocolGrain
 {
     private ProtocolTransport? _transport;
     private ITransportObserver? _observer;
@@ -271,7 +271,22 @@ public abstract class ProtocolGrain : Grain, IProtocolGrain
         {
             _callbackDepth--;
         }
+
+        if (_transport is { HandedOff: true } && !_lostDelivered)
+        {
+            // Handed to another protocol: this one is done. No ConnectionLost, as asyncio's set_protocol.
+            _lostDelivered = true;
+            await ExitNurseryAsync();
+            DeactivateOnIdle();
+        }
     }
+
+    /// <summary>True while a gateway callback runs (its operations go back with the reply).</summary>
+    internal bool InCallback => _callbackDepth > 0;
+
+    /// <summary>The Orleans grain type name of a protocol grain class, for <see cref="ProtocolTransport.SetProtocol{TGrain}"/>.</summary>
+    internal string GetGrainTypeName(Type grainClass) =>
+        ServiceProvider.GetRequiredService<Orleans.Metadata.GrainTypeResolver>().GetGrainType(grainClass).ToString()!;
 
     private async Task DeliverConnectionLost(ConnectionCloseReason reason, Exception? exception)
     {
@@ -283,6 +298,9 @@ public abstract class ProtocolGrain : Grain, IProtocolGrain
         _lostDelivered = true;
         CloseReason = reason;
         _transport!.MarkLost();
+
+        // Nothing the connection started outlives it, and nothing of it runs once ConnectionLost begins.
+        await ExitNurseryAsync();
         try
         {
             await ConnectionLost(exception);

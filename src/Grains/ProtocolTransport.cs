@@ -38,6 +38,9 @@ public sealed class ProtocolTransport
     private bool _eofWritten;
     private bool _readingPaused;
     private bool _lost;
+    private bool _handedOff;
+    private string? _newProtocol;
+    private ReadOnlyMemory<byte> _handOffData;
     private int _droppedWrites;
 
     internal ProtocolTransport(ProtocolGrain owner, ConnectionInfo connection)
@@ -52,8 +55,14 @@ public sealed class ProtocolTransport
     /// <summary>The highest batch sequence number assigned so far.</summary>
     internal long LastSequence { get; private set; }
 
-    /// <summary>True once <see cref="Close()"/> or <see cref="Abort()"/> was called or the connection was lost.</summary>
-    public bool IsClosing => _closing || _lost;
+    /// <summary>
+    /// True once <see cref="Close()"/> or <see cref="Abort()"/> was called, the connection was lost, or it was handed
+    /// to another protocol with <see cref="SetProtocol{TGrain}"/>.
+    /// </summary>
+    public bool IsClosing => _closing || _lost || _handedOff;
+
+    /// <summary>True once the connection was handed to another protocol.</summary>
+    internal bool HandedOff => _handedOff;
 
     /// <summary>True unless reading is paused or the transport is closing (asyncio <c>is_reading</c>).</summary>
     public bool IsReading => !IsClosing && !_readingPaused;
@@ -190,6 +199,33 @@ public sealed class ProtocolTransport
     }
 
     /// <summary>
+    /// Hands the connection to a new <typeparamref name="TGrain"/> activation (asyncio <c>set_protocol</c>), for upgrades
+    /// such as STARTTLS or a WebSocket hand-off. Everything this grain wrote so far is sent first; the new grain gets
+    /// <c>ConnectionMade</c>, then <paramref name="pendingData"/> (bytes this protocol received but leaves to the new
+    /// one), then everything read afterwards, in order. This grain gets no further callbacks, not even
+    /// <c>ConnectionLost</c>; its tasks and timers are cancelled and it deactivates.
+    /// </summary>
+    /// <exception cref="InvalidOperationException">Outside a protocol callback, or the transport is closing.</exception>
+    public void SetProtocol<TGrain>(ReadOnlySpan<byte> pendingData = default)
+        where TGrain : IProtocolGrain
+    {
+        if (IsClosing)
+        {
+            throw new InvalidOperationException("Cannot hand over a connection that is closing.");
+        }
+
+        if (!_owner.InCallback)
+        {
+            throw new InvalidOperationException("SetProtocol is allowed only inside a protocol callback (DataReceived, say).");
+        }
+
+        _newProtocol = _owner.GetGrainTypeName(typeof(TGrain));
+        _handOffData = pendingData.ToArray();
+        _handedOff = true;
+        _flags |= TransportBatchFlags.SetProtocol;
+    }
+
+    /// <summary>
     /// Sets the write-buffer watermarks (asyncio <c>set_write_buffer_limits</c>). With only <paramref name="high"/>,
     /// low is high/4; with only <paramref name="low"/>, high is 4×low; with neither, 64 KiB and 16 KiB.
     /// <c>PauseWriting</c> follows when the buffer is strictly over high, <c>ResumeWriting</c> when it is at or below low.
@@ -257,6 +293,8 @@ public sealed class ProtocolTransport
             WriteBufferLow = _low,
             CloseReason = _closeReason,
             CloseMessage = _closeMessage,
+            NewProtocol = _newProtocol,
+            HandOffData = _handOffData,
         };
 
         // A new buffer per batch: the gateway may hold this one (local calls skip the copy for [Immutable] types).

@@ -59,19 +59,16 @@ internal sealed partial class GatewayConnection
     /// <summary>The largest <see cref="WriteBufferSize"/> seen; for tests and diagnostics.</summary>
     internal long PeakWriteBufferSize { get; private set; }
 
-    /// <summary>The grain's observer push: unsolicited operations, applied in sequence order. Never blocks.</summary>
-    Task ITransportObserver.Send(TransportBatch batch)
-    {
-        Apply(batch);
-        return Task.CompletedTask;
-    }
-
-    private void Apply(TransportBatch batch)
+    /// <summary>
+    /// Applies a batch from the protocol of <paramref name="epoch"/> (a reply or an observer push) in sequence order.
+    /// </summary>
+    internal void Apply(TransportBatch batch, int epoch)
     {
         lock (_lock)
         {
-            if (batch.Sequence <= _appliedSequence)
+            if (epoch != _epoch || _handOff is not null || batch.Sequence <= _appliedSequence)
             {
+                // From a protocol that handed the connection over, or a duplicate.
                 return;
             }
 
@@ -83,7 +80,7 @@ internal sealed partial class GatewayConnection
             }
 
             ApplyInOrderLocked(batch);
-            while (_early is { Count: > 0 } && _early.Remove(_appliedSequence + 1, out var next))
+            while (_handOff is null && _early is { Count: > 0 } && _early.Remove(_appliedSequence + 1, out var next))
             {
                 ApplyInOrderLocked(next);
             }
@@ -154,6 +151,13 @@ internal sealed partial class GatewayConnection
         if ((flags & TransportBatchFlags.Close) != 0)
         {
             RequestCloseLocked(Reason(batch, ConnectionCloseReason.LocalClose), batch.CloseMessage);
+        }
+
+        if ((flags & TransportBatchFlags.SetProtocol) != 0 && batch.NewProtocol is { } protocol)
+        {
+            // The pump switches grains before its next callback; this grain's later batches are dropped.
+            _handOff = (protocol, batch.HandOffData);
+            WakePumpLocked();
         }
 
         static ConnectionCloseReason Reason(TransportBatch batch, ConnectionCloseReason fallback) =>

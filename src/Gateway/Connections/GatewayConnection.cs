@@ -20,12 +20,14 @@ namespace OrleansProtocol.Gateway.Connections;
 /// <c>DataReceived</c>. When the pipe holds <see cref="ProtocolListenerOptions.MaxReadBufferSize"/> bytes, Kestrel
 /// stops reading the socket and TCP pushes back on the peer.
 /// </remarks>
-internal sealed partial class GatewayConnection : ITransportObserver
+internal sealed partial class GatewayConnection
 {
     private readonly ConnectionContext _context;
     private readonly Socket _socket;
     private readonly PipeReader _input;
-    private readonly IProtocolGrain _grain;
+    private IProtocolGrain _grain;
+    private TransportObserver? _observer;
+    private ITransportObserver? _observerReference;
     private readonly IGrainFactory _grainFactory;
     private readonly int _maxDataReceivedSize;
     private readonly ILogger _logger;
@@ -44,6 +46,8 @@ internal sealed partial class GatewayConnection : ITransportObserver
     private bool _readPaused;
     private bool _peerEof;
     private bool _grainLost;
+    private int _epoch;
+    private (string Protocol, ReadOnlyMemory<byte> Data)? _handOff;
 
     private long _bytesReceived;
 
@@ -82,15 +86,10 @@ internal sealed partial class GatewayConnection : ITransportObserver
     {
         using var scope = _logger.BeginScope(new ConnectionLogScope(Id));
         GatewayLog.ConnectionAccepted(_logger, Id, Info.RemoteEndPoint, Info.ListenerName);
-        ITransportObserver? observer = null;
         _writer = WriteLoopAsync();
         try
         {
-            // Outside any grain turn, so Orleans registers it with the silo's hosted client. Orleans holds it weakly:
-            // the listener's connection table keeps this object alive until the connection ends.
-            observer = _grainFactory.CreateObjectReference<ITransportObserver>(this);
-            var reply = await _grain.ConnectionMade(Info, observer);
-            await ApplyReplyAsync(reply);
+            await ConnectGrainAsync();
             await ReceiveLoopAsync();
         }
         catch (Exception ex)
@@ -103,10 +102,7 @@ internal sealed partial class GatewayConnection : ITransportObserver
         {
             await _writer;
             await NotifyConnectionLostAsync();
-            if (observer is not null)
-            {
-                _grainFactory.DeleteObjectReference<ITransportObserver>(observer);
-            }
+            DeleteObserver();
 
             await _context.DisposeAsync();
             GatewayLog.ConnectionClosed(
@@ -118,6 +114,49 @@ internal sealed partial class GatewayConnection : ITransportObserver
             // Whatever happened above, the server's drain must not wait for this connection.
             _completion.TrySetResult();
         }
+    }
+
+    /// <summary>
+    /// Gives the current grain its observer and its <c>ConnectionMade</c>. Runs outside any grain turn, so Orleans
+    /// registers the observer with the silo's hosted client.
+    /// </summary>
+    private async Task ConnectGrainAsync()
+    {
+        _observer = new TransportObserver(this, _epoch);
+        _observerReference = _grainFactory.CreateObjectReference<ITransportObserver>(_observer);
+        await ApplyReplyAsync(await _grain.ConnectionMade(Info, _observerReference));
+    }
+
+    private void DeleteObserver()
+    {
+        if (_observerReference is not null)
+        {
+            _grainFactory.DeleteObjectReference<ITransportObserver>(_observerReference);
+            _observerReference = null;
+            _observer = null;
+        }
+    }
+
+    /// <summary>
+    /// asyncio's <c>set_protocol</c>: the connection goes to a new grain of the requested type (same connection id),
+    /// which gets <c>ConnectionMade</c> and then the bytes the old protocol left to it, before anything read later.
+    /// </summary>
+    /// <returns>The handed-over bytes to deliver first, or null.</returns>
+    private async Task<byte[]?> SwitchProtocolAsync(string protocol, ReadOnlyMemory<byte> data)
+    {
+        DeleteObserver();
+        lock (_lock)
+        {
+            _epoch++;
+            _appliedSequence = 0;
+            _early = null;
+            _handOff = null;
+        }
+
+        _grain = _grainFactory.GetGrain<IProtocolGrain>(GrainId.Create(GrainType.Create(protocol), Id));
+        GatewayLog.ProtocolSwitched(_logger, Id, protocol);
+        await ConnectGrainAsync();
+        return data.IsEmpty ? null : data.ToArray();
     }
 
     /// <summary>
@@ -157,6 +196,7 @@ internal sealed partial class GatewayConnection : ITransportObserver
         {
             (bool Pause, long BytesSent)? flowEvent;
             (ConnectionCloseReason Reason, string? Detail)? serverClose = null;
+            (string Protocol, ReadOnlyMemory<byte> Data)? handOff;
             bool paused;
             lock (_lock)
             {
@@ -164,6 +204,8 @@ internal sealed partial class GatewayConnection : ITransportObserver
                 {
                     return;
                 }
+
+                handOff = _handOff;
 
                 if (_serverClose is not null && !_serverCloseSent)
                 {
@@ -173,6 +215,13 @@ internal sealed partial class GatewayConnection : ITransportObserver
 
                 flowEvent = _flowEvents.Count > 0 ? _flowEvents.Dequeue() : null;
                 paused = _readPaused || _peerEof;
+            }
+
+            if (handOff is { } switchTo)
+            {
+                // The hand-off comes with the old protocol's last reply, so nothing was deferred: what it left goes first.
+                deferredData = await SwitchProtocolAsync(switchTo.Protocol, switchTo.Data);
+                continue;
             }
 
             if (serverClose is { } close)
@@ -314,14 +363,20 @@ internal sealed partial class GatewayConnection : ITransportObserver
 
         if (reply.Batch is { } batch)
         {
-            Apply(batch);
+            int epoch;
+            lock (_lock)
+            {
+                epoch = _epoch;
+            }
+
+            Apply(batch, epoch);
         }
 
         while (true)
         {
             lock (_lock)
             {
-                if (_appliedSequence >= reply.LastSequence || _aborted)
+                if (_appliedSequence >= reply.LastSequence || _aborted || _handOff is not null)
                 {
                     return;
                 }

@@ -39,6 +39,9 @@ internal static partial class GatewayLog
     [LoggerMessage(15, LogLevel.Debug, "Connection {ConnectionId}: write buffer {BufferedBytes} bytes; writing {State}", EventName = "WriteFlowChanged")]
     public static partial void WriteFlowChanged(ILogger logger, string connectionId, long bufferedBytes, string state);
 
+    [LoggerMessage(17, LogLevel.Debug, "Connection {ConnectionId} handed to protocol {Protocol}", EventName = "ProtocolSwitched")]
+    public static partial void ProtocolSwitched(ILogger logger, string connectionId, string protocol);
+
     [LoggerMessage(16, LogLevel.Trace, "Connection {ConnectionId}: delivering {Length} bytes", EventName = "DataDelivered")]
     public static partial void DataDelivered(ILogger logger, string connectionId, int length);
 }
