@@ -69,9 +69,14 @@ public abstract partial class ProtocolGrain
         ArgumentNullException.ThrowIfNull(callback);
         EnsureNurseryOpen();
         var handle = new TimerHandle(when, callback, h => _timers.Remove(h));
-        var due = TimeSpan.FromSeconds(Math.Max(0, when - Time()));
+        ArmTimer(handle);
+        _timers.Add(handle);
+        return handle;
+    }
 
-        // A one-shot grain timer that does not interleave with requests: the callback runs as its own turn.
+    /// <summary>A one-shot grain timer for the handle; it does not interleave with requests, so the callback is its own turn.</summary>
+    private void ArmTimer(TimerHandle handle)
+    {
         handle.Timer = this.RegisterGrainTimer(
             static (state, _) =>
             {
@@ -79,19 +84,29 @@ public abstract partial class ProtocolGrain
                 return Task.CompletedTask;
             },
             (Grain: this, Handle: handle),
-            new GrainTimerCreationOptions(due, Timeout.InfiniteTimeSpan) { Interleave = false, KeepAlive = false });
-        _timers.Add(handle);
-        return handle;
+            new GrainTimerCreationOptions(TimeSpan.FromSeconds(Math.Max(0, handle.When - Time())), Timeout.InfiniteTimeSpan)
+            {
+                Interleave = false,
+                KeepAlive = false,
+            });
     }
 
     private void FireTimer(TimerHandle handle)
     {
         handle.Timer?.Dispose();
-        if (!_timers.Remove(handle) || handle.Cancelled || _nurseryClosed)
+        if (!_timers.Contains(handle) || handle.Cancelled || _nurseryClosed)
         {
             return;
         }
 
+        // Grain timers can fire a little early (a millisecond, measured); asyncio never runs a timer before When.
+        if (Time() < handle.When)
+        {
+            ArmTimer(handle);
+            return;
+        }
+
+        _timers.Remove(handle);
         RunLoopCallback(handle, "timer callback");
     }
 

@@ -23,6 +23,8 @@ public sealed class GatewayClusterFixture : IAsyncLifetime
 
     public IGrainFactory Grains => Silo.GetRequiredService<IGrainFactory>();
 
+    public ProtocolGateway Gateway => Silo.GetRequiredService<ProtocolGateway>();
+
     public EndPoint EndPoint(string listener) =>
         Silo.GetRequiredService<ProtocolGateway>().GetServer(listener).EndPoints[0];
 
@@ -49,6 +51,8 @@ public sealed class GatewayClusterFixture : IAsyncLifetime
         silo.AddProtocolListener<ByeGrain>("bye", o => o.Port = 0);
         silo.AddProtocolListener<HalfOpenEchoGrain>("half-open-echo", o => o.Port = 0);
         silo.AddProtocolListener<StringReceiverGrain>("strings", o => o.Port = 0);
+        silo.AddProtocolListener<LoopGrain>("loop", o => o.Port = 0);
+        silo.AddProtocolListener<LineUpgradeGrain>("upgrade", o => o.Port = 0);
     }
 
     public async Task InitializeAsync()
