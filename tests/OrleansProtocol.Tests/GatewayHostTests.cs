@@ -1,6 +1,5 @@
 using System.Diagnostics;
 using System.Net;
-using System.Net.Sockets;
 using System.Text;
 using System.Text.RegularExpressions;
 using OrleansProtocol.Tests.Infrastructure;
@@ -80,8 +79,8 @@ public sealed class GatewayHostTests
         foreach (var argument in new[]
         {
             Path.Combine(gatewayDirectory, "OrleansProtocol.Gateway.dll"),
-            $"--Silo:SiloPort={FreePort()}",
-            $"--Silo:GatewayPort={FreePort()}",
+            $"--Silo:SiloPort={TestPorts.Free()}",
+            $"--Silo:GatewayPort={TestPorts.Free()}",
             "--OrleansProtocol:Listeners:echo:Port=0",
             "--OrleansProtocol:Listeners:string-receiver:Port=0",
         })
@@ -91,13 +90,6 @@ public sealed class GatewayHostTests
 
         start.Environment["DOTNET_ENVIRONMENT"] = "Production";
         return new HostProcess(Process.Start(start)!);
-    }
-
-    private static int FreePort()
-    {
-        using var socket = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
-        socket.Bind(new IPEndPoint(IPAddress.Loopback, 0));
-        return ((IPEndPoint)socket.LocalEndPoint!).Port;
     }
 
     private sealed class HostProcess : IDisposable

@@ -1,6 +1,8 @@
 using System.Net.Sockets;
 using System.Text;
+using System.Net;
 using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
 using Orleans.Hosting;
 using Orleans.TestingHost;
 using OrleansProtocol.Gateway;
@@ -12,6 +14,132 @@ namespace OrleansProtocol.Tests;
 /// <summary>Stopping the silo is the nursery's exit: stop accepting, close every connection, tell every grain once.</summary>
 public sealed class SiloShutdownTests
 {
+    private static async Task<(InProcessTestCluster Cluster, EndPoint EndPoint)> StartClusterAsync(
+        CallbackRecorder recorder, TimeSpan drainTimeout, ILoggerProvider? logs = null)
+    {
+        var builder = new InProcessTestClusterBuilder(1);
+        builder.Options.InitializeClientOnDeploy = false;
+        builder.ConfigureSilo((_, silo) =>
+        {
+            silo.Services.AddSingleton(recorder);
+            if (logs is not null)
+            {
+                silo.Services.AddSingleton(logs);
+            }
+
+            silo.AddProtocolGateway(o => o.DrainTimeout = drainTimeout);
+            silo.AddProtocolListener<ScriptGrain>("script", o => o.Port = 0);
+        });
+        var cluster = builder.Build();
+        await cluster.DeployAsync();
+        return (cluster, cluster.Silos[0].ServiceProvider.GetRequiredService<ProtocolGateway>().GetServer("script").EndPoints[0]);
+    }
+
+    [Fact]
+    public async Task Stopping_the_silo_mid_traffic_on_200_connections_ends_each_once_with_its_answered_data_within_the_deadline()
+    {
+        var recorder = new CallbackRecorder();
+        var drainTimeout = TimeSpan.FromSeconds(10);
+        var (cluster, endPoint) = await StartClusterAsync(recorder, drainTimeout);
+        await using var disposeCluster = cluster;
+
+        var clients = new List<TestClient>();
+        for (var i = 0; i < 200; i++)
+        {
+            clients.Add(await TestClient.ConnectAsync(endPoint));
+        }
+
+        // Every client asks for numbered echoes, back to back, until the connection ends.
+        var traffic = clients.Select(client => Task.Run(async () =>
+        {
+            var answered = 0;
+            try
+            {
+                while (true)
+                {
+                    await client.SendAsync($"echo {answered}\n");
+                    var line = await client.ReadLineAsync();
+                    Assert.Equal($"{answered}", line);
+                    answered++;
+                }
+            }
+            catch (Exception ex) when (ex is EndOfStreamException or System.Net.Sockets.SocketException)
+            {
+                // The silo closed the connection; every answer before that arrived whole and in order.
+            }
+
+            return answered;
+        })).ToList();
+
+        var records = new List<ConnectionRecord>();
+        foreach (var client in clients)
+        {
+            records.Add(await recorder.ForClientAsync(client.LocalEndPoint));
+        }
+
+        await recorder.WaitUntilAsync(() => records.All(r => r.Count("DR") > 0));
+        var stopwatch = System.Diagnostics.Stopwatch.StartNew();
+        await cluster.StopSiloAsync(cluster.Silos[0]);
+        var stopTime = stopwatch.Elapsed;
+
+        var answered = await Task.WhenAll(traffic);
+        Assert.All(answered, count => Assert.True(count > 0));
+        foreach (var record in records)
+        {
+            Assert.Equal(1, record.Count("CL"));
+            ConnectionLifecycleTests.AssertCallOrder(record);
+            Assert.Equal(ConnectionCloseReason.ServerShutdown, Assert.IsType<ConnectionClosedException>(record.LostException).Reason);
+        }
+
+        Assert.True(stopTime < drainTimeout + TimeSpan.FromSeconds(5), $"the silo took {stopTime} to stop");
+        foreach (var client in clients)
+        {
+            await client.DisposeAsync();
+        }
+    }
+
+    [Fact]
+    public async Task Connections_that_cannot_drain_are_aborted_at_the_deadline_with_a_warning_naming_how_many()
+    {
+        var recorder = new CallbackRecorder();
+        var logs = new CapturingLoggerProvider();
+        var drainTimeout = TimeSpan.FromSeconds(1);
+        var (cluster, endPoint) = await StartClusterAsync(recorder, drainTimeout, logs);
+        await using var disposeCluster = cluster;
+
+        // One connection whose peer never reads while its grain has far more to send than the kernel buffers hold:
+        // its close cannot flush. Another that closes cleanly.
+        await using var stuck = await TestClient.ConnectAsync(endPoint);
+        var stuckRecord = await recorder.ForClientAsync(stuck.LocalEndPoint);
+        await stuck.SendAsync("flood 67108864\n");
+        var server = cluster.Silos[0].ServiceProvider.GetRequiredService<ProtocolGateway>().GetServer("script");
+        var stuckConnection = server.Connections.Single(c => c.Id == stuckRecord.Connection.ConnectionId);
+
+        // Stuck: the gateway holds more than the high-water mark and sends nothing, because the kernel's buffers are
+        // full. Checked over several flood ticks (the grain's timer wakes the recorder every 5 ms).
+        var lastSent = -1L;
+        var unchanged = 0;
+        await recorder.WaitUntilAsync(() =>
+        {
+            var sent = stuckConnection.BytesSent;
+            unchanged = sent == lastSent && stuckConnection.WriteBufferSize > ProtocolTransport.DefaultWriteBufferHigh ? unchanged + 1 : 0;
+            lastSent = sent;
+            return unchanged >= 5;
+        });
+        await using var fine = await TestClient.ConnectAsync(endPoint);
+        var fineRecord = await recorder.ForClientAsync(fine.LocalEndPoint);
+
+        var stopwatch = System.Diagnostics.Stopwatch.StartNew();
+        await cluster.StopSiloAsync(cluster.Silos[0]);
+        Assert.True(stopwatch.Elapsed < drainTimeout + TimeSpan.FromSeconds(5), $"the silo took {stopwatch.Elapsed} to stop");
+
+        var warning = await logs.WaitForAsync(m => m.Contains("did not close within the drain timeout"));
+        Assert.Contains(" 1 connection(s)", warning);
+        Assert.Equal(1, stuckRecord.Count("CL"));
+        Assert.Equal(1, fineRecord.Count("CL"));
+        Assert.Empty(await fine.ReadToEndAsync());
+    }
+
     [Fact]
     public async Task Stopping_the_silo_closes_every_connection_after_its_data_and_delivers_ConnectionLost_once()
     {

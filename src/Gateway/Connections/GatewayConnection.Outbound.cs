@@ -42,7 +42,7 @@ internal sealed partial class GatewayConnection
     }
 
     /// <summary>Bytes handed to the socket so far.</summary>
-    private long BytesSent => Interlocked.Read(ref _bytesSent);
+    internal long BytesSent => Interlocked.Read(ref _bytesSent);
 
     /// <summary>Bytes accepted from the grain and not yet handed to the socket (asyncio's write buffer size).</summary>
     internal long WriteBufferSize

@@ -25,6 +25,7 @@ public sealed class ProtocolServer : IAsyncDisposable
     private readonly IGrainFactory _grainFactory;
     private readonly ILoggerFactory _loggerFactory;
     private readonly TimeSpan _drainTimeout;
+    private readonly Action<ProtocolServer> _forget;
     private readonly ILogger _logger;
     private readonly ILogger _connectionLogger;
     private readonly ConcurrentDictionary<string, GatewayConnection> _connections = new();
@@ -44,8 +45,10 @@ public sealed class ProtocolServer : IAsyncDisposable
         GrainType grainType,
         IGrainFactory grainFactory,
         ILoggerFactory loggerFactory,
-        TimeSpan drainTimeout)
+        TimeSpan drainTimeout,
+        Action<ProtocolServer> forget)
     {
+        _forget = forget;
         Name = name;
         _options = options;
         _grainType = grainType;
@@ -205,8 +208,11 @@ public sealed class ProtocolServer : IAsyncDisposable
     /// Closes the server and drains it: stops accepting, asks every connection to close, waits up to the gateway's
     /// drain timeout, then aborts the rest. Every connection's grain gets its <c>ConnectionLost</c>.
     /// </summary>
-    public async ValueTask DisposeAsync() =>
+    public async ValueTask DisposeAsync()
+    {
         await ShutdownAsync(ConnectionCloseReason.ServerShutdown, _drainTimeout, CancellationToken.None);
+        _forget(this);
+    }
 
     internal async Task BindAsync(CancellationToken cancellationToken)
     {

@@ -98,7 +98,8 @@ public sealed class ProtocolGateway : ILifecycleParticipant<ISiloLifecycle>
             _services.GetRequiredService<GrainTypeResolver>().GetGrainType(grainClass),
             _services.GetRequiredService<IGrainFactory>(),
             _services.GetRequiredService<ILoggerFactory>(),
-            _options.DrainTimeout);
+            _options.DrainTimeout,
+            Forget);
         lock (_lock)
         {
             if (_servers.Any(s => s.Name == name))
@@ -127,9 +128,15 @@ public sealed class ProtocolGateway : ILifecycleParticipant<ISiloLifecycle>
         return server;
     }
 
+    // A closed server stays until its last connection ends: the silo's stop must still drain it.
     private async Task ForgetWhenClosedAsync(ProtocolServer server)
     {
         await server.WaitClosed();
+        Forget(server);
+    }
+
+    private void Forget(ProtocolServer server)
+    {
         lock (_lock)
         {
             _servers = _servers.Remove(server);

@@ -1,0 +1,44 @@
+using System.Text;
+using Orleans.Runtime;
+using OrleansProtocol.Samples;
+using OrleansProtocol.Tests.Infrastructure;
+
+namespace OrleansProtocol.Tests;
+
+/// <summary>SetProtocol: a connection handed from one protocol grain to another mid-stream.</summary>
+[Collection(GatewayCollection.Name)]
+public sealed class SetProtocolTests(GatewayClusterFixture fixture)
+{
+    [Fact]
+    public async Task Upgrading_from_lines_to_length_prefixed_strings_loses_and_reorders_nothing()
+    {
+        await using var client = await TestClient.ConnectAsync(fixture.EndPoint("upgrade"));
+
+        // The command and the first frames in one write: the old protocol must hand the rest over, in order.
+        var write = Encoding.ASCII.GetBytes("hello\nSTRINGS\n")
+            .Concat(StringReceiverTests.Frame("one"))
+            .Concat(StringReceiverTests.Frame("two"))
+            .Concat(StringReceiverTests.Frame("thr")[..5])
+            .ToArray();
+        await client.SendAsync(write);
+        Assert.Equal("echo: hello", await client.ReadLineAsync());
+        Assert.Equal("upgrading to length-prefixed strings", await client.ReadLineAsync());
+
+        // The rest of the split third frame arrives later, and reaches the new protocol after the first two.
+        await client.SendAsync(StringReceiverTests.Frame("thr")[5..]);
+        var ok = StringReceiverTests.Frame("ok");
+        Assert.Equal(ok.Concat(ok).Concat(ok).ToArray(), await client.ReadExactlyAsync(3 * ok.Length));
+
+        // The old grain got no further callbacks and deactivated; the new one serves the same connection id.
+        var connection = fixture.Gateway.GetServer("upgrade").Connections.Single(c => Equals(c.Info.RemoteEndPoint, client.LocalEndPoint));
+        var oldGrain = fixture.Grains.GetGrain<IProtocolGrain>(connection.Id, typeof(LineUpgradeGrain).FullName).GetGrainId();
+        await fixture.Cluster.WaitForDeactivationAsync(oldGrain).WaitAsync(TestTimeouts.Default);
+        Assert.False(fixture.Cluster.TryGetGrainContext(oldGrain, out _));
+        var newGrain = fixture.Grains.GetGrain<IProtocolGrain>(connection.Id, typeof(StringReceiverGrain).FullName).GetGrainId();
+        Assert.True(fixture.Cluster.TryGetGrainContext(newGrain, out _));
+
+        client.ShutdownSend();
+        Assert.Empty(await client.ReadToEndAsync());
+        await fixture.Cluster.WaitForDeactivationAsync(newGrain).WaitAsync(TestTimeouts.Default);
+    }
+}
