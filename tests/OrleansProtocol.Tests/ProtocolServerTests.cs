@@ -22,6 +22,18 @@ public sealed class ProtocolServerTests(GatewayClusterFixture fixture)
             configure?.Invoke(o);
         });
 
+    private async Task<List<(TestClient Client, ConnectionRecord Record)>> ConnectManyAsync(ProtocolServer server, int count)
+    {
+        var clients = new List<(TestClient Client, ConnectionRecord Record)>();
+        for (var i = 0; i < count; i++)
+        {
+            var client = await TestClient.ConnectAsync(server.EndPoints[0]);
+            clients.Add((client, await fixture.Recorder.ForClientAsync(client.LocalEndPoint)));
+        }
+
+        return clients;
+    }
+
     [Fact]
     public async Task A_server_bound_to_port_0_reports_its_real_port_and_two_servers_serve_different_protocols()
     {
@@ -93,12 +105,7 @@ public sealed class ProtocolServerTests(GatewayClusterFixture fixture)
     public async Task CloseClients_flushes_and_closes_every_connection_with_ConnectionLost_once()
     {
         await using var server = await CreateAsync<ScriptGrain>();
-        var clients = new List<(TestClient Client, ConnectionRecord Record)>();
-        for (var i = 0; i < 5; i++)
-        {
-            var client = await TestClient.ConnectAsync(server.EndPoints[0]);
-            clients.Add((client, await fixture.Recorder.ForClientAsync(client.LocalEndPoint)));
-        }
+        var clients = await ConnectManyAsync(server, 5);
 
         // Written from outside any callback just before: must arrive before the EOF.
         foreach (var (_, record) in clients)
@@ -123,12 +130,7 @@ public sealed class ProtocolServerTests(GatewayClusterFixture fixture)
     public async Task AbortClients_resets_every_connection_with_ConnectionLost_once()
     {
         await using var server = await CreateAsync<ScriptGrain>();
-        var clients = new List<(TestClient Client, ConnectionRecord Record)>();
-        for (var i = 0; i < 5; i++)
-        {
-            var client = await TestClient.ConnectAsync(server.EndPoints[0]);
-            clients.Add((client, await fixture.Recorder.ForClientAsync(client.LocalEndPoint)));
-        }
+        var clients = await ConnectManyAsync(server, 5);
 
         server.Close();
         server.AbortClients();

@@ -151,6 +151,15 @@ internal sealed partial class GatewayConnection
             _appliedSequence = 0;
             _early = null;
             _handOff = null;
+
+            // The new protocol starts as asyncio's does: reading, default watermarks, and told at once if the write
+            // buffer is over the high-water mark, so its PauseWriting/ResumeWriting alternate from the start.
+            _readPaused = false;
+            _writeHigh = ProtocolTransport.DefaultWriteBufferHigh;
+            _writeLow = ProtocolTransport.DefaultWriteBufferLow;
+            _flowEvents.Clear();
+            _writePaused = false;
+            UpdateWriteFlowLocked();
         }
 
         _grain = _grainFactory.GetGrain<IProtocolGrain>(GrainId.Create(GrainType.Create(protocol), Id));
@@ -205,15 +214,15 @@ internal sealed partial class GatewayConnection
                     return;
                 }
 
+                // One thing per turn, in priority order: hand-off, server close, flow notification, data.
                 handOff = _handOff;
-
-                if (_serverClose is not null && !_serverCloseSent)
+                if (handOff is null && _serverClose is not null && !_serverCloseSent)
                 {
                     _serverCloseSent = true;
                     serverClose = _serverClose;
                 }
 
-                flowEvent = _flowEvents.Count > 0 ? _flowEvents.Dequeue() : null;
+                flowEvent = handOff is null && serverClose is null && _flowEvents.Count > 0 ? _flowEvents.Dequeue() : null;
                 paused = _readPaused || _peerEof;
             }
 
