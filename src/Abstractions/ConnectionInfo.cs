@@ -14,4 +14,9 @@ public sealed record ConnectionInfo(
     [property: Id(0)] string ConnectionId,
     [property: Id(1)] string ListenerName,
     [property: Id(2)] IPEndPoint? LocalEndPoint,
-    [property: Id(3)] IPEndPoint? RemoteEndPoint);
+    [property: Id(3)] IPEndPoint? RemoteEndPoint)
+{
+    /// <summary>How the listener frames the stream; <see cref="FrameFormat.Raw"/> unless the listener is framed.</summary>
+    [Id(4)]
+    public FrameFormat Framing { get; init; } = FrameFormat.Raw;
+}

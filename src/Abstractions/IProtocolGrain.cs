@@ -36,6 +36,14 @@ public interface IProtocolGrain : IGrainWithStringKey
     Task<ProtocolReply> DataReceived([Immutable] ReadOnlyMemory<byte> data, long bytesSent);
 
     /// <summary>
+    /// Whole frames from the peer, in order, on a framed listener (never empty; several when they arrived together).
+    /// </summary>
+    /// <param name="frames">The frame bodies, without prefix or delimiter; the grain owns them.</param>
+    /// <param name="bytesSent">Bytes the gateway has sent to the peer so far on this connection.</param>
+    [Alias("FramesReceived")]
+    Task<ProtocolReply> FramesReceived([Immutable] ReadOnlyMemory<byte>[] frames, long bytesSent);
+
+    /// <summary>
     /// The peer shut down its write side. At most once. <see cref="ProtocolReply.KeepOpen"/> false closes the
     /// transport after flushing; true keeps it half-open until the protocol closes it.
     /// </summary>

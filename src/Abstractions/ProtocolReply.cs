@@ -12,12 +12,17 @@ namespace OrleansProtocol;
 /// batch up to it before the next callback, so a callback always sees the effects of everything the grain did
 /// before (a pause pushed through the observer, for instance), even when that push is still on its way.
 /// </param>
+/// <param name="FramesTaken">
+/// For <c>FramesReceived</c>: how many of the frames the protocol took before it paused reading; the gateway keeps the
+/// rest (the reply is then <see cref="ProtocolReplyStatus.Deferred"/>).
+/// </param>
 [GenerateSerializer, Immutable, Alias("OrleansProtocol.ProtocolReply")]
 public readonly record struct ProtocolReply(
     [property: Id(0)] TransportBatch? Batch,
     [property: Id(1)] ProtocolReplyStatus Status,
     [property: Id(2)] bool KeepOpen,
-    [property: Id(3)] long LastSequence);
+    [property: Id(3)] long LastSequence,
+    [property: Id(4)] int FramesTaken = 0);
 
 /// <summary>How a grain handled a gateway callback.</summary>
 public enum ProtocolReplyStatus

@@ -1,9 +1,12 @@
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.Hosting;
+using OrleansProtocol;
+using OrleansProtocol.Gateway;
 using OrleansProtocol.Samples;
 
 // An embedded single-silo gateway serving the samples: Echo on 127.0.0.1:7000, the seed's length-prefixed string
-// receiver on 127.0.0.1:5566, and a line protocol that upgrades to it (SetProtocol) on 127.0.0.1:7002. Hosts, ports and log levels come from appsettings.json, environment variables
+// receiver on 127.0.0.1:5566 (framed by the grain) and 127.0.0.1:5567 (framed by the gateway), and a line protocol
+// that upgrades to it (SetProtocol) on 127.0.0.1:7002. Hosts, ports and log levels come from appsettings.json, environment variables
 // (OrleansProtocol__Listeners__echo__Port=7100) or the command line (--OrleansProtocol:Listeners:echo:Port=7100).
 var builder = Host.CreateApplicationBuilder(args);
 var configuration = builder.Configuration;
@@ -22,6 +25,12 @@ builder.UseOrleans(silo =>
     {
         o.Port = 5566;
         configuration.GetSection("OrleansProtocol:Listeners:string-receiver").Bind(o);
+    });
+    silo.AddProtocolListener<FramedStringReceiverGrain>("framed-string-receiver", o =>
+    {
+        o.Port = 5567;
+        o.Framing = new FramingOptions { Kind = FramingKind.LengthPrefixed, PrefixLength = 4, BigEndian = false, MaxFrameSize = 99_999 };
+        configuration.GetSection("OrleansProtocol:Listeners:framed-string-receiver").Bind(o);
     });
     silo.AddProtocolListener<LineUpgradeGrain>("upgrade", o =>
     {

@@ -55,6 +55,15 @@ public abstract partial class ProtocolGrain : Grain, IProtocolGrain
     protected virtual Task DataReceived(ReadOnlyMemory<byte> data) => Task.CompletedTask;
 
     /// <summary>
+    /// A whole frame from the peer, on a framed listener (<see cref="ConnectionInfo.Framing"/>): called once per frame,
+    /// in order, without its length prefix or delimiter. Answer with <see cref="ProtocolTransport.WriteFrame"/>.
+    /// </summary>
+    /// <param name="frame">The frame's body; the grain owns it.</param>
+    /// <exception cref="NotSupportedException">By default: a framed listener needs a protocol that overrides this.</exception>
+    protected virtual Task FrameReceived(ReadOnlyMemory<byte> frame) =>
+        throw new NotSupportedException($"{GetType().Name} serves a framed listener but does not override FrameReceived.");
+
+    /// <summary>
     /// The peer shut down its write side (asyncio <c>eof_received</c>). Return false (the default) to let the
     /// transport close after flushing; return true to keep the connection half-open: writing still works, and the
     /// protocol must call <see cref="ProtocolTransport.Close()"/> itself.
@@ -96,6 +105,25 @@ public abstract partial class ProtocolGrain : Grain, IProtocolGrain
 
         await RunCallback(nameof(DataReceived), static (g, d) => g.DataReceived(d), data);
         return Reply();
+    }
+
+    async Task<ProtocolReply> IProtocolGrain.FramesReceived(ReadOnlyMemory<byte>[] frames, long bytesSent)
+    {
+        if (RefuseInbound(bytesSent) is { } refused)
+        {
+            return refused;
+        }
+
+        // Frame by frame; a protocol that pauses reading (or closes) mid-batch leaves the rest to the gateway.
+        var taken = 0;
+        while (taken < frames.Length && _transport!.IsReading)
+        {
+            await RunCallback(nameof(FrameReceived), static (g, f) => g.FrameReceived(f), frames[taken]);
+            taken++;
+        }
+
+        var deferred = taken < frames.Length && !_transport!.IsClosing;
+        return Reply(deferred ? ProtocolReplyStatus.Deferred : ProtocolReplyStatus.Accepted, framesTaken: taken);
     }
 
     async Task<ProtocolReply> IProtocolGrain.EofReceived(long bytesSent)
@@ -311,10 +339,10 @@ public abstract partial class ProtocolGrain : Grain, IProtocolGrain
         }
     }
 
-    private ProtocolReply Reply(ProtocolReplyStatus status = ProtocolReplyStatus.Accepted, bool keepOpen = false)
+    private ProtocolReply Reply(ProtocolReplyStatus status = ProtocolReplyStatus.Accepted, bool keepOpen = false, int framesTaken = 0)
     {
         var transport = _transport!;
-        return new ProtocolReply(transport.TakeBatch(), status, keepOpen, transport.LastSequence);
+        return new ProtocolReply(transport.TakeBatch(), status, keepOpen, transport.LastSequence, framesTaken);
     }
 
     private static ProtocolReply Unknown() => new(null, ProtocolReplyStatus.UnknownConnection, false, 0);

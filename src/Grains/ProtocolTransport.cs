@@ -98,6 +98,14 @@ public sealed class ProtocolTransport
         _owner.OnTransportChanged();
     }
 
+    /// <summary>
+    /// Writes <paramref name="payload"/> as one frame of the listener's framing (<see cref="ConnectionInfo.Framing"/>):
+    /// with its length prefix, or followed by its delimiter.
+    /// </summary>
+    /// <exception cref="InvalidOperationException">The connection is not framed.</exception>
+    /// <exception cref="ArgumentException">The payload does not fit the prefix, or contains the delimiter.</exception>
+    public void WriteFrame(ReadOnlySpan<byte> payload) => Framing.FrameCodec.Encode(Connection.Framing, payload, Write);
+
     /// <summary>Writes each buffer in turn, as one send where possible (asyncio <c>writelines</c>).</summary>
     public void WriteLines(IEnumerable<ReadOnlyMemory<byte>> buffers)
     {

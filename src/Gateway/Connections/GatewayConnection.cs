@@ -6,6 +6,7 @@ using System.Net.Sockets;
 using Microsoft.AspNetCore.Connections;
 using Microsoft.AspNetCore.Connections.Features;
 using Microsoft.Extensions.Logging;
+using OrleansProtocol.Framing;
 using OrleansProtocol.Gateway.Diagnostics;
 
 namespace OrleansProtocol.Gateway.Connections;
@@ -30,11 +31,15 @@ internal sealed partial class GatewayConnection
     private ITransportObserver? _observerReference;
     private readonly IGrainFactory _grainFactory;
     private readonly int _maxDataReceivedSize;
+    private readonly FrameDecoder? _decoder;
     private readonly ILogger _logger;
     private readonly Lock _lock = new();
     private readonly AsyncSignal _pumpSignal = new();
     private readonly TaskCompletionSource _completion = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly long _startTimestamp = Stopwatch.GetTimestamp();
+
+    // Keeps one FramesReceived call a reasonable Orleans message even for tiny frames.
+    private const int MaxFramesPerCall = 1024;
 
     // Guarded by _lock.
     private ConnectionCloseReason _closeReason;
@@ -70,7 +75,12 @@ internal sealed partial class GatewayConnection
 
         // Unique across the cluster and over time; never ip:port, which the OS reuses.
         var id = Guid.CreateVersion7().ToString("N");
-        Info = new ConnectionInfo(id, listenerName, context.LocalEndPoint as IPEndPoint, context.RemoteEndPoint as IPEndPoint);
+        var framing = options.Framing.ToFormat();
+        _decoder = framing.Kind == FramingKind.Raw ? null : new FrameDecoder(framing);
+        Info = new ConnectionInfo(id, listenerName, context.LocalEndPoint as IPEndPoint, context.RemoteEndPoint as IPEndPoint)
+        {
+            Framing = framing,
+        };
         _grain = grainFactory.GetGrain<IProtocolGrain>(GrainId.Create(grainType, id));
     }
 
@@ -200,6 +210,7 @@ internal sealed partial class GatewayConnection
     private async Task ReceiveLoopAsync()
     {
         byte[]? deferredData = null;
+        ReadOnlyMemory<byte>[]? deferredFrames = null;
         var deferredEof = false;
         while (true)
         {
@@ -268,6 +279,12 @@ internal sealed partial class GatewayConnection
                 continue;
             }
 
+            if (deferredFrames is not null)
+            {
+                deferredFrames = await DeliverFramesAsync(deferredFrames);
+                continue;
+            }
+
             if (deferredEof)
             {
                 deferredEof = !await DeliverEofAsync();
@@ -294,6 +311,13 @@ internal sealed partial class GatewayConnection
                 continue;
             }
 
+            if (_decoder is not null)
+            {
+                deferredFrames = await ReceiveFramesAsync(result);
+                deferredEof = _pendingEof;
+                continue;
+            }
+
             if (!buffer.IsEmpty)
             {
                 // One copy out of the pipe into an array the grain owns; the pipe's memory goes back to Kestrel's pool.
@@ -315,6 +339,90 @@ internal sealed partial class GatewayConnection
                 _input.AdvanceTo(buffer.Start, buffer.End);
             }
         }
+    }
+
+    // Set by ReceiveFramesAsync when the grain deferred the EOF.
+    private bool _pendingEof;
+
+    /// <summary>
+    /// The framed read: whole frames out of the pipe (a batch of them up to <see cref="ProtocolListenerOptions.MaxDataReceivedSize"/>),
+    /// an incomplete one left there until the rest arrives; a frame over the limit closes the connection before its
+    /// body is read.
+    /// </summary>
+    /// <returns>Frames the grain deferred because it paused reading, or null.</returns>
+    private async Task<ReadOnlyMemory<byte>[]?> ReceiveFramesAsync(ReadResult result)
+    {
+        _pendingEof = false;
+        var buffer = result.Buffer;
+        var frames = new List<ReadOnlyMemory<byte>>();
+        long consumed = 0;
+        long batchBytes = 0;
+        var status = FrameReadStatus.NeedMoreData;
+        while (batchBytes < _maxDataReceivedSize && frames.Count < MaxFramesPerCall)
+        {
+            status = _decoder!.TryRead(buffer.Slice(consumed), out var frame, out var frameLength);
+            if (status != FrameReadStatus.Frame)
+            {
+                break;
+            }
+
+            frames.Add(frame.ToArray());
+            consumed += frameLength;
+            batchBytes += frame.Length;
+        }
+
+        var truncatedByEof = frames.Count == 0 && status == FrameReadStatus.NeedMoreData && result.IsCompleted;
+        if (truncatedByEof)
+        {
+            if (buffer.Length > consumed)
+            {
+                GatewayLog.TruncatedFrame(_logger, Id, buffer.Length - consumed);
+            }
+
+            _input.AdvanceTo(buffer.End);
+        }
+        else
+        {
+            // Examined everything only when what is left is an incomplete frame: the next read waits for more bytes.
+            var rest = buffer.GetPosition(consumed);
+            _input.AdvanceTo(rest, status == FrameReadStatus.NeedMoreData ? buffer.End : rest);
+        }
+
+        Interlocked.Add(ref _bytesReceived, consumed);
+        if (frames.Count > 0)
+        {
+            // Frames before a bad one are delivered; the bad one is met again at the start of the next read.
+            return await DeliverFramesAsync([.. frames]);
+        }
+
+        if (status is FrameReadStatus.TooLarge or FrameReadStatus.Invalid)
+        {
+            var detail = status == FrameReadStatus.Invalid
+                ? $"A length prefix of {_decoder!.AnnouncedLength} adjusts to a negative frame length."
+                : _decoder!.AnnouncedLength >= 0
+                    ? $"A frame of {_decoder.AnnouncedLength} bytes exceeds the maximum of {Info.Framing.MaxFrameSize} bytes."
+                    : $"No delimiter within the maximum frame size of {Info.Framing.MaxFrameSize} bytes.";
+            GatewayLog.FrameRejected(_logger, Id, detail);
+
+            // Through the grain, so what it wrote is flushed before the close.
+            RequestClose(status == FrameReadStatus.Invalid ? ConnectionCloseReason.ProtocolError : ConnectionCloseReason.FrameTooLarge, detail);
+            return null;
+        }
+
+        if (truncatedByEof)
+        {
+            _pendingEof = !await DeliverEofAsync();
+        }
+
+        return null;
+    }
+
+    /// <returns>The frames the grain did not take because it paused reading, or null.</returns>
+    private async Task<ReadOnlyMemory<byte>[]?> DeliverFramesAsync(ReadOnlyMemory<byte>[] frames)
+    {
+        var reply = await _grain.FramesReceived(frames, BytesSent);
+        await ApplyReplyAsync(reply);
+        return reply.Status == ProtocolReplyStatus.Deferred ? frames[reply.FramesTaken..] : null;
     }
 
     /// <returns>False when the grain deferred the data because it paused reading.</returns>

@@ -220,7 +220,7 @@ public sealed class ProtocolServer : IAsyncDisposable
         {
             Backlog = _options.Backlog,
             NoDelay = _options.NoDelay,
-            MaxReadBufferSize = _options.MaxReadBufferSize,
+            MaxReadBufferSize = _options.EffectiveMaxReadBufferSize,
 
             // Kestrel reads only when data is there, so an idle connection holds no receive buffer.
             WaitForDataBeforeAllocatingBuffer = true,

@@ -42,6 +42,12 @@ internal static partial class GatewayLog
     [LoggerMessage(17, LogLevel.Debug, "Connection {ConnectionId} handed to protocol {Protocol}", EventName = "ProtocolSwitched")]
     public static partial void ProtocolSwitched(ILogger logger, string connectionId, string protocol);
 
+    [LoggerMessage(18, LogLevel.Warning, "Connection {ConnectionId}: {Detail} Closing the connection.", EventName = "FrameRejected")]
+    public static partial void FrameRejected(ILogger logger, string connectionId, string detail);
+
+    [LoggerMessage(19, LogLevel.Debug, "Connection {ConnectionId}: the peer closed inside a frame; {Length} bytes of it were discarded", EventName = "TruncatedFrame")]
+    public static partial void TruncatedFrame(ILogger logger, string connectionId, long length);
+
     [LoggerMessage(16, LogLevel.Trace, "Connection {ConnectionId}: delivering {Length} bytes", EventName = "DataDelivered")]
     public static partial void DataDelivered(ILogger logger, string connectionId, int length);
 }

@@ -41,8 +41,21 @@ public sealed class ProtocolListenerOptions
     /// </summary>
     public long MaxReadBufferSize { get; set; } = 1024 * 1024;
 
+    /// <summary>
+    /// How the stream is cut into frames. Raw (the default) delivers bytes as they arrive through <c>DataReceived</c>;
+    /// framed listeners deliver whole frames through <c>FrameReceived</c>.
+    /// </summary>
+    public FramingOptions Framing { get; set; } = new();
+
     /// <summary>Disable Nagle's algorithm. Defaults to true, as asyncio sets <c>TCP_NODELAY</c> on every socket.</summary>
     public bool NoDelay { get; set; } = true;
+
+    /// <summary>
+    /// Kestrel's read-ahead limit: at least <see cref="MaxReadBufferSize"/>, and room for one whole frame with its
+    /// header and delimiter, so a frame at the limit can always complete.
+    /// </summary>
+    internal long EffectiveMaxReadBufferSize =>
+        Framing.Kind == FramingKind.Raw ? MaxReadBufferSize : Math.Max(MaxReadBufferSize, Framing.MaxFrameSize + 16L + Framing.DelimiterBytes.Length);
 
     internal IEnumerable<IPEndPoint> GetEndPoints() =>
         SplitHosts(Host).Select(h => new IPEndPoint(ParseHost(h) ?? IPAddress.Loopback, Port)).Distinct();
@@ -57,4 +70,43 @@ public sealed class ProtocolListenerOptions
         _ when IPAddress.TryParse(host, out var address) => address,
         _ => null,
     };
+}
+
+/// <summary>A listener's framing, bindable from configuration.</summary>
+public sealed class FramingOptions
+{
+    /// <summary>Raw (default), LengthPrefixed, Line or Delimited.</summary>
+    public FramingKind Kind { get; set; }
+
+    /// <summary>LengthPrefixed: bytes in the length prefix, 1, 2, 4 or 8. Defaults to 4.</summary>
+    public int PrefixLength { get; set; } = 4;
+
+    /// <summary>LengthPrefixed: network byte order (default) or little-endian (false).</summary>
+    public bool BigEndian { get; set; } = true;
+
+    /// <summary>LengthPrefixed: added to the prefix's value to get the body length (<c>-PrefixLength</c> when the length counts itself).</summary>
+    public int LengthAdjustment { get; set; }
+
+    /// <summary>Delimited: the delimiter, as UTF-8 text (in JSON, "\r\n\r\n" gives CR LF CR LF).</summary>
+    public string? Delimiter { get; set; }
+
+    /// <summary>
+    /// The largest frame accepted. Defaults to 1 MiB (SuperSocket's <c>MaxPackageLength</c>; DotNetty makes every
+    /// decoder declare one). A larger frame closes the connection with <c>FrameTooLarge</c> before its body is buffered.
+    /// </summary>
+    public int MaxFrameSize { get; set; } = 1024 * 1024;
+
+    internal byte[] DelimiterBytes => Delimiter is null ? [] : System.Text.Encoding.UTF8.GetBytes(Delimiter);
+
+    internal FrameFormat ToFormat() => Kind == FramingKind.Raw
+        ? FrameFormat.Raw
+        : new FrameFormat
+        {
+            Kind = Kind,
+            PrefixLength = PrefixLength,
+            BigEndian = BigEndian,
+            LengthAdjustment = LengthAdjustment,
+            Delimiter = Kind == FramingKind.Delimited ? DelimiterBytes : null,
+            MaxFrameSize = MaxFrameSize,
+        };
 }

@@ -1,4 +1,5 @@
 using Microsoft.Extensions.Options;
+using OrleansProtocol.Framing;
 
 namespace OrleansProtocol.Gateway;
 
@@ -38,6 +39,11 @@ internal sealed class ProtocolListenerOptionsValidator : IValidateOptions<Protoc
         if (options.MaxReadBufferSize < options.MaxDataReceivedSize)
         {
             failures.Add($"{prefix} MaxReadBufferSize {options.MaxReadBufferSize} must be at least MaxDataReceivedSize ({options.MaxDataReceivedSize}).");
+        }
+
+        foreach (var problem in FrameCodec.Problems(options.Framing.ToFormat()))
+        {
+            failures.Add($"{prefix} Framing: {problem}");
         }
 
         return failures.Count == 0 ? ValidateOptionsResult.Success : ValidateOptionsResult.Fail(failures);

@@ -50,7 +50,7 @@ public abstract class IntNStringReceiverGrain : ProtocolGrain
         }
 
         Span<byte> prefix = stackalloc byte[8];
-        WritePrefix(prefix[..prefixLength], (ulong)data.Length);
+        FrameCodec.WritePrefix(prefix[..prefixLength], (ulong)data.Length, !LittleEndian);
         Transport.Write(prefix[..prefixLength]);
         Transport.Write(data);
     }
@@ -68,7 +68,7 @@ public abstract class IntNStringReceiverGrain : ProtocolGrain
         var offset = 0;
         while (!Transport.IsClosing && _count - offset >= prefixLength)
         {
-            var length = ReadPrefix(_buffer.AsSpan(offset, prefixLength));
+            var length = FrameCodec.ReadPrefix(_buffer.AsSpan(offset, prefixLength), !LittleEndian);
             if (length > (ulong)MaxLength)
             {
                 _refused = true;
@@ -103,26 +103,5 @@ public abstract class IntNStringReceiverGrain : ProtocolGrain
 
         data.CopyTo(_buffer.AsSpan(_count));
         _count += data.Length;
-    }
-
-    private ulong ReadPrefix(ReadOnlySpan<byte> prefix)
-    {
-        ulong value = 0;
-        for (var i = 0; i < prefix.Length; i++)
-        {
-            var b = LittleEndian ? prefix[prefix.Length - 1 - i] : prefix[i];
-            value = (value << 8) | b;
-        }
-
-        return value;
-    }
-
-    private void WritePrefix(Span<byte> prefix, ulong value)
-    {
-        for (var i = prefix.Length - 1; i >= 0; i--)
-        {
-            prefix[LittleEndian ? prefix.Length - 1 - i : i] = (byte)value;
-            value >>= 8;
-        }
     }
 }

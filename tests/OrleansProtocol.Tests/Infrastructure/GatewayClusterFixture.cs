@@ -53,6 +53,21 @@ public sealed class GatewayClusterFixture : IAsyncLifetime
         silo.AddProtocolListener<StringReceiverGrain>("strings", o => o.Port = 0);
         silo.AddProtocolListener<LoopGrain>("loop", o => o.Port = 0);
         silo.AddProtocolListener<LineUpgradeGrain>("upgrade", o => o.Port = 0);
+        silo.AddProtocolListener<FramedStringReceiverGrain>("framed-strings", o =>
+        {
+            o.Port = 0;
+            o.Framing = new FramingOptions { Kind = FramingKind.LengthPrefixed, BigEndian = false, MaxFrameSize = 99_999 };
+        });
+        silo.AddProtocolListener<FrameEchoGrain>("frames-be2", o =>
+        {
+            o.Port = 0;
+            o.Framing = new FramingOptions { Kind = FramingKind.LengthPrefixed, PrefixLength = 2, MaxFrameSize = 1000 };
+        });
+        silo.AddProtocolListener<FrameEchoGrain>("frames-line", o =>
+        {
+            o.Port = 0;
+            o.Framing = new FramingOptions { Kind = FramingKind.Line, MaxFrameSize = 100 };
+        });
     }
 
     public async Task InitializeAsync()
