@@ -36,6 +36,7 @@ internal sealed partial class GatewayConnection
     private readonly Lock _lock = new();
     private readonly AsyncSignal _pumpSignal = new();
     private readonly TaskCompletionSource _completion = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private readonly TaskCompletionSource<bool> _made = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly long _startTimestamp = Stopwatch.GetTimestamp();
 
     // Keeps one FramesReceived call a reasonable Orleans message even for tiny frames.
@@ -88,6 +89,9 @@ internal sealed partial class GatewayConnection
 
     public string Id => Info.ConnectionId;
 
+    /// <summary>True once the grain's <c>ConnectionMade</c> has run; false if the connection ended first.</summary>
+    public Task<bool> Made => _made.Task;
+
     /// <summary>Completes when the connection is closed and its grain was told.</summary>
     public Task Completion => _completion.Task;
 
@@ -100,6 +104,7 @@ internal sealed partial class GatewayConnection
         try
         {
             await ConnectGrainAsync();
+            _made.TrySetResult(true);
             await ReceiveLoopAsync();
         }
         catch (Exception ex)
@@ -122,6 +127,7 @@ internal sealed partial class GatewayConnection
         finally
         {
             // Whatever happened above, the server's drain must not wait for this connection.
+            _made.TrySetResult(false);
             _completion.TrySetResult();
         }
     }

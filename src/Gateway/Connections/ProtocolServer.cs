@@ -371,9 +371,15 @@ public sealed class ProtocolServer : IAsyncDisposable
                 continue;
             }
 
-            _connections[connection.Id] = connection;
-            _ = RunConnectionAsync(connection);
+            Adopt(connection);
         }
+    }
+
+    /// <summary>Tracks and runs a connection: it counts for <see cref="WaitClosed"/> and is drained with the server.</summary>
+    internal void Adopt(GatewayConnection connection)
+    {
+        _connections[connection.Id] = connection;
+        _ = RunConnectionAsync(connection);
     }
 
     private async Task RunConnectionAsync(GatewayConnection connection)

@@ -2,7 +2,10 @@ using System.Collections.Immutable;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
+using System.Net.Sockets;
+using Microsoft.AspNetCore.Server.Kestrel.Transport.Sockets;
 using Orleans.Metadata;
+using OrleansProtocol.Gateway.Connections;
 
 namespace OrleansProtocol.Gateway;
 
@@ -23,6 +26,8 @@ public sealed class ProtocolGateway : ILifecycleParticipant<ISiloLifecycle>
     private readonly ProtocolGatewayOptions _options;
     private readonly Lock _lock = new();
     private ImmutableList<ProtocolServer> _servers = [];
+    private ProtocolServer? _outbound;
+    private SocketConnectionContextFactory? _socketContexts;
     private bool _started;
     private bool _stopping;
 
@@ -35,6 +40,9 @@ public sealed class ProtocolGateway : ILifecycleParticipant<ISiloLifecycle>
 
     /// <summary>The servers of this silo, from startup and from run time, until they are disposed.</summary>
     public IReadOnlyList<ProtocolServer> Servers => _servers;
+
+    /// <summary>Outbound connections currently open from this silo.</summary>
+    public int OutboundConnectionCount => _outbound?.ConnectionCount ?? 0;
 
     /// <summary>The server named <paramref name="name"/>.</summary>
     /// <exception cref="KeyNotFoundException">No server has that name.</exception>
@@ -73,14 +81,96 @@ public sealed class ProtocolGateway : ILifecycleParticipant<ISiloLifecycle>
         return AddServerAsync(name, typeof(TGrain), options, cancellationToken);
     }
 
+    /// <summary>
+    /// Opens an outbound connection served by a new grain (asyncio <c>create_connection</c>); returns once the
+    /// grain's <c>ConnectionMade</c> has run. Grains and external clients call
+    /// <c>IGrainFactory.CreateConnectionAsync&lt;TGrain&gt;</c>, which lands here.
+    /// </summary>
+    /// <exception cref="ProtocolConnectException">Refused, unreachable or timed out; no grain or socket is left behind.</exception>
+    public async Task<ConnectionInfo> ConnectAsync(ConnectRequest request, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(request);
+        var grainClass = Type.GetType(request.ProtocolClass, throwOnError: false)
+            ?? throw new ArgumentException($"Protocol class '{request.ProtocolClass}' is not known to this silo.", nameof(request));
+        var options = new ProtocolListenerOptions { Framing = FramingOptions.From(request.Framing) };
+        var validation = new ProtocolListenerOptionsValidator().Validate("outbound", options);
+        if (validation.Failed)
+        {
+            throw new ArgumentException(validation.FailureMessage, nameof(request));
+        }
+
+        ProtocolServer outbound;
+        SocketConnectionContextFactory socketContexts;
+        lock (_lock)
+        {
+            if (!_started || _stopping || _outbound is null || _socketContexts is null)
+            {
+                throw new InvalidOperationException("Connections can be opened only while the silo is active.");
+            }
+
+            outbound = _outbound;
+            socketContexts = _socketContexts;
+        }
+
+        var socket = new Socket(SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
+        try
+        {
+            using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+            timeout.CancelAfter(request.ConnectTimeout);
+            try
+            {
+                await socket.ConnectAsync(request.Host, request.Port, timeout.Token);
+            }
+            catch (SocketException ex)
+            {
+                throw new ProtocolConnectException($"Could not connect to {request.Host}:{request.Port}: {ex.SocketErrorCode} ({ex.Message}).", ex.SocketErrorCode);
+            }
+            catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
+            {
+                throw new ProtocolConnectException($"Could not connect to {request.Host}:{request.Port}: no answer within {request.ConnectTimeout}.", SocketError.TimedOut);
+            }
+        }
+        catch
+        {
+            socket.Dispose();
+            throw;
+        }
+
+        var connection = new GatewayConnection(
+            socketContexts.Create(socket),
+            $"outbound:{request.Host}:{request.Port}",
+            _services.GetRequiredService<GrainTypeResolver>().GetGrainType(grainClass),
+            _services.GetRequiredService<IGrainFactory>(),
+            options,
+            _services.GetRequiredService<ILoggerFactory>().CreateLogger<GatewayConnection>());
+        outbound.Adopt(connection);
+        if (!await connection.Made)
+        {
+            throw new ProtocolConnectException(
+                $"Connected to {request.Host}:{request.Port}, but the connection ended before its grain's ConnectionMade completed.",
+                SocketError.ConnectionAborted);
+        }
+
+        return connection.Info;
+    }
+
     void ILifecycleParticipant<ISiloLifecycle>.Participate(ISiloLifecycle lifecycle) =>
         lifecycle.Subscribe(nameof(ProtocolGateway), LifecycleStage, StartAsync, StopAsync);
 
     private async Task StartAsync(CancellationToken cancellationToken)
     {
+        var loggerFactory = _services.GetRequiredService<ILoggerFactory>();
         lock (_lock)
         {
             _started = true;
+
+            // Outbound connections live in a server of their own that never listens: tracked and drained the same way.
+            _outbound = new ProtocolServer(
+                "outbound", new ProtocolListenerOptions(), default, _services.GetRequiredService<IGrainFactory>(),
+                loggerFactory, _options.DrainTimeout, static _ => { });
+            _socketContexts = new SocketConnectionContextFactory(
+                new SocketConnectionFactoryOptions { WaitForDataBeforeAllocatingBuffer = true, UnsafePreferInlineScheduling = true },
+                loggerFactory.CreateLogger<SocketConnectionContextFactory>());
         }
 
         var listenerOptions = _services.GetRequiredService<IOptionsMonitor<ProtocolListenerOptions>>();
@@ -143,14 +233,16 @@ public sealed class ProtocolGateway : ILifecycleParticipant<ISiloLifecycle>
         }
     }
 
-    private Task StopAsync(CancellationToken cancellationToken)
+    private async Task StopAsync(CancellationToken cancellationToken)
     {
         lock (_lock)
         {
             _stopping = true;
         }
 
-        return Task.WhenAll(_servers.Select(s => s.ShutdownAsync(ConnectionCloseReason.ServerShutdown, _options.DrainTimeout, cancellationToken)));
+        var servers = _outbound is { } outbound ? _servers.Add(outbound) : _servers;
+        await Task.WhenAll(servers.Select(s => s.ShutdownAsync(ConnectionCloseReason.ServerShutdown, _options.DrainTimeout, cancellationToken)));
+        _socketContexts?.Dispose();
     }
 }
 

@@ -96,6 +96,16 @@ public sealed class FramingOptions
     /// </summary>
     public int MaxFrameSize { get; set; } = 1024 * 1024;
 
+    internal static FramingOptions From(FrameFormat format) => new()
+    {
+        Kind = format.Kind,
+        PrefixLength = format.PrefixLength,
+        BigEndian = format.BigEndian,
+        LengthAdjustment = format.LengthAdjustment,
+        Delimiter = format.Delimiter is { } d ? System.Text.Encoding.UTF8.GetString(d) : null,
+        MaxFrameSize = format.MaxFrameSize,
+    };
+
     internal byte[] DelimiterBytes => Delimiter is null ? [] : System.Text.Encoding.UTF8.GetBytes(Delimiter);
 
     internal FrameFormat ToFormat() => Kind == FramingKind.Raw

@@ -73,7 +73,6 @@ public sealed class GatewayClusterFixture : IAsyncLifetime
     public async Task InitializeAsync()
     {
         var builder = new InProcessTestClusterBuilder(1);
-        builder.Options.InitializeClientOnDeploy = false;
         builder.ConfigureSilo((_, silo) =>
         {
             silo.Services.AddSingleton(Recorder);

@@ -1,0 +1,71 @@
+using System.Net;
+using System.Net.Sockets;
+using System.Text;
+using OrleansProtocol.Tests.Infrastructure;
+using OrleansProtocol.Tests.TestGrains;
+
+namespace OrleansProtocol.Tests;
+
+/// <summary>Outbound connections (asyncio create_connection) served by protocol grains.</summary>
+[Collection(GatewayCollection.Name)]
+public sealed class ClientConnectionTests(GatewayClusterFixture fixture)
+{
+    private static async Task<string> ReadLineAsync(NetworkStream stream)
+    {
+        var bytes = new List<byte>();
+        var one = new byte[1];
+        while (await stream.ReadAsync(one).AsTask().WaitAsync(TestTimeouts.Default) == 1 && one[0] != '\n')
+        {
+            bytes.Add(one[0]);
+        }
+
+        return Encoding.UTF8.GetString(bytes.ToArray());
+    }
+
+    private async Task ExchangeAsync(Func<string, int, Task<ConnectionInfo>> open)
+    {
+        using var listener = new TcpListener(IPAddress.Loopback, 0);
+        listener.Start();
+        var port = ((IPEndPoint)listener.LocalEndpoint).Port;
+
+        var opening = open("127.0.0.1", port);
+        using var peer = await listener.AcceptTcpClientAsync().WaitAsync(TestTimeouts.Default);
+        var info = await opening.WaitAsync(TestTimeouts.Default);
+        Assert.Equal(port, info.RemoteEndPoint!.Port);
+
+        var stream = peer.GetStream();
+        Assert.Equal("hello from grain", await ReadLineAsync(stream));
+        await stream.WriteAsync("ping\n"u8.ToArray());
+        Assert.Equal("pong: ping", await ReadLineAsync(stream));
+
+        // The peer closes; the grain sees EOF, closes its side, and gets ConnectionLost once.
+        peer.Client.Shutdown(SocketShutdown.Send);
+        Assert.Equal(0, await stream.ReadAsync(new byte[1]).AsTask().WaitAsync(TestTimeouts.Default));
+        var record = await fixture.Recorder.WaitAsync(() => fixture.Recorder.All.FirstOrDefault(r => r.Connection.ConnectionId == info.ConnectionId && r.Count("CL") == 1));
+        ConnectionLifecycleTests.AssertCallOrder(record);
+        Assert.Null(record.LostException);
+    }
+
+    [Fact]
+    public Task A_grain_opens_a_connection_to_a_plain_TCP_server_and_exchanges_data_both_ways() =>
+        ExchangeAsync((host, port) => fixture.Grains.GetGrain<IClientStarterGrain>(Guid.NewGuid()).Open(host, port));
+
+    [Fact]
+    public Task An_external_Orleans_client_opens_a_connection_the_same_way() =>
+        ExchangeAsync((host, port) => fixture.Cluster.Client.CreateConnectionAsync<ClientProtocolGrain>(host, port));
+
+    [Fact]
+    public async Task Connecting_to_a_closed_port_fails_fast_with_a_clear_exception_and_leaves_no_activation()
+    {
+        var closedPort = TestPorts.Free();
+        var activationsBefore = ClientProtocolGrain.Activations.Count;
+        var started = System.Diagnostics.Stopwatch.StartNew();
+        var error = await Assert.ThrowsAsync<ProtocolConnectException>(() =>
+            fixture.Grains.GetGrain<IClientStarterGrain>(Guid.NewGuid()).Open("127.0.0.1", closedPort));
+        Assert.Equal(SocketError.ConnectionRefused, error.SocketError);
+        Assert.Contains($"127.0.0.1:{closedPort}", error.Message);
+        Assert.True(started.Elapsed < TimeSpan.FromSeconds(5), $"took {started.Elapsed}");
+        Assert.Equal(activationsBefore, ClientProtocolGrain.Activations.Count);
+        Assert.Equal(0, fixture.Gateway.OutboundConnectionCount);
+    }
+}
