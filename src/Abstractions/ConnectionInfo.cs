@@ -19,4 +19,18 @@ public sealed record ConnectionInfo(
     /// <summary>How the listener frames the stream; <see cref="FrameFormat.Raw"/> unless the listener is framed.</summary>
     [Id(4)]
     public FrameFormat Framing { get; init; } = FrameFormat.Raw;
+
+    /// <summary>What TLS negotiated, or null on a plain connection.</summary>
+    [Id(5)]
+    public TlsInfo? Tls { get; init; }
 }
+
+/// <summary>What TLS negotiated on a connection (asyncio's <c>ssl_object</c> details).</summary>
+/// <param name="Protocol">The protocol version, as asyncio names it: <c>TLSv1.2</c>, <c>TLSv1.3</c>.</param>
+/// <param name="Cipher">The cipher suite's IANA name, e.g. <c>TLS_AES_256_GCM_SHA384</c>.</param>
+/// <param name="PeerCertificate">The peer's certificate (DER), when it presented one.</param>
+[GenerateSerializer, Immutable, Alias("OrleansProtocol.TlsInfo")]
+public sealed record TlsInfo(
+    [property: Id(0)] string Protocol,
+    [property: Id(1)] string Cipher,
+    [property: Id(2)] byte[]? PeerCertificate);

@@ -67,8 +67,10 @@ public sealed class ProtocolTransport
     /// <summary>True unless reading is paused or the transport is closing (asyncio <c>is_reading</c>).</summary>
     public bool IsReading => !IsClosing && !_readingPaused;
 
-    /// <summary>True: TCP connections can half-close with <see cref="WriteEof"/> (asyncio <c>can_write_eof</c>).</summary>
-    public bool CanWriteEof => true;
+    /// <summary>
+    /// True on plain TCP, which can half-close with <see cref="WriteEof"/>; false on TLS, as asyncio (asyncio <c>can_write_eof</c>).
+    /// </summary>
+    public bool CanWriteEof => Connection.Tls is null;
 
     /// <summary>
     /// Queues <paramref name="data"/> to be sent (asyncio <c>write</c>); never blocks. The bytes are copied.
@@ -120,8 +122,14 @@ public sealed class ProtocolTransport
     /// Half-closes the connection once everything written so far is sent (asyncio <c>write_eof</c>): the peer reads
     /// EOF and can still send. Later <see cref="Write"/> calls throw.
     /// </summary>
+    /// <exception cref="NotSupportedException">On a TLS connection (<see cref="CanWriteEof"/> is false), as asyncio.</exception>
     public void WriteEof()
     {
+        if (!CanWriteEof)
+        {
+            throw new NotSupportedException("TLS connections cannot half-close: WriteEof is not supported (CanWriteEof is false).");
+        }
+
         if (IsClosing || _eofWritten)
         {
             return;
@@ -271,6 +279,12 @@ public sealed class ProtocolTransport
     {
         ExtraInfoKeys.PeerName => Connection.RemoteEndPoint ?? defaultValue,
         ExtraInfoKeys.SockName => Connection.LocalEndPoint ?? defaultValue,
+        ExtraInfoKeys.SslProtocol => Connection.Tls?.Protocol ?? defaultValue,
+        ExtraInfoKeys.Cipher => Connection.Tls?.Cipher ?? defaultValue,
+        ExtraInfoKeys.PeerCert => Connection.Tls?.PeerCertificate is { } der
+            ? System.Security.Cryptography.X509Certificates.X509CertificateLoader.LoadCertificate(der)
+            : defaultValue,
+        ExtraInfoKeys.SslObject or ExtraInfoKeys.SslContext => (object?)Connection.Tls ?? defaultValue,
         ExtraInfoKeys.ConnectionId => Connection.ConnectionId,
         ExtraInfoKeys.ListenerName => Connection.ListenerName,
         _ => defaultValue,

@@ -241,8 +241,13 @@ internal sealed partial class GatewayConnection
                         break;
 
                     case OutboundKind.Close:
-                        // Everything is in the kernel; completing Kestrel's output makes it shut the socket down and
-                        // close it, which sends FIN after the data.
+                        if (_tls is not null)
+                        {
+                            await CloseTlsAsync();
+                        }
+
+                        // Everything is in the kernel (or, with TLS, in Kestrel's output pipe, which it sends first);
+                        // completing Kestrel's output makes it shut the socket down and close it: FIN after the data.
                         await _context.Transport.Output.CompleteAsync();
                         return;
                 }
@@ -263,6 +268,12 @@ internal sealed partial class GatewayConnection
 
     private async ValueTask SendAsync(ReadOnlyMemory<byte> data)
     {
+        if (_tls is not null)
+        {
+            await SendTlsAsync(data);
+            return;
+        }
+
         while (!data.IsEmpty)
         {
             var sent = await _socket.SendAsync(data, SocketFlags.None);

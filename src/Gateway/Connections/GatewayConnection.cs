@@ -3,6 +3,7 @@ using System.Diagnostics;
 using System.IO.Pipelines;
 using System.Net;
 using System.Net.Sockets;
+using System.Security.Cryptography.X509Certificates;
 using Microsoft.AspNetCore.Connections;
 using Microsoft.AspNetCore.Connections.Features;
 using Microsoft.Extensions.Logging;
@@ -25,7 +26,7 @@ internal sealed partial class GatewayConnection
 {
     private readonly ConnectionContext _context;
     private readonly Socket _socket;
-    private readonly PipeReader _input;
+    private PipeReader _input;
     private IProtocolGrain _grain;
     private TransportObserver? _observer;
     private ITransportObserver? _observerReference;
@@ -63,8 +64,10 @@ internal sealed partial class GatewayConnection
         GrainType grainType,
         IGrainFactory grainFactory,
         ProtocolListenerOptions options,
-        ILogger logger)
+        ILogger logger,
+        X509Certificate2? serverCertificate = null)
     {
+        _tlsServer = serverCertificate is null ? null : (serverCertificate, options.Tls);
         _context = context;
         _socket = context.Features.Get<IConnectionSocketFeature>()?.Socket
             ?? throw new InvalidOperationException("The connection has no socket: the gateway needs Kestrel's socket transport.");
@@ -85,7 +88,7 @@ internal sealed partial class GatewayConnection
         _grain = grainFactory.GetGrain<IProtocolGrain>(GrainId.Create(grainType, id));
     }
 
-    public ConnectionInfo Info { get; }
+    public ConnectionInfo Info { get; private set; }
 
     public string Id => Info.ConnectionId;
 
@@ -103,9 +106,13 @@ internal sealed partial class GatewayConnection
         _writer = WriteLoopAsync();
         try
         {
-            await ConnectGrainAsync();
-            _made.TrySetResult(true);
-            await ReceiveLoopAsync();
+            // A failed TLS handshake drops the connection before any grain exists.
+            if (_tlsServer is null || await HandshakeAsync())
+            {
+                await ConnectGrainAsync();
+                _made.TrySetResult(true);
+                await ReceiveLoopAsync();
+            }
         }
         catch (Exception ex)
         {
@@ -453,7 +460,9 @@ internal sealed partial class GatewayConnection
         lock (_lock)
         {
             _peerEof = true;
-            if (!reply.KeepOpen)
+
+            // asyncio: keeping a TLS connection half-open "has no effect when using ssl"; it closes.
+            if (!reply.KeepOpen || _tls is not null)
             {
                 RequestCloseLocked(ConnectionCloseReason.PeerClosed, null);
             }

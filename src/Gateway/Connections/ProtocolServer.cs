@@ -38,6 +38,7 @@ public sealed class ProtocolServer : IAsyncDisposable
     private bool _serving;
     private bool _isClosed;
     private int _servingForever;
+    private System.Security.Cryptography.X509Certificates.X509Certificate2? _certificate;
 
     internal ProtocolServer(
         string name,
@@ -216,6 +217,8 @@ public sealed class ProtocolServer : IAsyncDisposable
 
     internal async Task BindAsync(CancellationToken cancellationToken)
     {
+        // Loaded once per server; a bad file fails the server's start, not its first connection.
+        _certificate = _options.Tls.Enabled ? _options.Tls.LoadCertificate() : null;
         var transportOptions = new SocketTransportOptions
         {
             Backlog = _options.Backlog,
@@ -362,7 +365,7 @@ public sealed class ProtocolServer : IAsyncDisposable
             GatewayConnection connection;
             try
             {
-                connection = new GatewayConnection(context, Name, _grainType, _grainFactory, _options, _connectionLogger);
+                connection = new GatewayConnection(context, Name, _grainType, _grainFactory, _options, _connectionLogger, _certificate);
             }
             catch (Exception ex)
             {

@@ -48,6 +48,9 @@ internal static partial class GatewayLog
     [LoggerMessage(19, LogLevel.Debug, "Connection {ConnectionId}: the peer closed inside a frame; {Length} bytes of it were discarded", EventName = "TruncatedFrame")]
     public static partial void TruncatedFrame(ILogger logger, string connectionId, long length);
 
+    [LoggerMessage(20, LogLevel.Information, "Connection {ConnectionId}: {Detail} Dropped without a grain.", EventName = "TlsHandshakeFailed")]
+    public static partial void TlsHandshakeFailed(ILogger logger, string connectionId, string detail);
+
     [LoggerMessage(16, LogLevel.Trace, "Connection {ConnectionId}: delivering {Length} bytes", EventName = "DataDelivered")]
     public static partial void DataDelivered(ILogger logger, string connectionId, int length);
 }

@@ -47,6 +47,9 @@ public sealed class ProtocolListenerOptions
     /// </summary>
     public FramingOptions Framing { get; set; } = new();
 
+    /// <summary>TLS termination; off unless a certificate is configured.</summary>
+    public TlsOptions Tls { get; set; } = new();
+
     /// <summary>Disable Nagle's algorithm. Defaults to true, as asyncio sets <c>TCP_NODELAY</c> on every socket.</summary>
     public bool NoDelay { get; set; } = true;
 

@@ -46,6 +46,24 @@ internal sealed class ProtocolListenerOptionsValidator : IValidateOptions<Protoc
             failures.Add($"{prefix} Framing: {problem}");
         }
 
+        if (options.Tls.Enabled)
+        {
+            if (!File.Exists(options.Tls.CertificatePath))
+            {
+                failures.Add($"{prefix} Tls.CertificatePath '{options.Tls.CertificatePath}' does not exist. Point it at a .pfx or PEM certificate.");
+            }
+
+            if (options.Tls.KeyPath is { Length: > 0 } key && !File.Exists(key))
+            {
+                failures.Add($"{prefix} Tls.KeyPath '{key}' does not exist.");
+            }
+
+            if (options.Tls.HandshakeTimeout <= TimeSpan.Zero && options.Tls.HandshakeTimeout != Timeout.InfiniteTimeSpan)
+            {
+                failures.Add($"{prefix} Tls.HandshakeTimeout {options.Tls.HandshakeTimeout} must be positive (default 00:00:10).");
+            }
+        }
+
         return failures.Count == 0 ? ValidateOptionsResult.Success : ValidateOptionsResult.Fail(failures);
     }
 }

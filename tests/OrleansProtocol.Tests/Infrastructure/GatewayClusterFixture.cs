@@ -17,6 +17,9 @@ public sealed class GatewayClusterFixture : IAsyncLifetime
 {
     public CallbackRecorder Recorder { get; } = new();
 
+    /// <summary>The TLS listeners' certificate, a self-signed PFX made for this run.</summary>
+    public string CertificatePath { get; } = TestCertificates.CreatePfx();
+
     public InProcessTestCluster Cluster { get; private set; } = null!;
 
     public IServiceProvider Silo => Cluster.Silos[0].ServiceProvider;
@@ -44,8 +47,19 @@ public sealed class GatewayClusterFixture : IAsyncLifetime
             .SelectMany(s => s.Connections)
             .FirstOrDefault(c => c.Id == connectionId);
 
-    public static void AddTestListeners(ISiloBuilder silo)
+    public static void AddTestListeners(ISiloBuilder silo, string certificatePath)
     {
+        silo.AddProtocolListener<EchoGrain>("tls-echo", o =>
+        {
+            o.Port = 0;
+            o.Tls.CertificatePath = certificatePath;
+        });
+        silo.AddProtocolListener<ScriptGrain>("tls-script", o =>
+        {
+            o.Port = 0;
+            o.Tls.CertificatePath = certificatePath;
+            o.Tls.HandshakeTimeout = TimeSpan.FromSeconds(1);
+        });
         silo.AddProtocolListener<EchoGrain>("echo", o => o.Port = 0);
         silo.AddProtocolListener<ScriptGrain>("script", o => o.Port = 0);
         silo.AddProtocolListener<ByeGrain>("bye", o => o.Port = 0);
@@ -84,13 +98,17 @@ public sealed class GatewayClusterFixture : IAsyncLifetime
                 o.CollectionAge = TimeSpan.FromSeconds(2);
             });
             silo.AddProtocolGateway(o => o.DrainTimeout = TimeSpan.FromSeconds(5));
-            AddTestListeners(silo);
+            AddTestListeners(silo, CertificatePath);
         });
         Cluster = builder.Build();
         await Cluster.DeployAsync();
     }
 
-    public async Task DisposeAsync() => await Cluster.DisposeAsync();
+    public async Task DisposeAsync()
+    {
+        await Cluster.DisposeAsync();
+        File.Delete(CertificatePath);
+    }
 }
 
 [CollectionDefinition(Name)]

@@ -176,6 +176,11 @@ public sealed class ScriptGrain(CallbackRecorder recorder) : ProtocolGrain, IScr
                 Transport.Write(Encoding.UTF8.GetBytes(
                     $"{Transport.GetExtraInfo(ExtraInfoKeys.PeerName)} {Transport.GetExtraInfo(ExtraInfoKeys.SockName)} {Transport.GetExtraInfo("nope", "default")}\n"));
                 break;
+            case "tls":
+                Transport.Write(Encoding.UTF8.GetBytes(
+                    $"{Transport.GetExtraInfo(ExtraInfoKeys.SslProtocol)} {Transport.GetExtraInfo(ExtraInfoKeys.Cipher)} " +
+                    $"{Transport.CanWriteEof} {Transport.GetExtraInfo(ExtraInfoKeys.SslContext) is not null}\n"));
+                break;
             case "flood":
                 // Produce like an asyncio protocol that honours pause_writing: write while not paused.
                 _floodRemaining = long.Parse(argument);

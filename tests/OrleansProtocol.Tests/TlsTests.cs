@@ -1,0 +1,101 @@
+using System.Diagnostics;
+using System.Net.Security;
+using System.Net.Sockets;
+using System.Text;
+using OrleansProtocol.Tests.Infrastructure;
+
+namespace OrleansProtocol.Tests;
+
+/// <summary>TLS termination at the gateway, with .NET's SslStream and the openssl command-line client.</summary>
+[Collection(GatewayCollection.Name)]
+public sealed class TlsTests(GatewayClusterFixture fixture)
+{
+    private async Task<(TcpClient Client, SslStream Tls)> ConnectTlsAsync(string listener)
+    {
+        var endPoint = (System.Net.IPEndPoint)fixture.EndPoint(listener);
+        var client = new TcpClient();
+        await client.ConnectAsync(endPoint.Address, endPoint.Port);
+
+        // The test certificate is self-signed.
+        var tls = new SslStream(client.GetStream(), false, (_, _, _, _) => true);
+        await tls.AuthenticateAsClientAsync("localhost").WaitAsync(TestTimeouts.Default);
+        return (client, tls);
+    }
+
+    private static async Task<string> ReadLineAsync(Stream stream)
+    {
+        var bytes = new List<byte>();
+        var one = new byte[1];
+        while (await stream.ReadAsync(one).AsTask().WaitAsync(TestTimeouts.Default) == 1 && one[0] != '\n')
+        {
+            bytes.Add(one[0]);
+        }
+
+        return Encoding.UTF8.GetString(bytes.ToArray());
+    }
+
+    [Fact]
+    public async Task An_SslStream_client_completes_the_handshake_and_gets_its_echo()
+    {
+        var (client, tls) = await ConnectTlsAsync("tls-echo");
+        using var disposeClient = client;
+        await using var disposeTls = tls;
+        await tls.WriteAsync("hello over tls\n"u8.ToArray());
+        Assert.Equal("hello over tls", await ReadLineAsync(tls));
+    }
+
+    [Fact]
+    public async Task GetExtraInfo_reports_the_negotiated_protocol_and_cipher_and_TLS_cannot_write_EOF()
+    {
+        var (client, tls) = await ConnectTlsAsync("tls-script");
+        using var disposeClient = client;
+        await using var disposeTls = tls;
+        await tls.WriteAsync("tls\n"u8.ToArray());
+        var parts = (await ReadLineAsync(tls)).Split(' ');
+        Assert.Equal(tls.SslProtocol == System.Security.Authentication.SslProtocols.Tls13 ? "TLSv1.3" : "TLSv1.2", parts[0]);
+        Assert.Equal(tls.NegotiatedCipherSuite.ToString(), parts[1]);
+        Assert.Equal("False", parts[2]);
+        Assert.Equal("True", parts[3]);
+    }
+
+    [Fact]
+    public async Task The_openssl_command_line_client_completes_a_handshake_and_gets_its_echo()
+    {
+        var port = ((System.Net.IPEndPoint)fixture.EndPoint("tls-echo")).Port;
+        var start = new ProcessStartInfo("openssl", ["s_client", "-connect", $"127.0.0.1:{port}", "-quiet"])
+        {
+            RedirectStandardInput = true,
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+        };
+        using var openssl = Process.Start(start)!;
+        try
+        {
+            await openssl.StandardInput.WriteAsync("hello openssl\n");
+            await openssl.StandardInput.FlushAsync();
+            var line = await openssl.StandardOutput.ReadLineAsync().WaitAsync(TestTimeouts.Default);
+            Assert.Equal("hello openssl", line);
+        }
+        finally
+        {
+            openssl.Kill(entireProcessTree: true);
+        }
+    }
+
+    [Fact]
+    public async Task A_client_that_never_starts_the_handshake_is_cut_off_after_the_timeout()
+    {
+        // The tls-script listener's handshake timeout is 1 s.
+        await using var client = await TestClient.ConnectAsync(fixture.EndPoint("tls-script"));
+        var stopwatch = Stopwatch.StartNew();
+        try
+        {
+            Assert.Empty(await client.ReadToEndAsync());
+        }
+        catch (SocketException ex) when (ex.SocketErrorCode == SocketError.ConnectionReset)
+        {
+        }
+
+        Assert.InRange(stopwatch.Elapsed, TimeSpan.FromSeconds(0.9), TimeSpan.FromSeconds(10));
+    }
+}
