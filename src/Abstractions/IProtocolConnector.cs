@@ -37,6 +37,10 @@ public sealed record ConnectRequest(
     [Id(4)]
     public FrameFormat Framing { get; init; } = FrameFormat.Raw;
 
+    /// <summary>TLS for the connection, or null for plain TCP.</summary>
+    [Id(5)]
+    public ClientTls? Tls { get; init; }
+
     /// <summary>A request for <typeparamref name="TGrain"/> to serve a connection to <paramref name="host"/>:<paramref name="port"/>.</summary>
     public static ConnectRequest For<TGrain>(string host, int port)
         where TGrain : IProtocolGrain =>
@@ -57,4 +61,17 @@ public sealed class ProtocolConnectException : Exception
     /// <summary>The socket error: <c>ConnectionRefused</c>, <c>HostUnreachable</c>, <c>TimedOut</c>, …</summary>
     [Id(0)]
     public SocketError SocketError { get; }
+}
+
+/// <summary>TLS settings of an outbound connection.</summary>
+/// <param name="ServerName">The name to ask for (SNI) and to validate the server's certificate against.</param>
+[GenerateSerializer, Immutable, Alias("OrleansProtocol.ClientTls")]
+public sealed record ClientTls([property: Id(0)] string ServerName)
+{
+    /// <summary>
+    /// Accept a server certificate the operating system does not trust (self-signed, wrong name). For development and
+    /// tests; silo code can pass a validation callback to <c>ProtocolGateway.ConnectAsync</c> instead.
+    /// </summary>
+    [Id(1)]
+    public bool AllowUntrustedCertificate { get; init; }
 }

@@ -10,7 +10,7 @@ namespace OrleansProtocol.Tests;
 [Collection(GatewayCollection.Name)]
 public sealed class ClientConnectionTests(GatewayClusterFixture fixture)
 {
-    private static async Task<string> ReadLineAsync(NetworkStream stream)
+    private static async Task<string> ReadLineAsync(Stream stream)
     {
         var bytes = new List<byte>();
         var one = new byte[1];
@@ -53,6 +53,48 @@ public sealed class ClientConnectionTests(GatewayClusterFixture fixture)
     [Fact]
     public Task An_external_Orleans_client_opens_a_connection_the_same_way() =>
         ExchangeAsync((host, port) => fixture.Cluster.Client.CreateConnectionAsync<ClientProtocolGrain>(host, port));
+
+    [Fact]
+    public async Task A_grain_opens_a_TLS_connection_and_exchanges_data_and_an_untrusted_certificate_is_refused_clearly()
+    {
+        using var certificate = System.Security.Cryptography.X509Certificates.X509CertificateLoader.LoadPkcs12FromFile(fixture.CertificatePath, null);
+        using var listener = new TcpListener(IPAddress.Loopback, 0);
+        listener.Start();
+        var port = ((IPEndPoint)listener.LocalEndpoint).Port;
+        var starter = fixture.Grains.GetGrain<IClientStarterGrain>(Guid.NewGuid());
+
+        var opening = starter.OpenTls("127.0.0.1", port, allowUntrusted: true);
+        using (var peer = await listener.AcceptTcpClientAsync().WaitAsync(TestTimeouts.Default))
+        await using (var tls = new System.Net.Security.SslStream(peer.GetStream()))
+        {
+            await tls.AuthenticateAsServerAsync(certificate).WaitAsync(TestTimeouts.Default);
+            var info = await opening.WaitAsync(TestTimeouts.Default);
+            Assert.NotNull(info.Tls);
+            Assert.Equal("hello from grain", await ReadLineAsync(tls));
+            await tls.WriteAsync("ping\n"u8.ToArray());
+            Assert.Equal("pong: ping", await ReadLineAsync(tls));
+        }
+
+        // The same self-signed certificate, validated by the operating system: refused, with the reason.
+        var activationsBefore = ClientProtocolGrain.Activations.Count;
+        var refusing = starter.OpenTls("127.0.0.1", port, allowUntrusted: false);
+        using (var peer = await listener.AcceptTcpClientAsync().WaitAsync(TestTimeouts.Default))
+        await using (var tls = new System.Net.Security.SslStream(peer.GetStream()))
+        {
+            // With TLS 1.3 the server may finish its side before the client rejects the certificate.
+            try
+            {
+                await tls.AuthenticateAsServerAsync(certificate).WaitAsync(TestTimeouts.Default);
+            }
+            catch (Exception ex) when (ex is System.Security.Authentication.AuthenticationException or IOException)
+            {
+            }
+        }
+
+        var error = await Assert.ThrowsAsync<ProtocolConnectException>(() => refusing.WaitAsync(TestTimeouts.Default));
+        Assert.Contains("TLS handshake failed", error.Message);
+        Assert.Equal(activationsBefore, ClientProtocolGrain.Activations.Count);
+    }
 
     [Fact]
     public async Task Connecting_to_a_closed_port_fails_fast_with_a_clear_exception_and_leaves_no_activation()

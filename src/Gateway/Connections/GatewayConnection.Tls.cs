@@ -14,33 +14,55 @@ namespace OrleansProtocol.Gateway.Connections;
 internal sealed partial class GatewayConnection
 {
     private readonly (X509Certificate2 Certificate, TlsOptions Options)? _tlsServer;
+    private SslClientAuthenticationOptions? _tlsClient;
+    private TimeSpan _tlsClientTimeout;
     private SslStream? _tls;
+    private string? _handshakeError;
+
+    /// <summary>Why the TLS handshake failed, if it did.</summary>
+    internal string? HandshakeError => _handshakeError;
+
+    /// <summary>Makes this (outbound) connection a TLS client, handshaking before its grain is created.</summary>
+    internal void UseClientTls(SslClientAuthenticationOptions options, TimeSpan handshakeTimeout)
+    {
+        _tlsClient = options;
+        _tlsClientTimeout = handshakeTimeout;
+    }
+
+    private bool UsesTls => _tlsServer is not null || _tlsClient is not null;
 
     /// <returns>False when the handshake failed or timed out; the connection is then dropped without a grain.</returns>
     private async Task<bool> HandshakeAsync()
     {
-        var (certificate, options) = _tlsServer!.Value;
         var ssl = new SslStream(new DuplexPipeStream(_context.Transport), leaveInnerStreamOpen: false);
-        using var timeout = new CancellationTokenSource(options.HandshakeTimeout);
+        var handshakeTimeout = _tlsServer is { } server ? server.Options.HandshakeTimeout : _tlsClientTimeout;
+        using var timeout = new CancellationTokenSource(handshakeTimeout);
         try
         {
-            await ssl.AuthenticateAsServerAsync(
-                new SslServerAuthenticationOptions
-                {
-                    ServerCertificate = certificate,
-                    ClientCertificateRequired = options.ClientCertificateMode != ClientCertificateMode.NoCertificate,
-                    EnabledSslProtocols = options.SslProtocols,
+            if (_tlsServer is var (certificate, options))
+            {
+                await ssl.AuthenticateAsServerAsync(
+                    new SslServerAuthenticationOptions
+                    {
+                        ServerCertificate = certificate,
+                        ClientCertificateRequired = options.ClientCertificateMode != ClientCertificateMode.NoCertificate,
+                        EnabledSslProtocols = options.SslProtocols,
 
-                    // Which client certificates to trust is the protocol's decision: it sees "peercert".
-                    RemoteCertificateValidationCallback = (_, cert, _, _) =>
-                        cert is not null || options.ClientCertificateMode != ClientCertificateMode.RequireCertificate,
-                },
-                timeout.Token);
+                        // Which client certificates to trust is the protocol's decision: it sees "peercert".
+                        RemoteCertificateValidationCallback = (_, cert, _, _) =>
+                            cert is not null || options.ClientCertificateMode != ClientCertificateMode.RequireCertificate,
+                    },
+                    timeout.Token);
+            }
+            else
+            {
+                await ssl.AuthenticateAsClientAsync(_tlsClient!, timeout.Token);
+            }
         }
         catch (Exception ex)
         {
             var detail = timeout.IsCancellationRequested
-                ? $"The TLS handshake did not complete within {options.HandshakeTimeout}."
+                ? $"The TLS handshake did not complete within {handshakeTimeout}."
                 : $"The TLS handshake failed: {ex.Message}";
             GatewayLog.TlsHandshakeFailed(_logger, Id, detail);
             await ssl.DisposeAsync();
@@ -48,6 +70,7 @@ internal sealed partial class GatewayConnection
             {
                 _grainLost = true;
                 AbortLocked(ConnectionCloseReason.ProtocolError, detail);
+                _handshakeError = detail;
             }
 
             WakeWriter();

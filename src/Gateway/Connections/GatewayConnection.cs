@@ -107,7 +107,7 @@ internal sealed partial class GatewayConnection
         try
         {
             // A failed TLS handshake drops the connection before any grain exists.
-            if (_tlsServer is null || await HandshakeAsync())
+            if (!UsesTls || await HandshakeAsync())
             {
                 await ConnectGrainAsync();
                 _made.TrySetResult(true);

@@ -13,5 +13,5 @@ public sealed class ProtocolConnectorGrain(ProtocolGateway gateway) : Grain, IPr
     public Task<ConnectionInfo> Connect(ConnectRequest request) =>
         // Off the grain's scheduler: the gateway registers the connection's observer, which Orleans allows only
         // outside a grain turn.
-        Task.Run(() => gateway.ConnectAsync(request, CancellationToken.None));
+        Task.Run(() => gateway.ConnectAsync(request, cancellationToken: CancellationToken.None));
 }

@@ -2,6 +2,7 @@ using System.Collections.Immutable;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
+using System.Net.Security;
 using System.Net.Sockets;
 using Microsoft.AspNetCore.Server.Kestrel.Transport.Sockets;
 using Orleans.Metadata;
@@ -87,7 +88,13 @@ public sealed class ProtocolGateway : ILifecycleParticipant<ISiloLifecycle>
     /// <c>IGrainFactory.CreateConnectionAsync&lt;TGrain&gt;</c>, which lands here.
     /// </summary>
     /// <exception cref="ProtocolConnectException">Refused, unreachable or timed out; no grain or socket is left behind.</exception>
-    public async Task<ConnectionInfo> ConnectAsync(ConnectRequest request, CancellationToken cancellationToken = default)
+    /// <param name="request">Where to connect and which protocol serves the connection.</param>
+    /// <param name="validateServerCertificate">With <see cref="ConnectRequest.Tls"/>: decides whether to trust the server's certificate (default: the operating system's validation).</param>
+    /// <param name="cancellationToken">Cancels the connect.</param>
+    public async Task<ConnectionInfo> ConnectAsync(
+        ConnectRequest request,
+        RemoteCertificateValidationCallback? validateServerCertificate = null,
+        CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(request);
         var grainClass = Type.GetType(request.ProtocolClass, throwOnError: false)
@@ -143,11 +150,25 @@ public sealed class ProtocolGateway : ILifecycleParticipant<ISiloLifecycle>
             _services.GetRequiredService<IGrainFactory>(),
             options,
             _services.GetRequiredService<ILoggerFactory>().CreateLogger<GatewayConnection>());
+        if (request.Tls is { } tls)
+        {
+            connection.UseClientTls(
+                new SslClientAuthenticationOptions
+                {
+                    TargetHost = tls.ServerName,
+                    RemoteCertificateValidationCallback = validateServerCertificate
+                        ?? (tls.AllowUntrustedCertificate ? (_, _, _, _) => true : null),
+                },
+                request.ConnectTimeout);
+        }
+
         outbound.Adopt(connection);
         if (!await connection.Made)
         {
             throw new ProtocolConnectException(
-                $"Connected to {request.Host}:{request.Port}, but the connection ended before its grain's ConnectionMade completed.",
+                connection.HandshakeError is { } handshake
+                    ? $"Connected to {request.Host}:{request.Port}, but {handshake}"
+                    : $"Connected to {request.Host}:{request.Port}, but the connection ended before its grain's ConnectionMade completed.",
                 SocketError.ConnectionAborted);
         }
 

@@ -62,6 +62,8 @@ public sealed class ClientProtocolGrain(CallbackRecorder recorder) : ProtocolGra
 public interface IClientStarterGrain : IGrainWithGuidKey
 {
     Task<ConnectionInfo> Open(string host, int port);
+
+    Task<ConnectionInfo> OpenTls(string host, int port, bool allowUntrusted);
 }
 
 /// <summary>A grain that opens outbound connections, as protocol code would.</summary>
@@ -69,4 +71,11 @@ public sealed class ClientStarterGrain : Grain, IClientStarterGrain
 {
     public Task<ConnectionInfo> Open(string host, int port) =>
         GrainFactory.CreateConnectionAsync<ClientProtocolGrain>(host, port, r => r with { ConnectTimeout = TimeSpan.FromSeconds(5) });
+
+    public Task<ConnectionInfo> OpenTls(string host, int port, bool allowUntrusted) =>
+        GrainFactory.CreateConnectionAsync<ClientProtocolGrain>(host, port, r => r with
+        {
+            ConnectTimeout = TimeSpan.FromSeconds(5),
+            Tls = new ClientTls("localhost") { AllowUntrustedCertificate = allowUntrusted },
+        });
 }
