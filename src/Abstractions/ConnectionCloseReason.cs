@@ -38,6 +38,9 @@ public enum ConnectionCloseReason
 
     /// <summary>The protocol rejected what the peer sent.</summary>
     ProtocolError = 10,
+
+    /// <summary>Nothing happened for longer than the configured idle timeout (a UDP peer that went quiet, say).</summary>
+    IdleTimeout = 11,
 }
 
 /// <summary>Helpers for <see cref="ConnectionCloseReason"/>.</summary>

@@ -28,6 +28,7 @@ public sealed class ProtocolGateway : ILifecycleParticipant<ISiloLifecycle>
     private readonly Lock _lock = new();
     private ImmutableList<ProtocolServer> _servers = [];
     private ProtocolServer? _outbound;
+    private ImmutableList<DatagramEndpoint> _datagramEndpoints = [];
     private SocketConnectionContextFactory? _socketContexts;
     private bool _started;
     private bool _stopping;
@@ -41,6 +42,52 @@ public sealed class ProtocolGateway : ILifecycleParticipant<ISiloLifecycle>
 
     /// <summary>The servers of this silo, from startup and from run time, until they are disposed.</summary>
     public IReadOnlyList<ProtocolServer> Servers => _servers;
+
+    /// <summary>The UDP endpoints of this silo.</summary>
+    public IReadOnlyList<DatagramEndpoint> DatagramEndpoints => _datagramEndpoints;
+
+    /// <summary>
+    /// Binds a UDP endpoint served by <typeparamref name="TGrain"/> (asyncio <c>create_datagram_endpoint</c>): one grain,
+    /// or one per peer. The silo owns it and closes it on stop.
+    /// </summary>
+    /// <exception cref="InvalidOperationException">The silo is not active, or an endpoint already has that name.</exception>
+    public DatagramEndpoint CreateDatagramEndpoint<TGrain>(string name, Action<DatagramEndpointOptions> configure)
+        where TGrain : IDatagramGrain
+    {
+        ArgumentException.ThrowIfNullOrWhiteSpace(name);
+        ArgumentNullException.ThrowIfNull(configure);
+        var options = new DatagramEndpointOptions();
+        configure(options);
+        return AddDatagramEndpoint(name, typeof(TGrain), options);
+    }
+
+    private DatagramEndpoint AddDatagramEndpoint(string name, Type grainClass, DatagramEndpointOptions options)
+    {
+        var endpoint = new DatagramEndpoint(
+            name,
+            options,
+            _services.GetRequiredService<GrainTypeResolver>().GetGrainType(grainClass),
+            _services.GetRequiredService<IGrainFactory>(),
+            _services.GetRequiredService<ILocalSiloDetails>().SiloAddress.ToParsableString(),
+            _services.GetRequiredService<ILoggerFactory>().CreateLogger<DatagramEndpoint>());
+        lock (_lock)
+        {
+            if (!_started || _stopping)
+            {
+                throw new InvalidOperationException("Datagram endpoints can be created only while the silo is active.");
+            }
+
+            if (_datagramEndpoints.Any(e => e.Name == name))
+            {
+                throw new InvalidOperationException($"A datagram endpoint is already named '{name}'.");
+            }
+
+            endpoint.Start();
+            _datagramEndpoints = _datagramEndpoints.Add(endpoint);
+        }
+
+        return endpoint;
+    }
 
     /// <summary>Outbound connections currently open from this silo.</summary>
     public int OutboundConnectionCount => _outbound?.ConnectionCount ?? 0;
@@ -199,6 +246,12 @@ public sealed class ProtocolGateway : ILifecycleParticipant<ISiloLifecycle>
         {
             await AddServerAsync(registration.Name, registration.GrainClass, listenerOptions.Get(registration.Name), cancellationToken);
         }
+
+        var datagramOptions = _services.GetRequiredService<IOptionsMonitor<DatagramEndpointOptions>>();
+        foreach (var registration in _services.GetServices<DatagramEndpointRegistration>())
+        {
+            AddDatagramEndpoint(registration.Name, registration.GrainClass, datagramOptions.Get(registration.Name));
+        }
     }
 
     private async Task<ProtocolServer> AddServerAsync(string name, Type grainClass, ProtocolListenerOptions options, CancellationToken cancellationToken)
@@ -262,10 +315,15 @@ public sealed class ProtocolGateway : ILifecycleParticipant<ISiloLifecycle>
         }
 
         var servers = _outbound is { } outbound ? _servers.Add(outbound) : _servers;
-        await Task.WhenAll(servers.Select(s => s.ShutdownAsync(ConnectionCloseReason.ServerShutdown, _options.DrainTimeout, cancellationToken)));
+        await Task.WhenAll(servers
+            .Select(s => s.ShutdownAsync(ConnectionCloseReason.ServerShutdown, _options.DrainTimeout, cancellationToken))
+            .Concat(_datagramEndpoints.Select(e => e.StopAsync())));
         _socketContexts?.Dispose();
     }
 }
 
 /// <summary>A listener added with <c>AddProtocolListener</c>: its name and the grain class serving it.</summary>
 internal sealed record ProtocolListenerRegistration(string Name, Type GrainClass);
+
+/// <summary>A UDP endpoint added with <c>AddDatagramEndpoint</c>.</summary>
+internal sealed record DatagramEndpointRegistration(string Name, Type GrainClass);

@@ -46,6 +46,21 @@ public static class ProtocolGatewaySiloBuilderExtensions
         return builder;
     }
 
+    /// <summary>
+    /// Adds a UDP endpoint named <paramref name="name"/> served by <typeparamref name="TGrain"/>: one grain per remote
+    /// peer by default, or one for the endpoint (asyncio <c>create_datagram_endpoint</c>).
+    /// </summary>
+    public static ISiloBuilder AddDatagramEndpoint<TGrain>(this ISiloBuilder builder, string name, Action<DatagramEndpointOptions> configure)
+        where TGrain : IDatagramGrain
+    {
+        ArgumentException.ThrowIfNullOrWhiteSpace(name);
+        ArgumentNullException.ThrowIfNull(configure);
+        builder.AddProtocolGateway();
+        builder.Services.AddSingleton(new DatagramEndpointRegistration(name, typeof(TGrain)));
+        builder.Services.AddOptions<DatagramEndpointOptions>(name).Configure(configure);
+        return builder;
+    }
+
     // The gateway is resolved lazily so its lifecycle registration shares the singleton users can resolve.
     private sealed class ProtocolGatewayParticipant(ProtocolGateway gateway) : ILifecycleParticipant<ISiloLifecycle>
     {

@@ -31,6 +31,8 @@ public sealed class GatewayClusterFixture : IAsyncLifetime
     public EndPoint EndPoint(string listener) =>
         Silo.GetRequiredService<ProtocolGateway>().GetServer(listener).EndPoints[0];
 
+    public DatagramEndpoint Udp(string name) => Gateway.DatagramEndpoints.Single(e => e.Name == name);
+
     /// <summary>Connects a client to the scripted test protocol and finds the record its grain keeps.</summary>
     public async Task<(TestClient Client, ConnectionRecord Record)> ConnectScriptAsync()
     {
@@ -49,6 +51,19 @@ public sealed class GatewayClusterFixture : IAsyncLifetime
 
     public static void AddTestListeners(ISiloBuilder silo, string certificatePath)
     {
+        silo.AddDatagramEndpoint<UdpCounterGrain>("udp-per-peer", o => o.Port = 0);
+        silo.AddDatagramEndpoint<UdpCounterGrain>("udp-shared", o =>
+        {
+            o.Port = 0;
+            o.Mode = DatagramGrainMode.PerEndpoint;
+        });
+        silo.AddDatagramEndpoint<UdpSlowGrain>("udp-slow", o =>
+        {
+            o.Port = 0;
+            o.Mode = DatagramGrainMode.PerEndpoint;
+            o.MaxQueuedDatagrams = 8;
+            o.MaxDatagramsPerCall = 4;
+        });
         silo.AddProtocolListener<EchoGrain>("tls-echo", o =>
         {
             o.Port = 0;
