@@ -83,6 +83,33 @@ public sealed class TlsTests(GatewayClusterFixture fixture)
     }
 
     [Fact]
+    public async Task A_listener_takes_its_certificate_from_PEM_files_too()
+    {
+        var (certificate, key) = TestCertificates.ExportPem(fixture.CertificatePath);
+        try
+        {
+            await using var server = await fixture.Gateway.CreateServerAsync<OrleansProtocol.Samples.EchoGrain>($"tls-pem-{Guid.NewGuid():N}", o =>
+            {
+                o.Port = 0;
+                o.Tls.CertificatePath = certificate;
+                o.Tls.KeyPath = key;
+            });
+            var endPoint = (System.Net.IPEndPoint)server.EndPoints[0];
+            using var client = new TcpClient();
+            await client.ConnectAsync(endPoint.Address, endPoint.Port);
+            await using var tls = new SslStream(client.GetStream(), false, (_, cert, _, _) => cert is not null);
+            await tls.AuthenticateAsClientAsync("localhost").WaitAsync(TestTimeouts.Default);
+            await tls.WriteAsync("pem\n"u8.ToArray());
+            Assert.Equal("pem", await ReadLineAsync(tls));
+        }
+        finally
+        {
+            File.Delete(certificate);
+            File.Delete(key);
+        }
+    }
+
+    [Fact]
     public async Task A_client_that_never_starts_the_handshake_is_cut_off_after_the_timeout()
     {
         // The tls-script listener's handshake timeout is 1 s.
