@@ -18,7 +18,7 @@ public abstract class DatagramProtocolGrain : Grain, IDatagramGrain
     private IDatagramObserver? _observer;
     private ILogger? _logger;
     private int _callbackDepth;
-    private bool _pushing;
+    private UnsolicitedSender<Datagram[]>? _sender;
     private bool _lost;
 
     /// <summary>The endpoint's transport; available from <see cref="ConnectionMade"/> on.</summary>
@@ -112,36 +112,15 @@ public abstract class DatagramProtocolGrain : Grain, IDatagramGrain
     }
 
     /// <summary>Sends made outside a callback go through the observer, one awaited push at a time.</summary>
-    private void OnSend()
-    {
-        if (_callbackDepth > 0 || _pushing || _observer is null)
-        {
-            return;
-        }
-
-        _pushing = true;
-        _ = PushAsync();
-    }
-
-    private async Task PushAsync()
-    {
-        try
-        {
-            await Task.Yield();
-            while (_callbackDepth == 0 && _transport!.TakeOutgoing() is { Length: > 0 } datagrams)
-            {
-                await _observer!.SendTo(datagrams);
-            }
-        }
-        catch (Exception ex)
+    private void OnSend() => (_sender ??= new UnsolicitedSender<Datagram[]>(
+        () => _callbackDepth > 0 || _observer is null,
+        () => _transport!.TakeOutgoing() is { Length: > 0 } datagrams ? datagrams : null,
+        datagrams => _observer!.SendTo(datagrams),
+        ex =>
         {
             Logger.LogWarning(ex, "Datagram endpoint {Endpoint}: the gateway could not be reached.", _transport!.Endpoint.EndpointName);
-        }
-        finally
-        {
-            _pushing = false;
-        }
-    }
+            return Task.CompletedTask;
+        })).Changed();
 }
 
 /// <summary>A datagram grain's view of its UDP endpoint (asyncio's <c>DatagramTransport</c>).</summary>

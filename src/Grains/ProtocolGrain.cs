@@ -31,7 +31,7 @@ public abstract partial class ProtocolGrain : Grain, IProtocolGrain
     private ITransportObserver? _observer;
     private ILogger? _logger;
     private int _callbackDepth;
-    private bool _pushing;
+    private UnsolicitedSender<TransportBatch>? _sender;
     private bool _lostDelivered;
     private bool _keepOpen;
 
@@ -223,44 +223,20 @@ public abstract partial class ProtocolGrain : Grain, IProtocolGrain
 
     /// <summary>
     /// Called by the transport after every operation. Inside a callback the operations go back with its reply; outside
-    /// one (timers, other grains' calls, background work) they are pushed through the observer, one awaited push at a
-    /// time, operations made meanwhile coalescing into the next push.
+    /// one they are pushed through the observer.
     /// </summary>
-    internal void OnTransportChanged()
-    {
-        if (_callbackDepth > 0 || _pushing || _observer is null)
-        {
-            return;
-        }
-
-        _pushing = true;
-        _ = PushAsync();
-    }
-
-    private async Task PushAsync()
-    {
-        try
-        {
-            // Let the current turn finish, so its operations travel together.
-            await Task.Yield();
-            while (_callbackDepth == 0 && _transport!.TakeBatch() is { } batch)
-            {
-                await _observer!.Send(batch);
-            }
-        }
-        catch (Exception ex)
+    internal void OnTransportChanged() => (_sender ??= new UnsolicitedSender<TransportBatch>(
+        () => _callbackDepth > 0 || _observer is null,
+        () => _transport!.TakeBatch(),
+        batch => _observer!.Send(batch),
+        async ex =>
         {
             Logger.LogWarning(ex, "Connection {ConnectionId}: the gateway could not be reached; the connection is lost.", _transport!.Connection.ConnectionId);
             await DeliverConnectionLost(
                 ConnectionCloseReason.GatewayUnavailable,
                 new ConnectionClosedException(ConnectionCloseReason.GatewayUnavailable, "The gateway holding the socket could not be reached.", ex));
             DeactivateOnIdle();
-        }
-        finally
-        {
-            _pushing = false;
-        }
-    }
+        })).Changed();
 
     private async Task<ProtocolReply> WriteFlowCallback(long bytesSent, bool pause)
     {

@@ -10,18 +10,6 @@ namespace OrleansProtocol.Tests;
 [Collection(GatewayCollection.Name)]
 public sealed class ClientConnectionTests(GatewayClusterFixture fixture)
 {
-    private static async Task<string> ReadLineAsync(Stream stream)
-    {
-        var bytes = new List<byte>();
-        var one = new byte[1];
-        while (await stream.ReadAsync(one).AsTask().WaitAsync(TestTimeouts.Default) == 1 && one[0] != '\n')
-        {
-            bytes.Add(one[0]);
-        }
-
-        return Encoding.UTF8.GetString(bytes.ToArray());
-    }
-
     private async Task ExchangeAsync(Func<string, int, Task<ConnectionInfo>> open)
     {
         using var listener = new TcpListener(IPAddress.Loopback, 0);
@@ -34,9 +22,9 @@ public sealed class ClientConnectionTests(GatewayClusterFixture fixture)
         Assert.Equal(port, info.RemoteEndPoint!.Port);
 
         var stream = peer.GetStream();
-        Assert.Equal("hello from grain", await ReadLineAsync(stream));
+        Assert.Equal("hello from grain", await stream.ReadLineAsync());
         await stream.WriteAsync("ping\n"u8.ToArray());
-        Assert.Equal("pong: ping", await ReadLineAsync(stream));
+        Assert.Equal("pong: ping", await stream.ReadLineAsync());
 
         // The peer closes; the grain sees EOF, closes its side, and gets ConnectionLost once.
         peer.Client.Shutdown(SocketShutdown.Send);
@@ -70,9 +58,9 @@ public sealed class ClientConnectionTests(GatewayClusterFixture fixture)
             await tls.AuthenticateAsServerAsync(certificate).WaitAsync(TestTimeouts.Default);
             var info = await opening.WaitAsync(TestTimeouts.Default);
             Assert.NotNull(info.Tls);
-            Assert.Equal("hello from grain", await ReadLineAsync(tls));
+            Assert.Equal("hello from grain", await tls.ReadLineAsync());
             await tls.WriteAsync("ping\n"u8.ToArray());
-            Assert.Equal("pong: ping", await ReadLineAsync(tls));
+            Assert.Equal("pong: ping", await tls.ReadLineAsync());
         }
 
         // The same self-signed certificate, validated by the operating system: refused, with the reason.

@@ -22,18 +22,6 @@ public sealed class TlsTests(GatewayClusterFixture fixture)
         return (client, tls);
     }
 
-    private static async Task<string> ReadLineAsync(Stream stream)
-    {
-        var bytes = new List<byte>();
-        var one = new byte[1];
-        while (await stream.ReadAsync(one).AsTask().WaitAsync(TestTimeouts.Default) == 1 && one[0] != '\n')
-        {
-            bytes.Add(one[0]);
-        }
-
-        return Encoding.UTF8.GetString(bytes.ToArray());
-    }
-
     [Fact]
     public async Task An_SslStream_client_completes_the_handshake_and_gets_its_echo()
     {
@@ -41,7 +29,7 @@ public sealed class TlsTests(GatewayClusterFixture fixture)
         using var disposeClient = client;
         await using var disposeTls = tls;
         await tls.WriteAsync("hello over tls\n"u8.ToArray());
-        Assert.Equal("hello over tls", await ReadLineAsync(tls));
+        Assert.Equal("hello over tls", await tls.ReadLineAsync());
     }
 
     [Fact]
@@ -51,7 +39,7 @@ public sealed class TlsTests(GatewayClusterFixture fixture)
         using var disposeClient = client;
         await using var disposeTls = tls;
         await tls.WriteAsync("tls\n"u8.ToArray());
-        var parts = (await ReadLineAsync(tls)).Split(' ');
+        var parts = (await tls.ReadLineAsync()).Split(' ');
         Assert.Equal(tls.SslProtocol == System.Security.Authentication.SslProtocols.Tls13 ? "TLSv1.3" : "TLSv1.2", parts[0]);
         Assert.Equal(tls.NegotiatedCipherSuite.ToString(), parts[1]);
         Assert.Equal("False", parts[2]);
@@ -100,7 +88,7 @@ public sealed class TlsTests(GatewayClusterFixture fixture)
             await using var tls = new SslStream(client.GetStream(), false, (_, cert, _, _) => cert is not null);
             await tls.AuthenticateAsClientAsync("localhost").WaitAsync(TestTimeouts.Default);
             await tls.WriteAsync("pem\n"u8.ToArray());
-            Assert.Equal("pem", await ReadLineAsync(tls));
+            Assert.Equal("pem", await tls.ReadLineAsync());
         }
         finally
         {
