@@ -5,7 +5,10 @@ namespace OrleansProtocol;
 /// <summary>
 /// What the gateway knows about a connection when it hands it to a grain.
 /// </summary>
-/// <param name="ConnectionId">Unique id of the connection; also the key of its grain. Never derived from ip:port, which the OS reuses.</param>
+/// <param name="ConnectionId">
+/// Unique id of the connection, <c>"{listener}/{guid}"</c>; also the key of its grain. Never derived from ip:port, which
+/// the OS reuses.
+/// </param>
 /// <param name="ListenerName">Name of the listener (server) that accepted the connection.</param>
 /// <param name="LocalEndPoint">The gateway's end of the socket (asyncio's <c>sockname</c>).</param>
 /// <param name="RemoteEndPoint">The peer's end of the socket (asyncio's <c>peername</c>).</param>
@@ -23,6 +26,14 @@ public sealed record ConnectionInfo(
     /// <summary>What TLS negotiated, or null on a plain connection.</summary>
     [Id(5)]
     public TlsInfo? Tls { get; init; }
+
+    /// <summary>The Orleans grain type serving the connection (with <see cref="ConnectionId"/>, the grain's identity).</summary>
+    [Id(6)]
+    public string? GrainType { get; init; }
+
+    /// <summary>The silo holding the socket, as <c>SiloAddress.ToParsableString()</c>.</summary>
+    [Id(7)]
+    public string? GatewaySilo { get; init; }
 }
 
 /// <summary>What TLS negotiated on a connection (asyncio's <c>ssl_object</c> details).</summary>

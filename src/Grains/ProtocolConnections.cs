@@ -1,8 +1,36 @@
 namespace OrleansProtocol;
 
-/// <summary>Outbound connections, from any grain, silo code or external Orleans client.</summary>
+/// <summary>Connections as addresses: open outbound ones, find live ones, act on them — from any grain, silo code or
+/// external Orleans client.</summary>
 public static class ProtocolConnections
 {
+    /// <summary>The live connection described by <paramref name="connection"/>, to send to, close or abort.</summary>
+    public static IProtocolConnection GetConnection(this IGrainFactory grains, ConnectionInfo connection)
+    {
+        ArgumentNullException.ThrowIfNull(grains);
+        ArgumentNullException.ThrowIfNull(connection);
+        var grainType = connection.GrainType ?? throw new ArgumentException("The connection's grain type is unknown.", nameof(connection));
+        return grains.GetGrain<IProtocolConnection>(GrainId.Create(grainType, connection.ConnectionId));
+    }
+
+    /// <summary>The live connection with that id (ids are <c>"{listener}/{guid}"</c>), or null.</summary>
+    public static async Task<IProtocolConnection?> FindConnectionAsync(this IGrainFactory grains, string connectionId)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(connectionId);
+        var slash = connectionId.LastIndexOf('/');
+        if (slash <= 0)
+        {
+            return null;
+        }
+
+        var info = await grains.GetGrain<IConnectionDirectory>(connectionId[..slash]).Find(connectionId);
+        return info is null ? null : grains.GetConnection(info);
+    }
+
+    /// <summary>The live connections of a listener, across every silo.</summary>
+    public static Task<ConnectionInfo[]> ListConnectionsAsync(this IGrainFactory grains, string listenerName) =>
+        grains.GetGrain<IConnectionDirectory>(listenerName).List();
+
     /// <summary>
     /// Opens a TCP connection to <paramref name="host"/>:<paramref name="port"/> served by a new
     /// <typeparamref name="TGrain"/> (asyncio <c>create_connection</c>) and returns once it is connected.

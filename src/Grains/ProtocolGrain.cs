@@ -25,7 +25,7 @@ namespace OrleansProtocol;
 /// </remarks>
 [PreferLocalPlacement]
 [KeepAlive]
-public abstract partial class ProtocolGrain : Grain, IProtocolGrain
+public abstract partial class ProtocolGrain : Grain, IProtocolGrain, IProtocolConnection
 {
     private ProtocolTransport? _transport;
     private ITransportObserver? _observer;
@@ -93,6 +93,11 @@ public abstract partial class ProtocolGrain : Grain, IProtocolGrain
         _observer = transport;
         _transport = new ProtocolTransport(this, connection);
         await RunCallback(nameof(ConnectionMade), static (g, t) => g.ConnectionMade(t), _transport);
+        if (!_lostDelivered)
+        {
+            await UpdateDirectory(add: true);
+        }
+
         return Reply();
     }
 
@@ -285,6 +290,48 @@ public abstract partial class ProtocolGrain : Grain, IProtocolGrain
         }
     }
 
+    Task IProtocolConnection.Send(byte[] data)
+    {
+        _transport?.Write(data);
+        return Task.CompletedTask;
+    }
+
+    Task IProtocolConnection.SendFrame(byte[] frame)
+    {
+        _transport?.WriteFrame(frame);
+        return Task.CompletedTask;
+    }
+
+    Task IProtocolConnection.Close()
+    {
+        _transport?.Close();
+        return Task.CompletedTask;
+    }
+
+    Task IProtocolConnection.Abort()
+    {
+        _transport?.Abort();
+        return Task.CompletedTask;
+    }
+
+    Task<ConnectionInfo?> IProtocolConnection.GetInfo() =>
+        Task.FromResult(_lostDelivered ? null : _transport?.Connection);
+
+    /// <summary>Keeps the listener's cluster-wide directory of live connections (best effort: a failure is logged).</summary>
+    private async Task UpdateDirectory(bool add)
+    {
+        var connection = _transport!.Connection;
+        try
+        {
+            var directory = GrainFactory.GetGrain<IConnectionDirectory>(connection.ListenerName);
+            await (add ? directory.Add(connection) : directory.Remove(connection.ConnectionId));
+        }
+        catch (Exception ex)
+        {
+            Logger.LogWarning(ex, "Connection {ConnectionId}: could not update the connection directory of {Listener}.", connection.ConnectionId, connection.ListenerName);
+        }
+    }
+
     /// <summary>True while a gateway callback runs (its operations go back with the reply).</summary>
     internal bool InCallback => _callbackDepth > 0;
 
@@ -302,6 +349,7 @@ public abstract partial class ProtocolGrain : Grain, IProtocolGrain
         _lostDelivered = true;
         CloseReason = reason;
         _transport!.MarkLost();
+        await UpdateDirectory(add: false);
 
         // Nothing the connection started outlives it, and nothing of it runs once ConnectionLost begins.
         await ExitNurseryAsync();

@@ -7,6 +7,7 @@ using System.Security.Cryptography.X509Certificates;
 using Microsoft.AspNetCore.Connections;
 using Microsoft.AspNetCore.Connections.Features;
 using Microsoft.Extensions.Logging;
+using Orleans.Runtime.Placement;
 using OrleansProtocol.Framing;
 using OrleansProtocol.Gateway.Diagnostics;
 
@@ -33,6 +34,7 @@ internal sealed partial class GatewayConnection
     private readonly IGrainFactory _grainFactory;
     private readonly int _maxDataReceivedSize;
     private readonly FrameDecoder? _decoder;
+    private readonly ConnectionSiting _siting;
     private readonly ILogger _logger;
     private readonly Lock _lock = new();
     private readonly AsyncSignal _pumpSignal = new();
@@ -65,8 +67,10 @@ internal sealed partial class GatewayConnection
         IGrainFactory grainFactory,
         ProtocolListenerOptions options,
         ILogger logger,
+        ConnectionSiting siting,
         X509Certificate2? serverCertificate = null)
     {
+        _siting = siting;
         _tlsServer = serverCertificate is null ? null : (serverCertificate, options.Tls);
         _context = context;
         _socket = context.Features.Get<IConnectionSocketFeature>()?.Socket
@@ -77,13 +81,16 @@ internal sealed partial class GatewayConnection
         _maxDataReceivedSize = options.MaxDataReceivedSize;
         _logger = logger;
 
-        // Unique across the cluster and over time; never ip:port, which the OS reuses.
-        var id = Guid.CreateVersion7().ToString("N");
+        // Unique across the cluster and over time; never ip:port, which the OS reuses. The listener's name in front
+        // lets anyone find the connection in that listener's directory by id alone.
+        var id = $"{listenerName}/{Guid.CreateVersion7():N}";
         var framing = options.Framing.ToFormat();
         _decoder = framing.Kind == FramingKind.Raw ? null : new FrameDecoder(framing);
         Info = new ConnectionInfo(id, listenerName, context.LocalEndPoint as IPEndPoint, context.RemoteEndPoint as IPEndPoint)
         {
             Framing = framing,
+            GrainType = grainType.ToString(),
+            GatewaySilo = siting.LocalSilo.ToParsableString(),
         };
         _grain = grainFactory.GetGrain<IProtocolGrain>(GrainId.Create(grainType, id));
     }
@@ -147,7 +154,21 @@ internal sealed partial class GatewayConnection
     {
         _observer = new TransportObserver(this, _epoch);
         _observerReference = _grainFactory.CreateObjectReference<ITransportObserver>(_observer);
-        await ApplyReplyAsync(await _grain.ConnectionMade(Info, _observerReference));
+
+        // ConnectionMade activates the grain: a placement hint on this one call decides its silo.
+        Task<ProtocolReply> made;
+        if (_siting.PickSilo(Id) is { } silo)
+        {
+            RequestContext.Set(IPlacementDirector.PlacementHintKey, silo);
+            made = _grain.ConnectionMade(Info, _observerReference);
+            RequestContext.Remove(IPlacementDirector.PlacementHintKey);
+        }
+        else
+        {
+            made = _grain.ConnectionMade(Info, _observerReference);
+        }
+
+        await ApplyReplyAsync(await made);
     }
 
     private void DeleteObserver()
@@ -186,6 +207,7 @@ internal sealed partial class GatewayConnection
         }
 
         _grain = _grainFactory.GetGrain<IProtocolGrain>(GrainId.Create(GrainType.Create(protocol), Id));
+        Info = Info with { GrainType = protocol };
         GatewayLog.ProtocolSwitched(_logger, Id, protocol);
         await ConnectGrainAsync();
         return data.IsEmpty ? null : data.ToArray();

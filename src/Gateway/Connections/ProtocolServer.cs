@@ -26,6 +26,7 @@ public sealed class ProtocolServer : IAsyncDisposable
     private readonly ILoggerFactory _loggerFactory;
     private readonly TimeSpan _drainTimeout;
     private readonly Action<ProtocolServer> _forget;
+    private readonly ConnectionSiting _siting;
     private readonly ILogger _logger;
     private readonly ILogger _connectionLogger;
     private readonly ConcurrentDictionary<string, GatewayConnection> _connections = new();
@@ -47,9 +48,11 @@ public sealed class ProtocolServer : IAsyncDisposable
         IGrainFactory grainFactory,
         ILoggerFactory loggerFactory,
         TimeSpan drainTimeout,
-        Action<ProtocolServer> forget)
+        Action<ProtocolServer> forget,
+        ConnectionSiting siting)
     {
         _forget = forget;
+        _siting = siting;
         Name = name;
         _options = options;
         _grainType = grainType;
@@ -365,7 +368,7 @@ public sealed class ProtocolServer : IAsyncDisposable
             GatewayConnection connection;
             try
             {
-                connection = new GatewayConnection(context, Name, _grainType, _grainFactory, _options, _connectionLogger, _certificate);
+                connection = new GatewayConnection(context, Name, _grainType, _grainFactory, _options, _connectionLogger, _siting, _certificate);
             }
             catch (Exception ex)
             {

@@ -196,7 +196,8 @@ public sealed class ProtocolGateway : ILifecycleParticipant<ISiloLifecycle>
             _services.GetRequiredService<GrainTypeResolver>().GetGrainType(grainClass),
             _services.GetRequiredService<IGrainFactory>(),
             options,
-            _services.GetRequiredService<ILoggerFactory>().CreateLogger<GatewayConnection>());
+            _services.GetRequiredService<ILoggerFactory>().CreateLogger<GatewayConnection>(),
+            Siting(ConnectionPlacement.Local));
         if (request.Tls is { } tls)
         {
             connection.UseClientTls(
@@ -222,6 +223,11 @@ public sealed class ProtocolGateway : ILifecycleParticipant<ISiloLifecycle>
         return connection.Info;
     }
 
+    private ConnectionSiting Siting(ConnectionPlacement placement) => new(
+        placement,
+        _services.GetRequiredService<ILocalSiloDetails>().SiloAddress,
+        _services.GetRequiredService<IClusterMembershipService>());
+
     void ILifecycleParticipant<ISiloLifecycle>.Participate(ISiloLifecycle lifecycle) =>
         lifecycle.Subscribe(nameof(ProtocolGateway), LifecycleStage, StartAsync, StopAsync);
 
@@ -235,7 +241,7 @@ public sealed class ProtocolGateway : ILifecycleParticipant<ISiloLifecycle>
             // Outbound connections live in a server of their own that never listens: tracked and drained the same way.
             _outbound = new ProtocolServer(
                 "outbound", new ProtocolListenerOptions(), default, _services.GetRequiredService<IGrainFactory>(),
-                loggerFactory, _options.DrainTimeout, static _ => { });
+                loggerFactory, _options.DrainTimeout, static _ => { }, Siting(ConnectionPlacement.Local));
             _socketContexts = new SocketConnectionContextFactory(
                 new SocketConnectionFactoryOptions { WaitForDataBeforeAllocatingBuffer = true, UnsafePreferInlineScheduling = true },
                 loggerFactory.CreateLogger<SocketConnectionContextFactory>());
@@ -263,7 +269,8 @@ public sealed class ProtocolGateway : ILifecycleParticipant<ISiloLifecycle>
             _services.GetRequiredService<IGrainFactory>(),
             _services.GetRequiredService<ILoggerFactory>(),
             _options.DrainTimeout,
-            Forget);
+            Forget,
+            Siting(options.Placement));
         lock (_lock)
         {
             if (_servers.Any(s => s.Name == name))

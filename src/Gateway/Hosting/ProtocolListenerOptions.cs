@@ -47,6 +47,12 @@ public sealed class ProtocolListenerOptions
     /// </summary>
     public FramingOptions Framing { get; set; } = new();
 
+    /// <summary>
+    /// Where each connection's grain is activated. Defaults to <see cref="ConnectionPlacement.Local"/>: the silo holding
+    /// the socket, so every callback is a local call.
+    /// </summary>
+    public ConnectionPlacement Placement { get; set; }
+
     /// <summary>TLS termination; off unless a certificate is configured.</summary>
     public TlsOptions Tls { get; set; } = new();
 
@@ -73,6 +79,22 @@ public sealed class ProtocolListenerOptions
         _ when IPAddress.TryParse(host, out var address) => address,
         _ => null,
     };
+}
+
+/// <summary>Where a listener's connection grains are activated.</summary>
+public enum ConnectionPlacement
+{
+    /// <summary>On the silo holding the socket (the grain class's <c>[PreferLocalPlacement]</c>).</summary>
+    Local,
+
+    /// <summary>On any active silo, at random: spreads protocol work over the cluster.</summary>
+    Random,
+
+    /// <summary>On the active silo chosen by a hash of the connection id.</summary>
+    Hash,
+
+    /// <summary>On an active silo other than the socket's (the local one when it is alone): keeps socket and protocol work apart.</summary>
+    Remote,
 }
 
 /// <summary>A listener's framing, bindable from configuration.</summary>
