@@ -6,7 +6,7 @@ using OrleansProtocol.Samples;
 
 // An embedded single-silo gateway serving the samples: Echo on 127.0.0.1:7000, the seed's length-prefixed string
 // receiver on 127.0.0.1:5566 (framed by the grain) and 127.0.0.1:5567 (framed by the gateway), and a line protocol
-// that upgrades to it (SetProtocol) on 127.0.0.1:7002. Hosts, ports and log levels come from appsettings.json, environment variables
+// that upgrades to it (SetProtocol) on 127.0.0.1:7002, and a line chat across silos on 127.0.0.1:7001. Hosts, ports and log levels come from appsettings.json, environment variables
 // (OrleansProtocol__Listeners__echo__Port=7100) or the command line (--OrleansProtocol:Listeners:echo:Port=7100).
 var builder = Host.CreateApplicationBuilder(args);
 var configuration = builder.Configuration;
@@ -31,6 +31,11 @@ builder.UseOrleans(silo =>
         o.Port = 5567;
         o.Framing = new FramingOptions { Kind = FramingKind.LengthPrefixed, PrefixLength = 4, BigEndian = false, MaxFrameSize = 99_999 };
         configuration.GetSection("OrleansProtocol:Listeners:framed-string-receiver").Bind(o);
+    });
+    silo.AddProtocolListener<ChatGrain>("chat", o =>
+    {
+        o.Port = 7001;
+        configuration.GetSection("OrleansProtocol:Listeners:chat").Bind(o);
     });
     silo.AddProtocolListener<LineUpgradeGrain>("upgrade", o =>
     {

@@ -176,6 +176,9 @@ public sealed class ScriptGrain(CallbackRecorder recorder) : ProtocolGrain, IScr
                 Transport.Write(Encoding.UTF8.GetBytes(
                     $"{Transport.GetExtraInfo(ExtraInfoKeys.PeerName)} {Transport.GetExtraInfo(ExtraInfoKeys.SockName)} {Transport.GetExtraInfo("nope", "default")}\n"));
                 break;
+            case "whereami":
+                Transport.Write(Encoding.UTF8.GetBytes(RuntimeIdentity + "\n"));
+                break;
             case "tls":
                 Transport.Write(Encoding.UTF8.GetBytes(
                     $"{Transport.GetExtraInfo(ExtraInfoKeys.SslProtocol)} {Transport.GetExtraInfo(ExtraInfoKeys.Cipher)} " +

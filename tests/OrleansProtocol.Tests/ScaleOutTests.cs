@@ -1,0 +1,163 @@
+using System.Net;
+using Microsoft.Extensions.DependencyInjection;
+using Orleans.Hosting;
+using Orleans.Runtime;
+using Orleans.Runtime.Placement;
+using Orleans.TestingHost;
+using OrleansProtocol.Gateway;
+using OrleansProtocol.Samples;
+using OrleansProtocol.Tests.Infrastructure;
+using OrleansProtocol.Tests.TestGrains;
+
+namespace OrleansProtocol.Tests;
+
+/// <summary>Three silos, a gateway on each: grains away from their sockets, addressable connections, the chat sample.</summary>
+public sealed class ThreeSiloFixture : IAsyncLifetime
+{
+    public CallbackRecorder Recorder { get; } = new();
+
+    public InProcessTestCluster Cluster { get; private set; } = null!;
+
+    public EndPoint EndPoint(int silo, string listener) =>
+        Cluster.Silos[silo].ServiceProvider.GetRequiredService<ProtocolGateway>().GetServer(listener).EndPoints[0];
+
+    public IGrainFactory Grains(int silo) => Cluster.Silos[silo].ServiceProvider.GetRequiredService<IGrainFactory>();
+
+    public async Task InitializeAsync()
+    {
+        var builder = new InProcessTestClusterBuilder(3);
+        builder.ConfigureSilo((_, silo) =>
+        {
+            silo.Services.AddSingleton(Recorder);
+            silo.AddProtocolListener<ChatGrain>("chat", o => o.Port = 0);
+            silo.AddProtocolListener<EchoGrain>("remote-echo", o =>
+            {
+                o.Port = 0;
+                o.Placement = ConnectionPlacement.Remote;
+            });
+            silo.AddProtocolListener<ScriptGrain>("remote-script", o =>
+            {
+                o.Port = 0;
+                o.Placement = ConnectionPlacement.Remote;
+            });
+        });
+        Cluster = builder.Build();
+        await Cluster.DeployAsync();
+        await Cluster.WaitForLivenessToStabilizeAsync();
+    }
+
+    public async Task DisposeAsync() => await Cluster.DisposeAsync();
+}
+
+[CollectionDefinition(Name)]
+public sealed class ThreeSiloCollection : ICollectionFixture<ThreeSiloFixture>
+{
+    public const string Name = "three silos";
+}
+
+[Collection(ThreeSiloCollection.Name)]
+public sealed class ScaleOutTests(ThreeSiloFixture fixture)
+{
+    [Fact]
+    public async Task Grains_on_another_silo_than_their_socket_echo_a_thousand_random_round_trips_byte_exact()
+    {
+        // Each connection's grain lives on another silo: every callback and every write crosses silos.
+        await using (var probe = await TestClient.ConnectAsync(fixture.EndPoint(0, "remote-script")))
+        {
+            await probe.SendAsync("whereami\n");
+            Assert.NotEqual(fixture.Cluster.Silos[0].SiloAddress.ToString(), await probe.ReadLineAsync());
+        }
+
+        await Task.WhenAll(Enumerable.Range(0, 3).Select(silo => Task.Run(async () =>
+        {
+            await using var client = await TestClient.ConnectAsync(fixture.EndPoint(silo, "remote-echo"));
+            var random = new Random(silo);
+            for (var i = 0; i < 1000; i++)
+            {
+                var payload = new byte[random.Next(1, 4097)];
+                random.NextBytes(payload);
+                var reading = client.ReadExactlyAsync(payload.Length);
+                await client.SendAsync(payload);
+                var echoed = await reading;
+                Assert.True(payload.AsSpan().SequenceEqual(echoed), $"silo {silo}, round {i}");
+            }
+        })));
+    }
+
+    [Fact]
+    public async Task Writes_pushed_from_a_grain_on_a_third_silo_arrive_in_order()
+    {
+        await using var client = await TestClient.ConnectAsync(fixture.EndPoint(0, "remote-script"));
+        var record = await fixture.Recorder.ForClientAsync(client.LocalEndPoint);
+        await client.SendAsync("whereami\n");
+        var grainSilo = await client.ReadLineAsync();
+
+        // The pusher goes on the silo that holds neither the socket (silo 0) nor the grain.
+        var third = fixture.Cluster.Silos.Select(s => s.SiloAddress)
+            .First(s => !s.Equals(fixture.Cluster.Silos[0].SiloAddress) && s.ToString() != grainSilo);
+        RequestContext.Set(IPlacementDirector.PlacementHintKey, third);
+        var pushing = fixture.Grains(0).GetGrain<IPusherGrain>(Guid.NewGuid()).Push(record.Connection, 500);
+        RequestContext.Remove(IPlacementDirector.PlacementHintKey);
+
+        for (var i = 0; i < 500; i++)
+        {
+            Assert.Equal($"pushed {i}", await client.ReadLineAsync());
+        }
+
+        Assert.Equal(third.ToString(), await pushing);
+    }
+
+    [Fact]
+    public async Task Chat_clients_on_three_gateways_in_one_room_each_receive_every_other_clients_lines()
+    {
+        var clients = new List<TestClient>();
+        for (var silo = 0; silo < 3; silo++)
+        {
+            var client = await TestClient.ConnectAsync(fixture.EndPoint(silo, "chat"));
+            Assert.StartsWith("* welcome", await client.ReadLineAsync());
+            await client.SendAsync($"/nick user{silo}\n");
+            Assert.Equal($"* you are now user{silo}", await client.ReadLineAsync());
+            await client.SendAsync("/join lobby\n");
+            Assert.Equal($"* joined lobby ({silo} others here)", await client.ReadLineAsync());
+            clients.Add(client);
+        }
+
+        // Everyone has joined; the join notices arrive first.
+        for (var silo = 0; silo < 3; silo++)
+        {
+            for (var later = silo + 1; later < 3; later++)
+            {
+                Assert.Equal($"* user{later} joined", await clients[silo].ReadLineAsync());
+            }
+        }
+
+        for (var silo = 0; silo < 3; silo++)
+        {
+            await clients[silo].SendAsync($"hello from silo {silo}\n");
+            for (var other = 0; other < 3; other++)
+            {
+                if (other != silo)
+                {
+                    Assert.Equal($"<user{silo}> hello from silo {silo}", await clients[other].ReadLineAsync());
+                }
+            }
+        }
+
+        // Addressable: the listener's live connections, cluster-wide, found and closed by id from any silo.
+        var listed = await fixture.Grains(2).ListConnectionsAsync("chat");
+        Assert.True(listed.Length >= 3);
+        var first = listed.Single(c => Equals(c.RemoteEndPoint, clients[0].LocalEndPoint));
+        Assert.Equal(fixture.Cluster.Silos[0].SiloAddress.ToParsableString(), first.GatewaySilo);
+        var connection = await fixture.Grains(1).FindConnectionAsync(first.ConnectionId);
+        Assert.NotNull(connection);
+        await connection.Send("a direct word\n"u8.ToArray());
+        Assert.Equal("a direct word", await clients[0].ReadLineAsync());
+        await connection.Close();
+        Assert.Empty(await clients[0].ReadToEndAsync());
+        Assert.Equal("* user0 left", await clients[1].ReadLineAsync());
+        foreach (var client in clients)
+        {
+            await client.DisposeAsync();
+        }
+    }
+}
