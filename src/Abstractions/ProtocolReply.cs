@@ -22,7 +22,13 @@ public readonly record struct ProtocolReply(
     [property: Id(1)] ProtocolReplyStatus Status,
     [property: Id(2)] bool KeepOpen,
     [property: Id(3)] long LastSequence,
-    [property: Id(4)] int FramesTaken = 0);
+    [property: Id(4)] int FramesTaken = 0)
+{
+    /// <summary>For <c>ConnectionMade</c>: the silo the grain lives on (<c>SiloAddress.ToString()</c>), so the gateway can
+    /// close the connection at once if that silo dies.</summary>
+    [Id(5)]
+    public string? GrainSilo { get; init; }
+}
 
 /// <summary>How a grain handled a gateway callback.</summary>
 public enum ProtocolReplyStatus

@@ -96,9 +96,10 @@ public abstract partial class ProtocolGrain : Grain, IProtocolGrain, IProtocolCo
         if (!_lostDelivered)
         {
             await UpdateDirectory(add: true);
+            WatchGateway();
         }
 
-        return Reply();
+        return Reply() with { GrainSilo = RuntimeIdentity };
     }
 
     async Task<ProtocolReply> IProtocolGrain.DataReceived(ReadOnlyMemory<byte> data, long bytesSent)
@@ -285,6 +286,7 @@ public abstract partial class ProtocolGrain : Grain, IProtocolGrain, IProtocolCo
         {
             // Handed to another protocol: this one is done. No ConnectionLost, as asyncio's set_protocol.
             _lostDelivered = true;
+            StopWatchingGateway();
             await ExitNurseryAsync();
             DeactivateOnIdle();
         }
@@ -349,6 +351,7 @@ public abstract partial class ProtocolGrain : Grain, IProtocolGrain, IProtocolCo
         _lostDelivered = true;
         CloseReason = reason;
         _transport!.MarkLost();
+        StopWatchingGateway();
         await UpdateDirectory(add: false);
 
         // Nothing the connection started outlives it, and nothing of it runs once ConnectionLost begins.

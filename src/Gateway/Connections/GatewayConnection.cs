@@ -168,8 +168,13 @@ internal sealed partial class GatewayConnection
             made = _grain.ConnectionMade(Info, _observerReference);
         }
 
-        await ApplyReplyAsync(await made);
+        var reply = await made;
+        GrainSilo = reply.GrainSilo;
+        await ApplyReplyAsync(reply);
     }
+
+    /// <summary>The silo the connection's grain lives on, as it said in its <c>ConnectionMade</c> reply.</summary>
+    public string? GrainSilo { get; private set; }
 
     private void DeleteObserver()
     {
@@ -229,6 +234,18 @@ internal sealed partial class GatewayConnection
             _serverClose = (reason, detail);
             WakePumpLocked();
         }
+    }
+
+    /// <summary>The grain's silo died: reset the connection, and do not call the grain again (it would only activate afresh).</summary>
+    public void AbortGrainLost(string detail)
+    {
+        lock (_lock)
+        {
+            _grainLost = true;
+            AbortLocked(ConnectionCloseReason.GrainUnavailable, detail);
+        }
+
+        WakeWriter();
     }
 
     /// <summary>Resets the connection at once, discarding what is buffered.</summary>

@@ -30,6 +30,8 @@ public sealed class ProtocolGateway : ILifecycleParticipant<ISiloLifecycle>
     private ProtocolServer? _outbound;
     private ImmutableList<DatagramEndpoint> _datagramEndpoints = [];
     private SocketConnectionContextFactory? _socketContexts;
+    private readonly CancellationTokenSource _stoppingWatch = new();
+    private Task _membershipWatch = Task.CompletedTask;
     private bool _started;
     private bool _stopping;
 
@@ -247,6 +249,7 @@ public sealed class ProtocolGateway : ILifecycleParticipant<ISiloLifecycle>
                 loggerFactory.CreateLogger<SocketConnectionContextFactory>());
         }
 
+        _membershipWatch = WatchMembershipAsync(_stoppingWatch.Token);
         var listenerOptions = _services.GetRequiredService<IOptionsMonitor<ProtocolListenerOptions>>();
         foreach (var registration in _services.GetServices<ProtocolListenerRegistration>())
         {
@@ -314,8 +317,36 @@ public sealed class ProtocolGateway : ILifecycleParticipant<ISiloLifecycle>
         }
     }
 
+    /// <summary>
+    /// When membership declares a silo dead, connections whose grains lived there are aborted at once (their grains are
+    /// gone; the next callback would only find a fresh activation), instead of waiting for the client's next bytes.
+    /// </summary>
+    private async Task WatchMembershipAsync(CancellationToken cancellation)
+    {
+        var membership = _services.GetRequiredService<IClusterMembershipService>();
+        var logger = _services.GetRequiredService<ILoggerFactory>().CreateLogger<ProtocolGateway>();
+        try
+        {
+            await foreach (var snapshot in membership.MembershipUpdates.WithCancellation(cancellation))
+            {
+                var dead = snapshot.Members.Values.Where(m => m.Status == SiloStatus.Dead).Select(m => m.SiloAddress.ToString()).ToHashSet();
+                var servers = _outbound is { } outbound ? _servers.Add(outbound) : _servers;
+                foreach (var connection in servers.SelectMany(s => s.Connections).Where(c => c.GrainSilo is { } silo && dead.Contains(silo)))
+                {
+                    logger.LogWarning("Connection {ConnectionId}: the silo holding its grain ({Silo}) died; aborting.", connection.Id, connection.GrainSilo);
+                    connection.AbortGrainLost($"The silo holding the connection's grain ({connection.GrainSilo}) died.");
+                }
+            }
+        }
+        catch (OperationCanceledException) when (cancellation.IsCancellationRequested)
+        {
+        }
+    }
+
     private async Task StopAsync(CancellationToken cancellationToken)
     {
+        _stoppingWatch.Cancel();
+        await _membershipWatch;
         lock (_lock)
         {
             _stopping = true;

@@ -1,0 +1,63 @@
+using System.Diagnostics;
+using System.Net.Sockets;
+using Microsoft.Extensions.DependencyInjection;
+using Orleans.Hosting;
+using Orleans.TestingHost;
+using OrleansProtocol.Gateway;
+using OrleansProtocol.Samples;
+using OrleansProtocol.Tests.Infrastructure;
+using OrleansProtocol.Tests.TestGrains;
+
+namespace OrleansProtocol.Tests;
+
+/// <summary>Losing the silo of a connection's grain closes that connection promptly and leaves the others alone.</summary>
+public sealed class SiloFailureTests
+{
+    [Fact]
+    public async Task Killing_the_grains_silo_closes_its_connections_promptly_and_leaves_local_ones_echoing()
+    {
+        var recorder = new CallbackRecorder();
+        var builder = new InProcessTestClusterBuilder(2);
+        builder.ConfigureSilo((_, silo) =>
+        {
+            silo.Services.AddSingleton(recorder);
+            silo.AddProtocolListener<ScriptGrain>("remote-script", o =>
+            {
+                o.Port = 0;
+                o.Placement = ConnectionPlacement.Remote;
+            });
+            silo.AddProtocolListener<EchoGrain>("local-echo", o => o.Port = 0);
+        });
+        await using var cluster = builder.Build();
+        await cluster.DeployAsync();
+        await cluster.WaitForLivenessToStabilizeAsync();
+        var gateway = cluster.Silos[0].ServiceProvider.GetRequiredService<ProtocolGateway>();
+
+        // Socket on silo 0, grain on silo 1; and a connection wholly on silo 0.
+        await using var remote = await TestClient.ConnectAsync(gateway.GetServer("remote-script").EndPoints[0]);
+        await remote.SendAsync("whereami\n");
+        Assert.Equal(cluster.Silos[1].SiloAddress.ToString(), await remote.ReadLineAsync());
+        await using var local = await TestClient.ConnectAsync(gateway.GetServer("local-echo").EndPoints[0]);
+        await local.SendAsync("x\n");
+        Assert.Equal("x", await local.ReadLineAsync());
+
+        var stopwatch = Stopwatch.StartNew();
+        await cluster.KillSiloAsync(cluster.Silos[1]);
+
+        // The idle remote connection is closed without the client sending anything.
+        try
+        {
+            Assert.Empty(await remote.ReadToEndAsync());
+        }
+        catch (SocketException ex) when (ex.SocketErrorCode == SocketError.ConnectionReset)
+        {
+        }
+
+        Assert.True(stopwatch.Elapsed < TimeSpan.FromSeconds(20), $"closed after {stopwatch.Elapsed}");
+        for (var i = 0; i < 10; i++)
+        {
+            await local.SendAsync($"still {i}\n");
+            Assert.Equal($"still {i}", await local.ReadLineAsync());
+        }
+    }
+}
