@@ -278,6 +278,10 @@ internal sealed class ServerProcess : IDisposable
             "--Silo:GatewayPort=21300",
             "--OrleansProtocol:Listeners:echo:Port=0",
             "--OrleansProtocol:Listeners:string-receiver:Port=0",
+            "--OrleansProtocol:Listeners:framed-string-receiver:Port=0",
+            "--OrleansProtocol:Listeners:chat:Port=0",
+            "--OrleansProtocol:Listeners:upgrade:Port=0",
+            "--Health:Urls=http://127.0.0.1:0",
         })
         {
             start.ArgumentList.Add(argument);

@@ -1,47 +1,51 @@
-using Microsoft.Extensions.Configuration;
+using Microsoft.AspNetCore.Hosting;
 using Microsoft.Extensions.Hosting;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Diagnostics.HealthChecks;
+using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.DependencyInjection;
 using OrleansProtocol;
 using OrleansProtocol.Gateway;
+using OrleansProtocol.Gateway.Hosting;
 using OrleansProtocol.Samples;
 
-// An embedded single-silo gateway serving the samples: Echo on 127.0.0.1:7000, the seed's length-prefixed string
-// receiver on 127.0.0.1:5566 (framed by the grain) and 127.0.0.1:5567 (framed by the gateway), and a line protocol
-// that upgrades to it (SetProtocol) on 127.0.0.1:7002, and a line chat across silos on 127.0.0.1:7001. Hosts, ports and log levels come from appsettings.json, environment variables
-// (OrleansProtocol__Listeners__echo__Port=7100) or the command line (--OrleansProtocol:Listeners:echo:Port=7100).
-var builder = Host.CreateApplicationBuilder(args);
+// The gateway host: one silo serving the samples — Echo on 127.0.0.1:7000, the seed's length-prefixed string receiver
+// on 5566 (framed by the grain) and 5567 (framed by the gateway), a line chat across silos on 7001, and a line protocol
+// that upgrades to the string receiver (SetProtocol) on 7002 — plus health endpoints for Kubernetes.
+// Everything comes from appsettings.json, environment variables (OrleansProtocol__Listeners__echo__Port=7100) or the
+// command line (--OrleansProtocol:Listeners:echo:Port=7100). Clustering:Provider picks the membership provider:
+// Localhost (default; several silos on one machine with Clustering:PrimarySiloPort) or Redis.
+var builder = WebApplication.CreateBuilder(args);
 var configuration = builder.Configuration;
+builder.WebHost.UseUrls(configuration.GetValue("Health:Urls", "http://127.0.0.1:8080")!);
 builder.UseOrleans(silo =>
 {
-    silo.UseLocalhostClustering(
-        siloPort: configuration.GetValue("Silo:SiloPort", 11111),
-        gatewayPort: configuration.GetValue("Silo:GatewayPort", 30000));
+    silo.UseClusteringFromConfiguration(configuration);
     silo.AddProtocolGateway(o => configuration.GetSection("OrleansProtocol:Gateway").Bind(o));
-    silo.AddProtocolListener<EchoGrain>("echo", o =>
-    {
-        o.Port = 7000;
-        configuration.GetSection("OrleansProtocol:Listeners:echo").Bind(o);
-    });
-    silo.AddProtocolListener<StringReceiverGrain>("string-receiver", o =>
-    {
-        o.Port = 5566;
-        configuration.GetSection("OrleansProtocol:Listeners:string-receiver").Bind(o);
-    });
-    silo.AddProtocolListener<FramedStringReceiverGrain>("framed-string-receiver", o =>
-    {
-        o.Port = 5567;
-        o.Framing = new FramingOptions { Kind = FramingKind.LengthPrefixed, PrefixLength = 4, BigEndian = false, MaxFrameSize = 99_999 };
-        configuration.GetSection("OrleansProtocol:Listeners:framed-string-receiver").Bind(o);
-    });
-    silo.AddProtocolListener<ChatGrain>("chat", o =>
-    {
-        o.Port = 7001;
-        configuration.GetSection("OrleansProtocol:Listeners:chat").Bind(o);
-    });
-    silo.AddProtocolListener<LineUpgradeGrain>("upgrade", o =>
-    {
-        o.Port = 7002;
-        configuration.GetSection("OrleansProtocol:Listeners:upgrade").Bind(o);
-    });
-});
 
-await builder.Build().RunAsync();
+    // Every sample port moves by PortOffset, so a second silo on the same machine needs one setting.
+    var offset = configuration.GetValue("OrleansProtocol:PortOffset", 0);
+    void Listener<TGrain>(string name, int port, Action<ProtocolListenerOptions>? extra = null)
+        where TGrain : IProtocolGrain =>
+        silo.AddProtocolListener<TGrain>(name, o =>
+        {
+            o.Port = port + offset;
+            extra?.Invoke(o);
+            configuration.GetSection($"OrleansProtocol:Listeners:{name}").Bind(o);
+        });
+
+    Listener<EchoGrain>("echo", 7000);
+    Listener<StringReceiverGrain>("string-receiver", 5566);
+    Listener<FramedStringReceiverGrain>("framed-string-receiver", 5567, o =>
+        o.Framing = new FramingOptions { Kind = FramingKind.LengthPrefixed, PrefixLength = 4, BigEndian = false, MaxFrameSize = 99_999 });
+    Listener<ChatGrain>("chat", 7001);
+    Listener<LineUpgradeGrain>("upgrade", 7002);
+});
+builder.Services.AddHealthChecks().AddCheck<GatewayHealthCheck>("gateway", tags: ["ready"]);
+
+var app = builder.Build();
+
+// Liveness: the process answers. Readiness: the silo is active, every listener accepts, and the gateway is not draining.
+app.MapHealthChecks("/healthz/live", new HealthCheckOptions { Predicate = _ => false });
+app.MapHealthChecks("/healthz/ready", new HealthCheckOptions { Predicate = check => check.Tags.Contains("ready") });
+await app.RunAsync();

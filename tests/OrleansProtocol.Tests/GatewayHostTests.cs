@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using System.Net.Http;
 using System.Net;
 using System.Text;
 using System.Text.RegularExpressions;
@@ -15,10 +16,21 @@ public sealed class GatewayHostTests
     private static readonly Regex ListenerLine = new(@"Listener (?<name>[\w-]+) serving \S+ on (?<endpoint>[\d.]+:\d+)");
 
     [Fact]
-    public async Task The_sample_host_serves_echo_and_the_seed_example_and_stops_on_SIGTERM()
+    public async Task The_sample_host_serves_echo_and_the_seed_example_reports_ready_and_stops_on_SIGTERM()
     {
-        using var host = StartHost();
-        var endPoints = await host.WaitForListenersAsync("echo", "string-receiver");
+        var healthPort = TestPorts.Free();
+        using var host = StartHost(healthPort);
+        var endPoints = await host.WaitForListenersAsync("echo", "string-receiver", "framed-string-receiver", "chat", "upgrade");
+        Assert.Equal(7000, endPoints["echo"].Port - HostPortOffset);
+        Assert.Equal(5566, endPoints["string-receiver"].Port - HostPortOffset);
+        Assert.Equal(7001, endPoints["chat"].Port - HostPortOffset);
+
+        using (var http = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{healthPort}") })
+        {
+            var ready = await http.GetAsync("/healthz/ready").WaitAsync(TestTimeouts.Default);
+            Assert.Equal(HttpStatusCode.OK, ready.StatusCode);
+            Assert.Equal(HttpStatusCode.OK, (await http.GetAsync("/healthz/live")).StatusCode);
+        }
 
         await using (var echo = await TestClient.ConnectAsync(endPoints["echo"]))
         {
@@ -65,7 +77,10 @@ public sealed class GatewayHostTests
         }
     }
 
-    private static HostProcess StartHost()
+    // The sample ports, moved out of the way of a developer's own `dotnet run` (and of other tests).
+    private const int HostPortOffset = 20000;
+
+    private static HostProcess StartHost(int healthPort)
     {
         var gatewayDirectory = Path.GetFullPath(Path.Combine(
             AppContext.BaseDirectory, "..", "..", "..", "..", "..", "src", "Gateway", "bin",
@@ -81,8 +96,8 @@ public sealed class GatewayHostTests
             Path.Combine(gatewayDirectory, "OrleansProtocol.Gateway.dll"),
             $"--Silo:SiloPort={TestPorts.Free()}",
             $"--Silo:GatewayPort={TestPorts.Free()}",
-            "--OrleansProtocol:Listeners:echo:Port=0",
-            "--OrleansProtocol:Listeners:string-receiver:Port=0",
+            $"--OrleansProtocol:PortOffset={HostPortOffset}",
+            $"--Health:Urls=http://127.0.0.1:{healthPort}",
         })
         {
             start.ArgumentList.Add(argument);

@@ -91,6 +91,18 @@ public sealed class ProtocolGateway : ILifecycleParticipant<ISiloLifecycle>
         return endpoint;
     }
 
+    /// <summary>True while the silo is active, the gateway is not draining, and every listener accepts connections.</summary>
+    public bool IsReady
+    {
+        get
+        {
+            lock (_lock)
+            {
+                return _started && !_stopping && _servers.All(s => s.IsServing);
+            }
+        }
+    }
+
     /// <summary>Outbound connections currently open from this silo.</summary>
     public int OutboundConnectionCount => _outbound?.ConnectionCount ?? 0;
 

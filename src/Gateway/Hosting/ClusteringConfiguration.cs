@@ -1,0 +1,58 @@
+using Microsoft.Extensions.Hosting;
+using System.Net;
+using Microsoft.Extensions.Configuration;
+using Orleans.Configuration;
+
+namespace OrleansProtocol.Gateway.Hosting;
+
+/// <summary>Picks the silo's membership provider and ports from configuration.</summary>
+public static class ClusteringConfiguration
+{
+    /// <summary>
+    /// <c>Clustering:Provider</c> = <c>Localhost</c> (default: development membership; a second silo on the same machine
+    /// sets <c>Clustering:PrimarySiloPort</c>) or <c>Redis</c> (<c>Clustering:Redis:ConnectionString</c>). Ports come from
+    /// <c>Silo:SiloPort</c> (11111) and <c>Silo:GatewayPort</c> (30000); <c>Silo:AdvertisedIP</c> is the pod IP in
+    /// Kubernetes; <c>Orleans:ClusterId</c>/<c>ServiceId</c> name the cluster.
+    /// </summary>
+    /// <exception cref="InvalidOperationException">An unknown provider, or Redis without a connection string.</exception>
+    public static ISiloBuilder UseClusteringFromConfiguration(this ISiloBuilder silo, IConfiguration configuration)
+    {
+        var siloPort = configuration.GetValue("Silo:SiloPort", 11111);
+        var gatewayPort = configuration.GetValue("Silo:GatewayPort", 30000);
+        var provider = configuration.GetValue("Clustering:Provider", "Localhost")!;
+        switch (provider.ToLowerInvariant())
+        {
+            case "localhost":
+                var primary = configuration.GetValue<int?>("Clustering:PrimarySiloPort");
+                silo.UseLocalhostClustering(
+                    siloPort,
+                    gatewayPort,
+                    primary is { } port ? new IPEndPoint(IPAddress.Loopback, port) : null,
+                    configuration.GetValue("Orleans:ServiceId", "dev")!,
+                    configuration.GetValue("Orleans:ClusterId", "dev")!);
+                break;
+            case "redis":
+                var connectionString = configuration["Clustering:Redis:ConnectionString"]
+                    ?? throw new InvalidOperationException("Clustering:Provider is Redis but Clustering:Redis:ConnectionString is not set (e.g. redis:6379).");
+                silo.UseRedisClustering(connectionString);
+                silo.Configure<ClusterOptions>(o =>
+                {
+                    o.ClusterId = configuration.GetValue("Orleans:ClusterId", "orleansprotocol")!;
+                    o.ServiceId = configuration.GetValue("Orleans:ServiceId", "orleansprotocol")!;
+                });
+                silo.Configure<EndpointOptions>(o =>
+                {
+                    o.SiloPort = siloPort;
+                    o.GatewayPort = gatewayPort;
+                    o.AdvertisedIPAddress = configuration["Silo:AdvertisedIP"] is { Length: > 0 } ip ? IPAddress.Parse(ip) : IPAddress.Loopback;
+                    o.SiloListeningEndpoint = new IPEndPoint(IPAddress.Any, siloPort);
+                    o.GatewayListeningEndpoint = new IPEndPoint(IPAddress.Any, gatewayPort);
+                });
+                break;
+            default:
+                throw new InvalidOperationException($"Clustering:Provider '{provider}' is not known: use Localhost or Redis.");
+        }
+
+        return silo;
+    }
+}
