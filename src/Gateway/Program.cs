@@ -46,6 +46,6 @@ builder.Services.AddHealthChecks().AddCheck<GatewayHealthCheck>("gateway", tags:
 var app = builder.Build();
 
 // Liveness: the process answers. Readiness: the silo is active, every listener accepts, and the gateway is not draining.
-app.MapHealthChecks("/healthz/live", new HealthCheckOptions { Predicate = _ => false });
-app.MapHealthChecks("/healthz/ready", new HealthCheckOptions { Predicate = check => check.Tags.Contains("ready") });
+app.MapHealthChecks(GatewayHealthCheck.LivePath, new HealthCheckOptions { Predicate = _ => false });
+app.MapHealthChecks(GatewayHealthCheck.ReadyPath, new HealthCheckOptions { Predicate = check => check.Tags.Contains("ready") });
 await app.RunAsync();

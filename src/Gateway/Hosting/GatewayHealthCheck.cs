@@ -8,6 +8,12 @@ namespace OrleansProtocol.Gateway.Hosting;
 /// </summary>
 public sealed class GatewayHealthCheck(ProtocolGateway gateway) : IHealthCheck
 {
+    /// <summary>The readiness endpoint of the host (and of the Kubernetes readiness probe).</summary>
+    public const string ReadyPath = "/healthz/ready";
+
+    /// <summary>The liveness endpoint of the host (and of the Kubernetes liveness probe).</summary>
+    public const string LivePath = "/healthz/live";
+
     /// <inheritdoc />
     public Task<HealthCheckResult> CheckHealthAsync(HealthCheckContext context, CancellationToken cancellationToken = default) =>
         Task.FromResult(gateway.IsReady
