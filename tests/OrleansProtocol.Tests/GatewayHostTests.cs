@@ -13,8 +13,6 @@ namespace OrleansProtocol.Tests;
 /// </summary>
 public sealed class GatewayHostTests
 {
-    private static readonly Regex ListenerLine = new(@"Listener (?<name>[\w-]+) serving \S+ on (?<endpoint>[\d.]+:\d+)");
-
     [Fact]
     public async Task The_sample_host_serves_echo_and_the_seed_example_reports_ready_and_stops_on_SIGTERM()
     {
@@ -80,125 +78,10 @@ public sealed class GatewayHostTests
     // The sample ports, moved out of the way of a developer's own `dotnet run` (and of other tests).
     private const int HostPortOffset = 20000;
 
-    private static HostProcess StartHost(int healthPort)
-    {
-        var gatewayDirectory = Path.GetFullPath(Path.Combine(
-            AppContext.BaseDirectory, "..", "..", "..", "..", "..", "src", "Gateway", "bin",
-            new DirectoryInfo(AppContext.BaseDirectory).Parent!.Name, "net10.0"));
-        var start = new ProcessStartInfo("dotnet")
-        {
-            WorkingDirectory = gatewayDirectory,
-            RedirectStandardOutput = true,
-            RedirectStandardError = true,
-        };
-        foreach (var argument in new[]
-        {
-            Path.Combine(gatewayDirectory, "OrleansProtocol.Gateway.dll"),
+    private static GatewayHostProcess StartHost(int healthPort) =>
+        GatewayHostProcess.Start(
             $"--Silo:SiloPort={TestPorts.Free()}",
             $"--Silo:GatewayPort={TestPorts.Free()}",
             $"--OrleansProtocol:PortOffset={HostPortOffset}",
-            $"--Health:Urls=http://127.0.0.1:{healthPort}",
-        })
-        {
-            start.ArgumentList.Add(argument);
-        }
-
-        start.Environment["DOTNET_ENVIRONMENT"] = "Production";
-        return new HostProcess(Process.Start(start)!);
-    }
-
-    private sealed class HostProcess : IDisposable
-    {
-        private readonly Process _process;
-        private readonly StringBuilder _output = new();
-        private readonly CallbackRecorder.Signal _changed = new();
-
-        public HostProcess(Process process)
-        {
-            _process = process;
-            _process.OutputDataReceived += (_, e) => Append(e.Data);
-            _process.ErrorDataReceived += (_, e) => Append(e.Data);
-            _process.BeginOutputReadLine();
-            _process.BeginErrorReadLine();
-        }
-
-        public string Output
-        {
-            get
-            {
-                lock (_output)
-                {
-                    return _output.ToString();
-                }
-            }
-        }
-
-        public async Task<Dictionary<string, IPEndPoint>> WaitForListenersAsync(params string[] names)
-        {
-            using var cts = new CancellationTokenSource(TestTimeouts.Default);
-            while (true)
-            {
-                var next = _changed.Next;
-                var found = ListenerLine.Matches(Output).ToDictionary(m => m.Groups["name"].Value, m => IPEndPoint.Parse(m.Groups["endpoint"].Value));
-                if (names.All(found.ContainsKey))
-                {
-                    return found;
-                }
-
-                Assert.False(_process.HasExited, $"The host exited early:\n{Output}");
-                await next.WaitAsync(cts.Token);
-            }
-        }
-
-        public async Task WaitForOutputAsync(string text)
-        {
-            using var cts = new CancellationTokenSource(TestTimeouts.Default);
-            while (true)
-            {
-                var next = _changed.Next;
-                if (Output.Contains(text))
-                {
-                    return;
-                }
-
-                await next.WaitAsync(cts.Token);
-            }
-        }
-
-        public async Task<int> TerminateAsync()
-        {
-            using (var kill = Process.Start("kill", ["-TERM", _process.Id.ToString()]))
-            {
-                await kill.WaitForExitAsync();
-            }
-
-            await _process.WaitForExitAsync().WaitAsync(TestTimeouts.Default);
-            return _process.ExitCode;
-        }
-
-        public void Dispose()
-        {
-            if (!_process.HasExited)
-            {
-                _process.Kill(entireProcessTree: true);
-            }
-
-            _process.Dispose();
-        }
-
-        private void Append(string? line)
-        {
-            if (line is null)
-            {
-                return;
-            }
-
-            lock (_output)
-            {
-                _output.AppendLine(line);
-            }
-
-            _changed.Fire();
-        }
-    }
+            $"--Health:Urls=http://127.0.0.1:{healthPort}");
 }

@@ -1,0 +1,166 @@
+using System.Diagnostics;
+using System.Net;
+using System.Net.Sockets;
+using OrleansProtocol.Tests.Infrastructure;
+
+namespace OrleansProtocol.Tests;
+
+/// <summary>
+/// Three real silo processes of the gateway host on Redis membership (a real redis-server on a free port): a SIGKILL,
+/// then a graceful stop, and what every client and grain sees.
+/// </summary>
+public sealed class MultiProcessClusterTests(Xunit.Abstractions.ITestOutputHelper output)
+{
+    // Failure detection tuned down for the test (defaults: probes every 5 s, 3 missed, 2 votes); the README documents
+    // these settings and the detection times they give.
+    private static readonly string[] FastDetection =
+    [
+        "--Orleans:Membership:ProbeTimeout=00:00:01",
+        "--Orleans:Membership:NumMissedProbesLimit=2",
+        "--Orleans:Membership:NumVotesForDeathDeclaration=1",
+        "--Orleans:Membership:TableRefreshTimeout=00:00:01",
+    ];
+
+    private static readonly TimeSpan DetectionBound = TimeSpan.FromSeconds(30);
+
+    private static async Task<bool> EchoesAsync(TestClient client, string line)
+    {
+        try
+        {
+            await client.SendAsync(line + "\n");
+            var reply = await client.ReadLineAsync();
+            return reply.EndsWith(line, StringComparison.Ordinal);
+        }
+        catch (Exception ex) when (ex is EndOfStreamException or SocketException or IOException)
+        {
+            return false;
+        }
+    }
+
+    [SkippableFact]
+    public async Task Three_silo_processes_survive_a_SIGKILL_and_a_graceful_stop_with_nothing_lost_silently()
+    {
+        Skip.IfNot(File.Exists("/usr/bin/redis-server"), "redis-server is not installed on this machine (.ci/run installs it)");
+        var redisPort = TestPorts.Free();
+        using var redis = Process.Start(new ProcessStartInfo("redis-server", ["--port", $"{redisPort}", "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+        {
+            RedirectStandardOutput = true,
+        })!;
+        try
+        {
+            await WaitForRedisAsync(redisPort);
+            var clusterId = $"test-{Guid.NewGuid():N}";
+            var silos = Enumerable.Range(0, 3).Select(i => GatewayHostProcess.Start(
+                [
+                    "--Clustering:Provider=Redis",
+                    $"--Clustering:Redis:ConnectionString=127.0.0.1:{redisPort}",
+                    $"--Orleans:ClusterId={clusterId}",
+                    $"--Silo:SiloPort={TestPorts.Free()}",
+                    $"--Silo:GatewayPort={TestPorts.Free()}",
+                    "--Silo:AdvertisedIP=127.0.0.1",
+                    $"--OrleansProtocol:PortOffset={21000 + (i * 100)}",
+                    "--Health:Urls=http://127.0.0.1:0",
+
+                    // echo: grains on another silo than the socket; upgrade (a line echo): grains next to the socket.
+                    "--OrleansProtocol:Listeners:echo:Placement=Remote",
+                    .. FastDetection,
+                ])).ToList();
+            try
+            {
+                var endPoints = new List<Dictionary<string, IPEndPoint>>();
+                foreach (var silo in silos)
+                {
+                    endPoints.Add(await silo.WaitForListenersAsync("echo", "upgrade"));
+                }
+
+                var remote = new List<TestClient>();
+                var local = new List<TestClient>();
+                for (var i = 0; i < 3; i++)
+                {
+                    remote.Add(await TestClient.ConnectAsync(endPoints[i]["echo"]));
+                    local.Add(await TestClient.ConnectAsync(endPoints[i]["upgrade"]));
+                    Assert.True(await EchoesAsync(remote[i], $"remote {i}"));
+                    Assert.True(await EchoesAsync(local[i], $"local {i}"));
+                }
+
+                // Crash silo 2.
+                var crashed = Stopwatch.StartNew();
+                silos[2].Kill();
+
+                // Its clients lose their sockets with the process.
+                Assert.False(await EchoesAsync(remote[2], "after crash"));
+                Assert.False(await EchoesAsync(local[2], "after crash"));
+
+                // Clients on silos 0 and 1: connections whose grains were next to their sockets keep working with zero
+                // loss; a connection whose grain was on silo 2 is closed, within the detection bound, never hangs.
+                for (var i = 0; i < 2; i++)
+                {
+                    for (var round = 0; round < 20; round++)
+                    {
+                        Assert.True(await EchoesAsync(local[i], $"local {i} round {round}"), $"local client {i} broke");
+                    }
+
+                    var alive = await EchoesAsync(remote[i], $"remote {i} after crash").WaitAsync(DetectionBound + TestTimeouts.Default);
+                    output.WriteLine($"remote client on silo {i}: {(alive ? "alive" : "closed")} at {crashed.Elapsed}");
+                    Assert.True(crashed.Elapsed < DetectionBound + TestTimeouts.Default);
+                    if (alive)
+                    {
+                        Assert.True(await EchoesAsync(remote[i], $"remote {i} again"));
+                    }
+                }
+
+                // The grain of the crashed silo's remote connection lives on silo 0 or 1: it was told its gateway died.
+                var told = await Task.WhenAny(
+                    silos[0].WaitForOutputAsync("The silo holding the socket"),
+                    silos[1].WaitForOutputAsync("The silo holding the socket"));
+                await told.WaitAsync(DetectionBound);
+                output.WriteLine($"grain told its gateway died at {crashed.Elapsed}");
+                Assert.True(crashed.Elapsed < DetectionBound + DetectionBound, $"detected after {crashed.Elapsed}");
+
+                // A graceful stop of silo 1 leaves silo 0's local connection untouched.
+                var stopping = Stopwatch.StartNew();
+                Assert.Equal(0, await silos[1].TerminateAsync());
+                output.WriteLine($"silo 1 stopped gracefully in {stopping.Elapsed}");
+                for (var round = 0; round < 20; round++)
+                {
+                    Assert.True(await EchoesAsync(local[0], $"last {round}"), "silo 0's local client broke when silo 1 left");
+                }
+
+                foreach (var client in remote.Concat(local))
+                {
+                    await client.DisposeAsync();
+                }
+            }
+            finally
+            {
+                silos.ForEach(s => s.Dispose());
+            }
+        }
+        finally
+        {
+            redis.Kill();
+        }
+    }
+
+    private static async Task WaitForRedisAsync(int port)
+    {
+        // redis-server says nothing we can await; poll its port until it answers PING (bounded).
+        var deadline = Stopwatch.StartNew();
+        while (true)
+        {
+            try
+            {
+                await using var client = await TestClient.ConnectAsync(new IPEndPoint(IPAddress.Loopback, port));
+                await client.SendAsync("PING\r\n");
+                if ((await client.ReadLineAsync()).StartsWith("+PONG", StringComparison.Ordinal))
+                {
+                    return;
+                }
+            }
+            catch (SocketException) when (deadline.Elapsed < TestTimeouts.Default)
+            {
+                await Task.Delay(TimeSpan.FromMilliseconds(50));
+            }
+        }
+    }
+}
