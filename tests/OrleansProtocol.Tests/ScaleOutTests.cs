@@ -26,6 +26,9 @@ public sealed class ThreeSiloFixture : IAsyncLifetime
     public async Task InitializeAsync()
     {
         var builder = new InProcessTestClusterBuilder(3);
+
+        // As the host runs in production (see ClusteringConfiguration): the default directory drops grains when a silo leaves.
+        builder.Options.UseDistributedGrainDirectory = true;
         builder.ConfigureSilo((_, silo) =>
         {
             silo.Services.AddSingleton(Recorder);

@@ -18,6 +18,9 @@ public sealed class SiloFailureTests
     {
         var recorder = new CallbackRecorder();
         var builder = new InProcessTestClusterBuilder(2);
+
+        // As the host runs in production (see ClusteringConfiguration): the default directory drops grains when a silo leaves.
+        builder.Options.UseDistributedGrainDirectory = true;
         builder.ConfigureSilo((_, silo) =>
         {
             silo.Services.AddSingleton(recorder);
