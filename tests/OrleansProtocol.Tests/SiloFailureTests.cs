@@ -63,4 +63,41 @@ public sealed class SiloFailureTests
             Assert.Equal($"still {i}", await local.ReadLineAsync());
         }
     }
+
+    [Fact]
+    public async Task Killing_the_sockets_silo_ends_the_remote_grains_connections_once_and_leaves_no_activation()
+    {
+        var recorder = new CallbackRecorder();
+        var builder = new InProcessTestClusterBuilder(2);
+        builder.Options.UseDistributedGrainDirectory = true;
+        builder.ConfigureSilo((_, silo) =>
+        {
+            silo.Services.AddSingleton(recorder);
+            silo.AddProtocolListener<ScriptGrain>("remote-script", o =>
+            {
+                o.Port = 0;
+                o.Placement = ConnectionPlacement.Remote;
+            });
+        });
+        await using var cluster = builder.Build();
+        await cluster.DeployAsync();
+        await cluster.WaitForLivenessToStabilizeAsync();
+
+        // Socket on silo 1, grain on silo 0.
+        var gateway = cluster.Silos[1].ServiceProvider.GetRequiredService<ProtocolGateway>();
+        await using var client = await TestClient.ConnectAsync(gateway.GetServer("remote-script").EndPoints[0]);
+        var record = await recorder.ForClientAsync(client.LocalEndPoint);
+        await client.SendAsync("whereami\n");
+        Assert.Equal(cluster.Silos[0].SiloAddress.ToString(), await client.ReadLineAsync());
+        var grainId = cluster.Silos[0].ServiceProvider.GetRequiredService<IGrainFactory>()
+            .GetGrain<IScriptGrain>(record.Connection.ConnectionId).GetGrainId();
+
+        await cluster.KillSiloAsync(cluster.Silos[1]);
+
+        // The grain, on the surviving silo, hears of it once and goes away: nothing is orphaned.
+        await recorder.WaitUntilAsync(() => record.Count("CL") == 1);
+        await cluster.WaitForDeactivationAsync(grainId).WaitAsync(TestTimeouts.Default);
+        Assert.False(cluster.TryGetGrainContext(grainId, out _));
+        Assert.Equal(1, record.Count("CL"));
+    }
 }
