@@ -23,6 +23,8 @@ public sealed class GatewayHostTests
         Assert.Equal(5566, endPoints["string-receiver"].Port - HostPortOffset);
         Assert.Equal(7001, endPoints["chat"].Port - HostPortOffset);
 
+        // The health endpoint's HTTP server starts after the silo; the host says when everything has started.
+        await host.WaitForOutputAsync("Application started");
         using (var http = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{healthPort}") })
         {
             var ready = await http.GetAsync("/healthz/ready").WaitAsync(TestTimeouts.Default);
