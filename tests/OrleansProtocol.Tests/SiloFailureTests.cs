@@ -92,6 +92,13 @@ public sealed class SiloFailureTests
         var grainId = cluster.Silos[0].ServiceProvider.GetRequiredService<IGrainFactory>()
             .GetGrain<IScriptGrain>(record.Connection.ConnectionId).GetGrainId();
 
+        var management = cluster.Silos[0].ServiceProvider.GetRequiredService<IGrainFactory>().GetGrain<Orleans.Runtime.IManagementGrain>(0);
+        async Task<int> ProtocolActivations() =>
+            (await management.GetSimpleGrainStatistics())
+                .Where(s => s.GrainType.Contains("ScriptGrain", StringComparison.OrdinalIgnoreCase))
+                .Sum(s => s.ActivationCount);
+        Assert.Equal(1, await ProtocolActivations());
+
         await cluster.KillSiloAsync(cluster.Silos[1]);
 
         // The grain, on the surviving silo, hears of it once and goes away: nothing is orphaned.
@@ -99,5 +106,8 @@ public sealed class SiloFailureTests
         await cluster.WaitForDeactivationAsync(grainId).WaitAsync(TestTimeouts.Default);
         Assert.False(cluster.TryGetGrainContext(grainId, out _));
         Assert.Equal(1, record.Count("CL"));
+
+        // Counted the way an operator would: Orleans' management grain reports no protocol grain activation left.
+        Assert.Equal(0, await ProtocolActivations());
     }
 }
