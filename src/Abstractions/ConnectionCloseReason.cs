@@ -41,6 +41,15 @@ public enum ConnectionCloseReason
 
     /// <summary>Nothing happened for longer than the configured idle timeout (a UDP peer that went quiet, say).</summary>
     IdleTimeout = 11,
+
+    /// <summary>
+    /// The peer did not read while the protocol kept writing: the bytes buffered for it passed the hard cap
+    /// (<c>MaxWriteBufferSize</c>), beyond the watermarks.
+    /// </summary>
+    WriteBufferLimit = 12,
+
+    /// <summary>The connection was refused: a connection limit (per listener or per client address) was reached.</summary>
+    ConnectionLimit = 13,
 }
 
 /// <summary>Helpers for <see cref="ConnectionCloseReason"/>.</summary>

@@ -137,6 +137,15 @@ internal sealed partial class GatewayConnection
             _outbound.Enqueue(new OutboundItem(OutboundKind.Data, batch.Data));
             _bufferedBytes += batch.Data.Length;
             PeakWriteBufferSize = Math.Max(PeakWriteBufferSize, _bufferedBytes);
+            if (_bufferedBytes > _maxWriteBufferSize)
+            {
+                // The watermarks only advise the protocol; this is the hard stop for a peer that never reads.
+                var detail = $"{_bufferedBytes} bytes are buffered for a peer that does not read, over the cap of {_maxWriteBufferSize}.";
+                GatewayLog.WriteBufferLimit(_logger, Id, detail);
+                AbortLocked(ConnectionCloseReason.WriteBufferLimit, detail);
+                return;
+            }
+
             UpdateWriteFlowLocked();
             _writerWakeNeeded = 1;
         }
@@ -227,6 +236,7 @@ internal sealed partial class GatewayConnection
                         lock (_lock)
                         {
                             Interlocked.Add(ref _bytesSent, item.Data.Length);
+                            Volatile.Write(ref _lastActivity, Environment.TickCount64);
                             if (!_aborted)
                             {
                                 _bufferedBytes -= item.Data.Length;

@@ -33,6 +33,8 @@ internal sealed partial class GatewayConnection
     private ITransportObserver? _observerReference;
     private readonly IGrainFactory _grainFactory;
     private readonly int _maxDataReceivedSize;
+    private readonly long? _maxWriteBufferSize;
+    private long _lastActivity = Environment.TickCount64;
     private readonly FrameDecoder? _decoder;
     private readonly ConnectionSiting _siting;
     private readonly ILogger _logger;
@@ -79,6 +81,7 @@ internal sealed partial class GatewayConnection
         _input = context.Transport.Input;
         _grainFactory = grainFactory;
         _maxDataReceivedSize = options.MaxDataReceivedSize;
+        _maxWriteBufferSize = options.MaxWriteBufferSize;
         _logger = logger;
 
         // Unique across the cluster and over time; never ip:port, which the OS reuses. The listener's name in front
@@ -101,6 +104,9 @@ internal sealed partial class GatewayConnection
 
     /// <summary>True once the grain's <c>ConnectionMade</c> has run; false if the connection ended first.</summary>
     public Task<bool> Made => _made.Task;
+
+    /// <summary>When a byte last went either way (<see cref="Environment.TickCount64"/>), for the idle timeout.</summary>
+    public long LastActivity => Volatile.Read(ref _lastActivity);
 
     /// <summary>Completes when the connection is closed and its grain was told.</summary>
     public Task Completion => _completion.Task;
@@ -376,6 +382,7 @@ internal sealed partial class GatewayConnection
                 var chunk = buffer.Slice(0, Math.Min(buffer.Length, _maxDataReceivedSize)).ToArray();
                 _input.AdvanceTo(buffer.GetPosition(chunk.Length));
                 Interlocked.Add(ref _bytesReceived, chunk.Length);
+                Volatile.Write(ref _lastActivity, Environment.TickCount64);
                 if (!await DeliverDataAsync(chunk))
                 {
                     deferredData = chunk;
@@ -441,6 +448,7 @@ internal sealed partial class GatewayConnection
         }
 
         Interlocked.Add(ref _bytesReceived, consumed);
+        Volatile.Write(ref _lastActivity, Environment.TickCount64);
         if (frames.Count > 0)
         {
             // Frames before a bad one are delivered; the bad one is met again at the start of the next read.

@@ -30,6 +30,9 @@ public sealed class ProtocolServer : IAsyncDisposable
     private readonly ILogger _logger;
     private readonly ILogger _connectionLogger;
     private readonly ConcurrentDictionary<string, GatewayConnection> _connections = new();
+    private readonly ConcurrentDictionary<IPAddress, int> _perAddress = new();
+    private long _refused;
+    private Task _heartbeat = Task.CompletedTask;
     private readonly TaskCompletionSource _closed = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly Lock _lock = new();
     private List<IConnectionListener> _listeners = [];
@@ -38,6 +41,7 @@ public sealed class ProtocolServer : IAsyncDisposable
     private TaskCompletionSource? _drained;
     private bool _serving;
     private bool _isClosed;
+    private volatile bool _closedForHeartbeat;
     private int _servingForever;
     private System.Security.Cryptography.X509Certificates.X509Certificate2? _certificate;
 
@@ -86,6 +90,9 @@ public sealed class ProtocolServer : IAsyncDisposable
 
     /// <summary>Number of connections currently open on this server.</summary>
     public int ConnectionCount => _connections.Count;
+
+    /// <summary>Connections refused at accept because a connection limit was reached.</summary>
+    public long RefusedConnections => Interlocked.Read(ref _refused);
 
     internal IEnumerable<GatewayConnection> Connections => _connections.Values;
 
@@ -265,6 +272,11 @@ public sealed class ProtocolServer : IAsyncDisposable
             GatewayLog.ListenerStarted(_logger, Name, _grainType.ToString(), listener.EndPoint);
         }
 
+        if (_options.IdleTimeout != Timeout.InfiniteTimeSpan)
+        {
+            _heartbeat = HeartbeatAsync();
+        }
+
         if (_options.StartServing)
         {
             StartServing();
@@ -277,6 +289,7 @@ public sealed class ProtocolServer : IAsyncDisposable
     /// </summary>
     internal async Task ShutdownAsync(ConnectionCloseReason reason, TimeSpan drainTimeout, CancellationToken cancellationToken)
     {
+        _closedForHeartbeat = true;
         Close();
         await _unbound;
         CloseClients(reason, "The server is shutting down.");
@@ -365,6 +378,20 @@ public sealed class ProtocolServer : IAsyncDisposable
                 return;
             }
 
+            if (RefusalReason(context.RemoteEndPoint) is { } refusal)
+            {
+                // Closed at once, before any grain exists; existing connections are unaffected.
+                var count = Interlocked.Increment(ref _refused);
+                if (count == 1 || count % 1000 == 0)
+                {
+                    GatewayLog.ConnectionRefused(_logger, Name, context.RemoteEndPoint, refusal, count);
+                }
+
+                context.Abort(new ConnectionAbortedException(refusal));
+                await context.DisposeAsync();
+                continue;
+            }
+
             GatewayConnection connection;
             try
             {
@@ -385,7 +412,48 @@ public sealed class ProtocolServer : IAsyncDisposable
     internal void Adopt(GatewayConnection connection)
     {
         _connections[connection.Id] = connection;
+        if (connection.Info.RemoteEndPoint?.Address is { } address)
+        {
+            _perAddress.AddOrUpdate(address, 1, static (_, n) => n + 1);
+        }
+
         _ = RunConnectionAsync(connection);
+    }
+
+    private string? RefusalReason(EndPoint? remote)
+    {
+        if (_options.MaxConnections is { } max && _connections.Count >= max)
+        {
+            return $"the listener's limit of {max} connections is reached";
+        }
+
+        if (_options.MaxConnectionsPerAddress is { } perAddress && remote is IPEndPoint ip
+            && _perAddress.TryGetValue(ip.Address, out var open) && open >= perAddress)
+        {
+            return $"the limit of {perAddress} connections per client address is reached";
+        }
+
+        return null;
+    }
+
+    /// <summary>Closes connections idle for longer than <see cref="ProtocolListenerOptions.IdleTimeout"/>; ticks once a second at most.</summary>
+    private async Task HeartbeatAsync()
+    {
+        var idle = _options.IdleTimeout;
+        var period = TimeSpan.FromMilliseconds(Math.Clamp(idle.TotalMilliseconds / 4, 50, 1000));
+        using var timer = new PeriodicTimer(period);
+        while (await timer.WaitForNextTickAsync() && !_closedForHeartbeat && !(_isClosed && _connections.IsEmpty))
+        {
+            var cutoff = Environment.TickCount64 - (long)idle.TotalMilliseconds;
+            foreach (var connection in _connections.Values)
+            {
+                if (connection.LastActivity < cutoff)
+                {
+                    GatewayLog.IdleTimeout(_connectionLogger, connection.Id, idle);
+                    connection.RequestClose(ConnectionCloseReason.IdleTimeout, $"No byte either way for {idle}.");
+                }
+            }
+        }
     }
 
     private async Task RunConnectionAsync(GatewayConnection connection)
@@ -397,6 +465,15 @@ public sealed class ProtocolServer : IAsyncDisposable
         finally
         {
             TaskCompletionSource? drained = null;
+            if (connection.Info.RemoteEndPoint?.Address is { } address)
+            {
+                // Decrement, removing the entry at zero so the table holds only addresses with open connections.
+                while (_perAddress.TryGetValue(address, out var n)
+                    && !(n <= 1 ? _perAddress.TryRemove(new KeyValuePair<IPAddress, int>(address, n)) : _perAddress.TryUpdate(address, n - 1, n)))
+                {
+                }
+            }
+
             lock (_lock)
             {
                 _connections.TryRemove(connection.Id, out _);

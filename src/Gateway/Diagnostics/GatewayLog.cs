@@ -51,6 +51,15 @@ internal static partial class GatewayLog
     [LoggerMessage(20, LogLevel.Information, "Connection {ConnectionId}: {Detail} Dropped without a grain.", EventName = "TlsHandshakeFailed")]
     public static partial void TlsHandshakeFailed(ILogger logger, string connectionId, string detail);
 
+    [LoggerMessage(21, LogLevel.Warning, "Connection {ConnectionId}: {Detail} Aborting.", EventName = "WriteBufferLimit")]
+    public static partial void WriteBufferLimit(ILogger logger, string connectionId, string detail);
+
+    [LoggerMessage(22, LogLevel.Warning, "Listener {Listener}: refused a connection from {RemoteEndPoint}: {Detail} ({Count} refused so far)", EventName = "ConnectionRefused")]
+    public static partial void ConnectionRefused(ILogger logger, string listener, EndPoint? remoteEndPoint, string detail, long count);
+
+    [LoggerMessage(23, LogLevel.Debug, "Connection {ConnectionId}: idle for {IdleTimeout}; closing", EventName = "IdleTimeout")]
+    public static partial void IdleTimeout(ILogger logger, string connectionId, TimeSpan idleTimeout);
+
     [LoggerMessage(16, LogLevel.Trace, "Connection {ConnectionId}: delivering {Length} bytes", EventName = "DataDelivered")]
     public static partial void DataDelivered(ILogger logger, string connectionId, int length);
 }

@@ -56,6 +56,34 @@ public sealed class ProtocolListenerOptions
     /// <summary>TLS termination; off unless a certificate is configured.</summary>
     public TlsOptions Tls { get; set; } = new();
 
+    /// <summary>
+    /// Hard cap on bytes buffered for a peer that does not read (beyond the write watermarks, which only advise the
+    /// protocol): the connection is aborted with <see cref="ConnectionCloseReason.WriteBufferLimit"/>. Defaults to
+    /// 1 MiB (NetCoreServer's advice to disconnect slow receivers; Akka.IO's write-queue limit). Null turns it off:
+    /// a risk, since a peer that never reads then holds whatever the protocol writes.
+    /// </summary>
+    public long? MaxWriteBufferSize { get; set; } = 1024 * 1024;
+
+    /// <summary>
+    /// Most connections open at once on this listener; connections beyond it are closed at once and counted, existing
+    /// ones are unaffected. Defaults to 10,000 (SuperSocket 1.6's <c>maxConnectionNumber</c>; Kestrel has none by
+    /// default). Null turns it off: a risk under a connection flood.
+    /// </summary>
+    public int? MaxConnections { get; set; } = 10_000;
+
+    /// <summary>
+    /// Most connections open at once from one client address. Defaults to 1,000 (generous for clients behind NAT).
+    /// Null turns it off.
+    /// </summary>
+    public int? MaxConnectionsPerAddress { get; set; } = 1_000;
+
+    /// <summary>
+    /// A connection with no byte either way for this long is closed with <see cref="ConnectionCloseReason.IdleTimeout"/>.
+    /// Defaults to 130 seconds, Kestrel's keep-alive timeout. <see cref="Timeout.InfiniteTimeSpan"/> turns it off:
+    /// a risk, since dead peers that never send a FIN then hold their connections forever.
+    /// </summary>
+    public TimeSpan IdleTimeout { get; set; } = TimeSpan.FromSeconds(130);
+
     /// <summary>Disable Nagle's algorithm. Defaults to true, as asyncio sets <c>TCP_NODELAY</c> on every socket.</summary>
     public bool NoDelay { get; set; } = true;
 

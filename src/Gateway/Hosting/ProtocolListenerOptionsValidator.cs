@@ -41,6 +41,26 @@ internal sealed class ProtocolListenerOptionsValidator : IValidateOptions<Protoc
             failures.Add($"{prefix} MaxReadBufferSize {options.MaxReadBufferSize} must be at least MaxDataReceivedSize ({options.MaxDataReceivedSize}).");
         }
 
+        if (options.MaxWriteBufferSize is < 1)
+        {
+            failures.Add($"{prefix} MaxWriteBufferSize {options.MaxWriteBufferSize} must be positive (default 1048576), or null for no cap.");
+        }
+
+        if (options.MaxConnections is < 1)
+        {
+            failures.Add($"{prefix} MaxConnections {options.MaxConnections} must be positive (default 10000), or null for no limit.");
+        }
+
+        if (options.MaxConnectionsPerAddress is < 1)
+        {
+            failures.Add($"{prefix} MaxConnectionsPerAddress {options.MaxConnectionsPerAddress} must be positive (default 1000), or null for no limit.");
+        }
+
+        if (options.IdleTimeout <= TimeSpan.Zero && options.IdleTimeout != Timeout.InfiniteTimeSpan)
+        {
+            failures.Add($"{prefix} IdleTimeout {options.IdleTimeout} must be positive (default 00:02:10), or infinite (-00:00:00.001) for none.");
+        }
+
         foreach (var problem in FrameCodec.Problems(options.Framing.ToFormat()))
         {
             failures.Add($"{prefix} Framing: {problem}");

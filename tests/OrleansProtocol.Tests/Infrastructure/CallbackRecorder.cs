@@ -18,8 +18,9 @@ public sealed class CallbackRecorder
     public IReadOnlyCollection<ConnectionRecord> All => _byId.Values.ToArray();
 
     /// <summary>The record of the connection whose peer is <paramref name="clientEndPoint"/> (the test client's local end).</summary>
+    /// <remarks>The OS reuses client ports: of the records with that peer, the live one (no ConnectionLost yet) is meant.</remarks>
     public Task<ConnectionRecord> ForClientAsync(EndPoint clientEndPoint) =>
-        WaitAsync(() => _byId.Values.FirstOrDefault(r => Equals(r.Connection.RemoteEndPoint, clientEndPoint)));
+        WaitAsync(() => _byId.Values.FirstOrDefault(r => Equals(r.Connection.RemoteEndPoint, clientEndPoint) && r.Count("CL") == 0));
 
     public async Task<T> WaitAsync<T>(Func<T?> probe, TimeSpan? timeout = null)
     {

@@ -134,6 +134,14 @@ public sealed class ScriptGrain(CallbackRecorder recorder) : ProtocolGrain, IScr
                 Transport.Write("bye\n"u8);
                 Transport.Close();
                 break;
+            case "blast":
+                // Writes without regard for PauseWriting: only the gateway's hard cap stops it.
+                for (var left = long.Parse(argument); left > 0; left -= 64 * 1024)
+                {
+                    Transport.Write(new byte[(int)Math.Min(left, 64 * 1024)]);
+                }
+
+                break;
             case "abort-after":
                 Transport.Write(new byte[int.Parse(argument)]);
                 Transport.Abort();

@@ -1,0 +1,163 @@
+using System.Net.Sockets;
+using OrleansProtocol.Gateway;
+using OrleansProtocol.Samples;
+using OrleansProtocol.Tests.Infrastructure;
+using OrleansProtocol.Tests.TestGrains;
+
+namespace OrleansProtocol.Tests;
+
+/// <summary>Limits: a hard cap on what a non-reading peer can make the gateway buffer, connection limits, idle timeout.</summary>
+[Collection(GatewayCollection.Name)]
+public sealed class LimitTests(GatewayClusterFixture fixture)
+{
+    private Task<ProtocolServer> CreateAsync<TGrain>(Action<ProtocolListenerOptions> configure)
+        where TGrain : IProtocolGrain =>
+        fixture.Gateway.CreateServerAsync<TGrain>($"limits-{Guid.NewGuid():N}", o =>
+        {
+            o.Port = 0;
+            configure(o);
+        });
+
+    private static async Task AssertClosedAsync(TestClient client)
+    {
+        try
+        {
+            await client.ReadToEndAsync();
+        }
+        catch (SocketException ex) when (ex.SocketErrorCode == SocketError.ConnectionReset)
+        {
+        }
+    }
+
+    [Fact]
+    public async Task A_peer_that_never_reads_while_its_grain_keeps_writing_is_aborted_at_the_hard_cap()
+    {
+        await using var server = await CreateAsync<ScriptGrain>(o => o.MaxWriteBufferSize = 256 * 1024);
+        await using var client = await TestClient.ConnectAsync(server.EndPoints[0]);
+        var record = await fixture.Recorder.ForClientAsync(client.LocalEndPoint);
+
+        // 64 MiB, far beyond what the kernel's buffers absorb; the client reads nothing.
+        await client.SendAsync($"blast {64 * 1024 * 1024}\n");
+        await fixture.Recorder.WaitUntilAsync(() => record.Count("CL") == 1);
+        Assert.Equal(ConnectionCloseReason.WriteBufferLimit, Assert.IsType<ConnectionClosedException>(record.LostException).Reason);
+        await AssertClosedAsync(client);
+    }
+
+    [Fact]
+    public async Task Connections_over_the_listener_limit_are_closed_at_once_counted_and_the_others_keep_working()
+    {
+        await using var server = await CreateAsync<EchoGrain>(o => o.MaxConnections = 5);
+        var admitted = new List<TestClient>();
+        for (var i = 0; i < 5; i++)
+        {
+            var client = await TestClient.ConnectAsync(server.EndPoints[0]);
+            await client.SendAsync("in\n");
+            Assert.Equal("in", await client.ReadLineAsync());
+            admitted.Add(client);
+        }
+
+        for (var i = 0; i < 3; i++)
+        {
+            try
+            {
+                await using var refused = await TestClient.ConnectAsync(server.EndPoints[0]);
+                await AssertClosedAsync(refused);
+            }
+            catch (SocketException ex) when (ex.SocketErrorCode == SocketError.ConnectionReset)
+            {
+                // Refused so fast that the reset overtook the handshake.
+            }
+        }
+
+        Assert.Equal(3, server.RefusedConnections);
+        foreach (var client in admitted)
+        {
+            await client.SendAsync("still\n");
+            Assert.Equal("still", await client.ReadLineAsync());
+        }
+
+        // A place freed is a place taken: once the closed connection is gone, a new one is admitted. (Until then a
+        // newcomer is refused; each attempt is a full connect, no sleep.)
+        admitted[0].ShutdownSend();
+        await admitted[0].ReadToEndAsync();
+        var attempts = 0;
+        while (true)
+        {
+            Assert.True(++attempts < 1000, "the freed place was never taken");
+            try
+            {
+                await using var next = await TestClient.ConnectAsync(server.EndPoints[0]);
+                await next.SendAsync("next\n");
+                if (await next.ReadLineAsync() == "next")
+                {
+                    break;
+                }
+            }
+            catch (Exception ex) when (ex is EndOfStreamException or SocketException)
+            {
+            }
+        }
+        foreach (var client in admitted)
+        {
+            await client.DisposeAsync();
+        }
+    }
+
+    [Fact]
+    public async Task Connections_over_the_per_address_limit_are_refused()
+    {
+        await using var server = await CreateAsync<EchoGrain>(o => o.MaxConnectionsPerAddress = 2);
+        await using var first = await TestClient.ConnectAsync(server.EndPoints[0]);
+        await using var second = await TestClient.ConnectAsync(server.EndPoints[0]);
+        await first.SendAsync("a\n");
+        Assert.Equal("a", await first.ReadLineAsync());
+        await second.SendAsync("b\n");
+        Assert.Equal("b", await second.ReadLineAsync());
+        try
+        {
+            await using var third = await TestClient.ConnectAsync(server.EndPoints[0]);
+            await AssertClosedAsync(third);
+        }
+        catch (SocketException ex) when (ex.SocketErrorCode == SocketError.ConnectionReset)
+        {
+            // Refused so fast that the reset overtook the handshake.
+        }
+
+        Assert.Equal(1, server.RefusedConnections);
+    }
+
+    [Fact]
+    public async Task An_idle_connection_is_closed_with_IdleTimeout_and_a_busy_one_is_not()
+    {
+        // Long enough that the busy connection's own round trips never stall that long on a loaded 2-core machine.
+        await using var server = await CreateAsync<ScriptGrain>(o => o.IdleTimeout = TimeSpan.FromSeconds(2));
+        await using var idle = await TestClient.ConnectAsync(server.EndPoints[0]);
+        var idleRecord = await fixture.Recorder.ForClientAsync(idle.LocalEndPoint);
+        await using var busy = await TestClient.ConnectAsync(server.EndPoints[0]);
+        var busyRecord = await fixture.Recorder.ForClientAsync(busy.LocalEndPoint);
+
+        // The busy client talks (each echo awaited) until the idle one has been closed; then a while longer.
+        var rounds = 0;
+        while (idleRecord.Count("CL") == 0 || rounds < 10)
+        {
+            await busy.SendAsync($"echo {rounds}\n");
+            string line;
+            try
+            {
+                line = await busy.ReadLineAsync();
+            }
+            catch (EndOfStreamException)
+            {
+                throw new Xunit.Sdk.XunitException($"the busy connection was closed after {rounds} rounds: {busyRecord.LostReason} {string.Join(",", busyRecord.Events.Take(5))}");
+            }
+
+            Assert.Equal($"{rounds}", line);
+            rounds++;
+            Assert.True(rounds < 1_000_000, "the idle connection was never closed");
+        }
+
+        Assert.Equal(ConnectionCloseReason.IdleTimeout, Assert.IsType<ConnectionClosedException>(idleRecord.LostException).Reason);
+        Assert.Empty(await idle.ReadToEndAsync());
+        Assert.True(busyRecord.Count("CL") == 0, $"busy closed: {busyRecord.LostReason} after {busyRecord.Count("DR")} reads, {rounds} rounds");
+    }
+}
