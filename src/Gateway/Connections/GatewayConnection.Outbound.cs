@@ -125,11 +125,11 @@ internal sealed partial class GatewayConnection
 
         if ((flags & TransportBatchFlags.PauseReading) != 0)
         {
-            _readPaused = true;
+            SetReadPausedLocked(true);
         }
         else if ((flags & TransportBatchFlags.ResumeReading) != 0)
         {
-            _readPaused = false;
+            SetReadPausedLocked(false);
         }
 
         if (!batch.Data.IsEmpty && !_outputShut)
@@ -195,10 +195,28 @@ internal sealed partial class GatewayConnection
 
         // The bytes-sent figure of this moment travels with the notification, so the grain sees a write buffer over
         // high in PauseWriting and at or below low in ResumeWriting, as asyncio's protocol does.
-        _writePaused = pause;
+        SetWritePausedLocked(pause);
         _flowEvents.Enqueue((pause, Interlocked.Read(ref _bytesSent)));
         GatewayLog.WriteFlowChanged(_logger, Id, _bufferedBytes, pause ? "paused" : "resumed");
         WakePumpLocked();
+    }
+
+    private void SetReadPausedLocked(bool paused)
+    {
+        if (_readPaused != paused)
+        {
+            _readPaused = paused;
+            _metrics.Paused(Info.ListenerName, "read", paused ? 1 : -1);
+        }
+    }
+
+    private void SetWritePausedLocked(bool paused)
+    {
+        if (_writePaused != paused)
+        {
+            _writePaused = paused;
+            _metrics.Paused(Info.ListenerName, "write", paused ? 1 : -1);
+        }
     }
 
     private async Task WriteLoopAsync()
@@ -237,6 +255,7 @@ internal sealed partial class GatewayConnection
                         {
                             Interlocked.Add(ref _bytesSent, item.Data.Length);
                             Volatile.Write(ref _lastActivity, Environment.TickCount64);
+                            _metrics.BytesSent(Info.ListenerName, item.Data.Length);
                             if (!_aborted)
                             {
                                 _bufferedBytes -= item.Data.Length;

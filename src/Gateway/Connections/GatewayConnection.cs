@@ -37,6 +37,7 @@ internal sealed partial class GatewayConnection
     private long _lastActivity = Environment.TickCount64;
     private readonly FrameDecoder? _decoder;
     private readonly ConnectionSiting _siting;
+    private readonly GatewayMetrics _metrics;
     private readonly ILogger _logger;
     private readonly Lock _lock = new();
     private readonly AsyncSignal _pumpSignal = new();
@@ -70,9 +71,11 @@ internal sealed partial class GatewayConnection
         ProtocolListenerOptions options,
         ILogger logger,
         ConnectionSiting siting,
+        GatewayMetrics metrics,
         X509Certificate2? serverCertificate = null)
     {
         _siting = siting;
+        _metrics = metrics;
         _tlsServer = serverCertificate is null ? null : (serverCertificate, options.Tls);
         _context = context;
         _socket = context.Features.Get<IConnectionSocketFeature>()?.Socket
@@ -116,6 +119,7 @@ internal sealed partial class GatewayConnection
     {
         using var scope = _logger.BeginScope(new ConnectionLogScope(Id));
         GatewayLog.ConnectionAccepted(_logger, Id, Info.RemoteEndPoint, Info.ListenerName);
+        _metrics.ConnectionOpened(Info.ListenerName);
         _writer = WriteLoopAsync();
         try
         {
@@ -146,6 +150,15 @@ internal sealed partial class GatewayConnection
         }
         finally
         {
+            lock (_lock)
+            {
+                // A connection that ends paused leaves the paused gauges.
+                SetReadPausedLocked(false);
+                SetWritePausedLocked(false);
+            }
+
+            _metrics.ConnectionClosed(Info.ListenerName, _closeReason, Stopwatch.GetElapsedTime(_startTimestamp));
+
             // Whatever happened above, the server's drain must not wait for this connection.
             _made.TrySetResult(false);
             _completion.TrySetResult();
@@ -174,7 +187,9 @@ internal sealed partial class GatewayConnection
             made = _grain.ConnectionMade(Info, _observerReference);
         }
 
+        var started = Stopwatch.GetTimestamp();
         var reply = await made;
+        _metrics.GrainCall(Info.ListenerName, "connection_made", started);
         GrainSilo = reply.GrainSilo;
         await ApplyReplyAsync(reply);
     }
@@ -209,11 +224,11 @@ internal sealed partial class GatewayConnection
 
             // The new protocol starts as asyncio's does: reading, default watermarks, and told at once if the write
             // buffer is over the high-water mark, so its PauseWriting/ResumeWriting alternate from the start.
-            _readPaused = false;
+            SetReadPausedLocked(false);
             _writeHigh = ProtocolTransport.DefaultWriteBufferHigh;
             _writeLow = ProtocolTransport.DefaultWriteBufferLow;
             _flowEvents.Clear();
-            _writePaused = false;
+            SetWritePausedLocked(false);
             UpdateWriteFlowLocked();
         }
 
@@ -383,6 +398,7 @@ internal sealed partial class GatewayConnection
                 _input.AdvanceTo(buffer.GetPosition(chunk.Length));
                 Interlocked.Add(ref _bytesReceived, chunk.Length);
                 Volatile.Write(ref _lastActivity, Environment.TickCount64);
+                _metrics.BytesReceived(Info.ListenerName, chunk.Length);
                 if (!await DeliverDataAsync(chunk))
                 {
                     deferredData = chunk;
@@ -449,6 +465,10 @@ internal sealed partial class GatewayConnection
 
         Interlocked.Add(ref _bytesReceived, consumed);
         Volatile.Write(ref _lastActivity, Environment.TickCount64);
+        if (consumed > 0)
+        {
+            _metrics.BytesReceived(Info.ListenerName, consumed);
+        }
         if (frames.Count > 0)
         {
             // Frames before a bad one are delivered; the bad one is met again at the start of the next read.
@@ -463,6 +483,7 @@ internal sealed partial class GatewayConnection
                     ? $"A frame of {_decoder.AnnouncedLength} bytes exceeds the maximum of {Info.Framing.MaxFrameSize} bytes."
                     : $"No delimiter within the maximum frame size of {Info.Framing.MaxFrameSize} bytes.";
             GatewayLog.FrameRejected(_logger, Id, detail);
+            _metrics.FrameOverLimit(Info.ListenerName);
 
             // Through the grain, so what it wrote is flushed before the close.
             RequestClose(status == FrameReadStatus.Invalid ? ConnectionCloseReason.ProtocolError : ConnectionCloseReason.FrameTooLarge, detail);
@@ -480,7 +501,9 @@ internal sealed partial class GatewayConnection
     /// <returns>The frames the grain did not take because it paused reading, or null.</returns>
     private async Task<ReadOnlyMemory<byte>[]?> DeliverFramesAsync(ReadOnlyMemory<byte>[] frames)
     {
+        var started = Stopwatch.GetTimestamp();
         var reply = await _grain.FramesReceived(frames, BytesSent);
+        _metrics.GrainCall(Info.ListenerName, "frames_received", started);
         await ApplyReplyAsync(reply);
         return reply.Status == ProtocolReplyStatus.Deferred ? frames[reply.FramesTaken..] : null;
     }
@@ -489,7 +512,9 @@ internal sealed partial class GatewayConnection
     private async Task<bool> DeliverDataAsync(byte[] data)
     {
         GatewayLog.DataDelivered(_logger, Id, data.Length);
+        var started = Stopwatch.GetTimestamp();
         var reply = await _grain.DataReceived(data, BytesSent);
+        _metrics.GrainCall(Info.ListenerName, "data_received", started);
         await ApplyReplyAsync(reply);
         return reply.Status != ProtocolReplyStatus.Deferred;
     }
@@ -497,7 +522,9 @@ internal sealed partial class GatewayConnection
     /// <returns>False when the grain deferred the EOF because it paused reading.</returns>
     private async Task<bool> DeliverEofAsync()
     {
+        var started = Stopwatch.GetTimestamp();
         var reply = await _grain.EofReceived(BytesSent);
+        _metrics.GrainCall(Info.ListenerName, "eof_received", started);
         await ApplyReplyAsync(reply);
         if (reply.Status == ProtocolReplyStatus.Deferred)
         {

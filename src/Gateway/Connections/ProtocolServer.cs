@@ -27,6 +27,7 @@ public sealed class ProtocolServer : IAsyncDisposable
     private readonly TimeSpan _drainTimeout;
     private readonly Action<ProtocolServer> _forget;
     private readonly ConnectionSiting _siting;
+    private readonly GatewayMetrics _metrics;
     private readonly ILogger _logger;
     private readonly ILogger _connectionLogger;
     private readonly ConcurrentDictionary<string, GatewayConnection> _connections = new();
@@ -53,8 +54,10 @@ public sealed class ProtocolServer : IAsyncDisposable
         ILoggerFactory loggerFactory,
         TimeSpan drainTimeout,
         Action<ProtocolServer> forget,
-        ConnectionSiting siting)
+        ConnectionSiting siting,
+        GatewayMetrics metrics)
     {
+        _metrics = metrics;
         _forget = forget;
         _siting = siting;
         Name = name;
@@ -380,6 +383,7 @@ public sealed class ProtocolServer : IAsyncDisposable
 
             if (RefusalReason(context.RemoteEndPoint) is { } refusal)
             {
+                _metrics.ConnectionRejected(Name, refusal.StartsWith("the listener", StringComparison.Ordinal) ? "listener_limit" : "address_limit");
                 // Closed at once, before any grain exists; existing connections are unaffected.
                 var count = Interlocked.Increment(ref _refused);
                 if (count == 1 || count % 1000 == 0)
@@ -395,7 +399,7 @@ public sealed class ProtocolServer : IAsyncDisposable
             GatewayConnection connection;
             try
             {
-                connection = new GatewayConnection(context, Name, _grainType, _grainFactory, _options, _connectionLogger, _siting, _certificate);
+                connection = new GatewayConnection(context, Name, _grainType, _grainFactory, _options, _connectionLogger, _siting, _metrics, _certificate);
             }
             catch (Exception ex)
             {

@@ -7,6 +7,7 @@ using System.Net.Sockets;
 using Microsoft.AspNetCore.Server.Kestrel.Transport.Sockets;
 using Orleans.Metadata;
 using OrleansProtocol.Gateway.Connections;
+using OrleansProtocol.Gateway.Diagnostics;
 
 namespace OrleansProtocol.Gateway;
 
@@ -211,7 +212,8 @@ public sealed class ProtocolGateway : ILifecycleParticipant<ISiloLifecycle>
             _services.GetRequiredService<IGrainFactory>(),
             options,
             _services.GetRequiredService<ILoggerFactory>().CreateLogger<GatewayConnection>(),
-            Siting(ConnectionPlacement.Local));
+            Siting(ConnectionPlacement.Local),
+            _services.GetRequiredService<GatewayMetrics>());
         if (request.Tls is { } tls)
         {
             connection.UseClientTls(
@@ -255,7 +257,7 @@ public sealed class ProtocolGateway : ILifecycleParticipant<ISiloLifecycle>
             // Outbound connections live in a server of their own that never listens: tracked and drained the same way.
             _outbound = new ProtocolServer(
                 "outbound", new ProtocolListenerOptions(), default, _services.GetRequiredService<IGrainFactory>(),
-                loggerFactory, _options.DrainTimeout, static _ => { }, Siting(ConnectionPlacement.Local));
+                loggerFactory, _options.DrainTimeout, static _ => { }, Siting(ConnectionPlacement.Local), _services.GetRequiredService<GatewayMetrics>());
             _socketContexts = new SocketConnectionContextFactory(
                 new SocketConnectionFactoryOptions { WaitForDataBeforeAllocatingBuffer = true, UnsafePreferInlineScheduling = true },
                 loggerFactory.CreateLogger<SocketConnectionContextFactory>());
@@ -285,7 +287,8 @@ public sealed class ProtocolGateway : ILifecycleParticipant<ISiloLifecycle>
             _services.GetRequiredService<ILoggerFactory>(),
             _options.DrainTimeout,
             Forget,
-            Siting(options.Placement));
+            Siting(options.Placement),
+            _services.GetRequiredService<GatewayMetrics>());
         lock (_lock)
         {
             if (_servers.Any(s => s.Name == name))
