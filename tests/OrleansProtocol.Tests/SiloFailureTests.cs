@@ -13,10 +13,9 @@ namespace OrleansProtocol.Tests;
 /// <summary>Losing the silo of a connection's grain closes that connection promptly and leaves the others alone.</summary>
 public sealed class SiloFailureTests
 {
-    [Fact]
-    public async Task Killing_the_grains_silo_closes_its_connections_promptly_and_leaves_local_ones_echoing()
+    /// <summary>Two silos; on each, a listener whose grains go to the other silo and one whose grains stay local.</summary>
+    private static async Task<InProcessTestCluster> StartClusterAsync(CallbackRecorder recorder)
     {
-        var recorder = new CallbackRecorder();
         var builder = new InProcessTestClusterBuilder(2);
 
         // As the host runs in production (see ClusteringConfiguration): the default directory drops grains when a silo leaves.
@@ -31,9 +30,17 @@ public sealed class SiloFailureTests
             });
             silo.AddProtocolListener<EchoGrain>("local-echo", o => o.Port = 0);
         });
-        await using var cluster = builder.Build();
+        var cluster = builder.Build();
         await cluster.DeployAsync();
         await cluster.WaitForLivenessToStabilizeAsync();
+        return cluster;
+    }
+
+    [Fact]
+    public async Task Killing_the_grains_silo_closes_its_connections_promptly_and_leaves_local_ones_echoing()
+    {
+        var recorder = new CallbackRecorder();
+        await using var cluster = await StartClusterAsync(recorder);
         var gateway = cluster.Silos[0].ServiceProvider.GetRequiredService<ProtocolGateway>();
 
         // Socket on silo 0, grain on silo 1; and a connection wholly on silo 0.
@@ -68,20 +75,7 @@ public sealed class SiloFailureTests
     public async Task Killing_the_sockets_silo_ends_the_remote_grains_connections_once_and_leaves_no_activation()
     {
         var recorder = new CallbackRecorder();
-        var builder = new InProcessTestClusterBuilder(2);
-        builder.Options.UseDistributedGrainDirectory = true;
-        builder.ConfigureSilo((_, silo) =>
-        {
-            silo.Services.AddSingleton(recorder);
-            silo.AddProtocolListener<ScriptGrain>("remote-script", o =>
-            {
-                o.Port = 0;
-                o.Placement = ConnectionPlacement.Remote;
-            });
-        });
-        await using var cluster = builder.Build();
-        await cluster.DeployAsync();
-        await cluster.WaitForLivenessToStabilizeAsync();
+        await using var cluster = await StartClusterAsync(recorder);
 
         // Socket on silo 1, grain on silo 0.
         var gateway = cluster.Silos[1].ServiceProvider.GetRequiredService<ProtocolGateway>();
