@@ -28,6 +28,7 @@ public sealed class ProtocolServer : IAsyncDisposable
     private readonly Action<ProtocolServer> _forget;
     private readonly ConnectionSiting _siting;
     private readonly GatewayMetrics _metrics;
+    private readonly SiloConnectionBudget _budget;
     private readonly ILogger _logger;
     private readonly ILogger _connectionLogger;
     private readonly ConcurrentDictionary<string, GatewayConnection> _connections = new();
@@ -55,8 +56,10 @@ public sealed class ProtocolServer : IAsyncDisposable
         TimeSpan drainTimeout,
         Action<ProtocolServer> forget,
         ConnectionSiting siting,
-        GatewayMetrics metrics)
+        GatewayMetrics metrics,
+        SiloConnectionBudget budget)
     {
+        _budget = budget;
         _metrics = metrics;
         _forget = forget;
         _siting = siting;
@@ -383,7 +386,12 @@ public sealed class ProtocolServer : IAsyncDisposable
 
             if (RefusalReason(context.RemoteEndPoint) is { } refusal)
             {
-                _metrics.ConnectionRejected(Name, refusal.StartsWith("the listener", StringComparison.Ordinal) ? "listener_limit" : "address_limit");
+                _metrics.ConnectionRejected(Name, refusal switch
+                {
+                    _ when refusal.StartsWith("the listener", StringComparison.Ordinal) => "listener_limit",
+                    _ when refusal.StartsWith("the silo", StringComparison.Ordinal) => "silo_limit",
+                    _ => "address_limit",
+                });
                 // Closed at once, before any grain exists; existing connections are unaffected.
                 var count = Interlocked.Increment(ref _refused);
                 if (count == 1 || count % 1000 == 0)
@@ -416,6 +424,7 @@ public sealed class ProtocolServer : IAsyncDisposable
     internal void Adopt(GatewayConnection connection)
     {
         _connections[connection.Id] = connection;
+        _budget.Opened();
         if (connection.Info.RemoteEndPoint?.Address is { } address)
         {
             _perAddress.AddOrUpdate(address, 1, static (_, n) => n + 1);
@@ -429,6 +438,11 @@ public sealed class ProtocolServer : IAsyncDisposable
         if (_options.MaxConnections is { } max && _connections.Count >= max)
         {
             return $"the listener's limit of {max} connections is reached";
+        }
+
+        if (_budget.Exhausted)
+        {
+            return $"the silo's limit of {_budget.Max} connections is reached";
         }
 
         if (_options.MaxConnectionsPerAddress is { } perAddress && remote is IPEndPoint ip
@@ -478,6 +492,7 @@ public sealed class ProtocolServer : IAsyncDisposable
                 }
             }
 
+            _budget.Closed();
             lock (_lock)
             {
                 _connections.TryRemove(connection.Id, out _);

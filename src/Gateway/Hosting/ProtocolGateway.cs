@@ -26,6 +26,7 @@ public sealed class ProtocolGateway : ILifecycleParticipant<ISiloLifecycle>
 
     private readonly IServiceProvider _services;
     private readonly ProtocolGatewayOptions _options;
+    private readonly SiloConnectionBudget _budget;
     private readonly Lock _lock = new();
     private ImmutableList<ProtocolServer> _servers = [];
     private ProtocolServer? _outbound;
@@ -41,6 +42,7 @@ public sealed class ProtocolGateway : ILifecycleParticipant<ISiloLifecycle>
     {
         _services = services;
         _options = options.Value;
+        _budget = new SiloConnectionBudget(_options.MaxConnections);
     }
 
     /// <summary>The servers of this silo, from startup and from run time, until they are disposed.</summary>
@@ -257,7 +259,7 @@ public sealed class ProtocolGateway : ILifecycleParticipant<ISiloLifecycle>
             // Outbound connections live in a server of their own that never listens: tracked and drained the same way.
             _outbound = new ProtocolServer(
                 "outbound", new ProtocolListenerOptions(), default, _services.GetRequiredService<IGrainFactory>(),
-                loggerFactory, _options.DrainTimeout, static _ => { }, Siting(ConnectionPlacement.Local), _services.GetRequiredService<GatewayMetrics>());
+                loggerFactory, _options.DrainTimeout, static _ => { }, Siting(ConnectionPlacement.Local), _services.GetRequiredService<GatewayMetrics>(), _budget);
             _socketContexts = new SocketConnectionContextFactory(
                 new SocketConnectionFactoryOptions { WaitForDataBeforeAllocatingBuffer = true, UnsafePreferInlineScheduling = true },
                 loggerFactory.CreateLogger<SocketConnectionContextFactory>());
@@ -288,7 +290,8 @@ public sealed class ProtocolGateway : ILifecycleParticipant<ISiloLifecycle>
             _options.DrainTimeout,
             Forget,
             Siting(options.Placement),
-            _services.GetRequiredService<GatewayMetrics>());
+            _services.GetRequiredService<GatewayMetrics>(),
+            _budget);
         lock (_lock)
         {
             if (_servers.Any(s => s.Name == name))

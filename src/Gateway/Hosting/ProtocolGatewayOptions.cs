@@ -9,4 +9,11 @@ public sealed class ProtocolGatewayOptions
     /// drains within <c>HostOptions.ShutdownTimeout</c>.
     /// </summary>
     public TimeSpan DrainTimeout { get; set; } = TimeSpan.FromSeconds(20);
+
+    /// <summary>
+    /// Most connections open at once in this silo, across every listener and outbound connection; connections beyond
+    /// it are refused at accept and counted. Defaults to 20,000 (the Kestrel limit the reference configuration uses).
+    /// Null turns it off: a risk under a connection flood.
+    /// </summary>
+    public int? MaxConnections { get; set; } = 20_000;
 }

@@ -91,8 +91,19 @@ internal sealed class ProtocolListenerOptionsValidator : IValidateOptions<Protoc
 /// <summary>Checks the gateway-wide settings at startup.</summary>
 internal sealed class ProtocolGatewayOptionsValidator : IValidateOptions<ProtocolGatewayOptions>
 {
-    public ValidateOptionsResult Validate(string? name, ProtocolGatewayOptions options) =>
-        options.DrainTimeout < TimeSpan.Zero
-            ? ValidateOptionsResult.Fail($"ProtocolGateway: DrainTimeout {options.DrainTimeout} must not be negative (default 00:00:20; 0 aborts at once).")
-            : ValidateOptionsResult.Success;
+    public ValidateOptionsResult Validate(string? name, ProtocolGatewayOptions options)
+    {
+        var failures = new List<string>();
+        if (options.DrainTimeout < TimeSpan.Zero)
+        {
+            failures.Add($"ProtocolGateway: DrainTimeout {options.DrainTimeout} must not be negative (default 00:00:20; 0 aborts at once).");
+        }
+
+        if (options.MaxConnections is < 1)
+        {
+            failures.Add($"ProtocolGateway: MaxConnections {options.MaxConnections} must be positive (default 20000), or null for no limit.");
+        }
+
+        return failures.Count == 0 ? ValidateOptionsResult.Success : ValidateOptionsResult.Fail(failures);
+    }
 }

@@ -1,0 +1,15 @@
+namespace OrleansProtocol.Gateway.Connections;
+
+/// <summary>The silo-wide connection count, shared by every server of the gateway (<see cref="ProtocolGatewayOptions.MaxConnections"/>).</summary>
+internal sealed class SiloConnectionBudget(int? max)
+{
+    private int _open;
+
+    public int? Max => max;
+
+    public bool Exhausted => max is { } limit && Volatile.Read(ref _open) >= limit;
+
+    public void Opened() => Interlocked.Increment(ref _open);
+
+    public void Closed() => Interlocked.Decrement(ref _open);
+}
