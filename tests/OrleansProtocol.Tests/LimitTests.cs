@@ -160,4 +160,36 @@ public sealed class LimitTests(GatewayClusterFixture fixture)
         Assert.Empty(await idle.ReadToEndAsync());
         Assert.True(busyRecord.Count("CL") == 0, $"busy closed: {busyRecord.LostReason} after {busyRecord.Count("DR")} reads, {rounds} rounds");
     }
+
+    [Fact]
+    public async Task Two_hundred_connections_reset_mid_write_each_get_ConnectionLost_once_and_nothing_stays_open()
+    {
+        await using var server = await CreateAsync<ScriptGrain>(_ => { });
+        var clients = new List<(TestClient Client, ConnectionRecord Record)>();
+        for (var i = 0; i < 200; i++)
+        {
+            var client = await TestClient.ConnectAsync(server.EndPoints[0]);
+            clients.Add((client, await fixture.Recorder.ForClientAsync(client.LocalEndPoint)));
+        }
+
+        // Every grain writes as fast as its connection takes it; every client resets without reading.
+        foreach (var (client, _) in clients)
+        {
+            await client.SendAsync($"flood {16 * 1024 * 1024}\n");
+        }
+
+        await fixture.Recorder.WaitUntilAsync(() => clients.All(c => c.Record.Count("DR") > 0));
+        foreach (var (client, _) in clients)
+        {
+            client.Reset();
+        }
+
+        await fixture.Recorder.WaitUntilAsync(() => clients.All(c => c.Record.Count("CL") == 1));
+        Assert.All(clients, c => Assert.Equal(1, c.Record.Count("CL")));
+
+        // The counters return to zero: the server drains to no connection at all.
+        server.Close();
+        await server.WaitClosed().WaitAsync(TestTimeouts.Default);
+        Assert.Equal(0, server.ConnectionCount);
+    }
 }
