@@ -38,6 +38,7 @@ internal sealed partial class GatewayConnection
     private readonly FrameDecoder? _decoder;
     private readonly ConnectionSiting _siting;
     private readonly GatewayMetrics _metrics;
+    private readonly (IReadOnlyList<IPNetwork> Trusted, TimeSpan Timeout)? _proxy;
     private readonly ILogger _logger;
     private readonly Lock _lock = new();
     private readonly AsyncSignal _pumpSignal = new();
@@ -76,6 +77,7 @@ internal sealed partial class GatewayConnection
     {
         _siting = siting;
         _metrics = metrics;
+        _proxy = options.ProxyProtocol ? (options.TrustedNetworks, options.ProxyHeaderTimeout) : null;
         _tlsServer = serverCertificate is null ? null : (serverCertificate, options.Tls);
         _context = context;
         _socket = context.Features.Get<IConnectionSocketFeature>()?.Socket
@@ -123,8 +125,9 @@ internal sealed partial class GatewayConnection
         _writer = WriteLoopAsync();
         try
         {
-            // A failed TLS handshake drops the connection before any grain exists.
-            if (!UsesTls || await HandshakeAsync())
+            // A bad PROXY header or a failed TLS handshake drops the connection before any grain exists.
+            if ((_proxy is null || await ReadProxyHeaderAsync(_proxy.Value.Trusted, _proxy.Value.Timeout))
+                && (!UsesTls || await HandshakeAsync()))
             {
                 await ConnectGrainAsync();
                 _made.TrySetResult(true);
@@ -163,6 +166,70 @@ internal sealed partial class GatewayConnection
             _made.TrySetResult(false);
             _completion.TrySetResult();
         }
+    }
+
+    /// <summary>
+    /// Reads the PROXY protocol header that a trusted load balancer sends first, and takes the client's addresses from
+    /// it. Anything else — an untrusted sender, a malformed, truncated or late header — drops the connection.
+    /// </summary>
+    private async Task<bool> ReadProxyHeaderAsync(IReadOnlyList<IPNetwork> trusted, TimeSpan timeout)
+    {
+        string? failure = null;
+        if (Info.RemoteEndPoint is not { } remote || !trusted.Any(n => n.Contains(remote.Address.IsIPv4MappedToIPv6 ? remote.Address.MapToIPv4() : remote.Address)))
+        {
+            failure = $"A PROXY header from {Info.RemoteEndPoint}, outside the trusted networks, is refused.";
+        }
+        else
+        {
+            using var deadline = new CancellationTokenSource(timeout);
+            try
+            {
+                while (failure is null)
+                {
+                    var result = await _input.ReadAsync(deadline.Token);
+                    var buffer = result.Buffer;
+                    var status = ProxyProtocolParser.TryParse(buffer, out var header, out var consumed);
+                    if (status == ProxyParseStatus.Done)
+                    {
+                        _input.AdvanceTo(buffer.GetPosition(consumed));
+                        Info = Info with
+                        {
+                            RemoteEndPoint = header.Source ?? Info.RemoteEndPoint,
+                            LocalEndPoint = header.Destination ?? Info.LocalEndPoint,
+                        };
+                        return true;
+                    }
+
+                    _input.AdvanceTo(buffer.Start, buffer.End);
+                    if (status == ProxyParseStatus.Invalid)
+                    {
+                        failure = "The PROXY protocol header is malformed.";
+                    }
+                    else if (result.IsCompleted)
+                    {
+                        failure = "The connection ended inside its PROXY protocol header.";
+                    }
+                }
+            }
+            catch (OperationCanceledException)
+            {
+                failure = $"No complete PROXY protocol header within {timeout}.";
+            }
+            catch (Exception ex)
+            {
+                failure = $"Reading the PROXY protocol header failed: {ex.Message}";
+            }
+        }
+
+        GatewayLog.ProxyHeaderRejected(_logger, Id, failure);
+        lock (_lock)
+        {
+            _grainLost = true;
+            AbortLocked(ConnectionCloseReason.ProtocolError, failure);
+        }
+
+        WakeWriter();
+        return false;
     }
 
     /// <summary>

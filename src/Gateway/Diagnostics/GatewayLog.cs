@@ -60,6 +60,9 @@ internal static partial class GatewayLog
     [LoggerMessage(23, LogLevel.Debug, "Connection {ConnectionId}: idle for {IdleTimeout}; closing", EventName = "IdleTimeout")]
     public static partial void IdleTimeout(ILogger logger, string connectionId, TimeSpan idleTimeout);
 
+    [LoggerMessage(24, LogLevel.Warning, "Connection {ConnectionId}: {Detail} Dropped without a grain.", EventName = "ProxyHeaderRejected")]
+    public static partial void ProxyHeaderRejected(ILogger logger, string connectionId, string detail);
+
     [LoggerMessage(16, LogLevel.Trace, "Connection {ConnectionId}: delivering {Length} bytes", EventName = "DataDelivered")]
     public static partial void DataDelivered(ILogger logger, string connectionId, int length);
 }

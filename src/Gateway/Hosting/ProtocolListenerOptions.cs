@@ -53,6 +53,22 @@ public sealed class ProtocolListenerOptions
     /// </summary>
     public ConnectionPlacement Placement { get; set; }
 
+    /// <summary>
+    /// Expect a PROXY protocol header (HAProxy v1 or v2) before anything else, as load balancers send it, and take the
+    /// client's address from it (<c>GetExtraInfo("peername")</c>). Off by default; when on, accepted only from
+    /// <see cref="ProxyTrustedNetworks"/>, and applied before TLS.
+    /// </summary>
+    public bool ProxyProtocol { get; set; }
+
+    /// <summary>Networks allowed to send PROXY headers, as CIDR blocks separated by commas (e.g. <c>10.0.0.0/8</c>).</summary>
+    public string? ProxyTrustedNetworks { get; set; }
+
+    /// <summary>How long a trusted peer has to send its PROXY header. Defaults to 10 seconds, as a TLS handshake.</summary>
+    public TimeSpan ProxyHeaderTimeout { get; set; } = TimeSpan.FromSeconds(10);
+
+    internal IReadOnlyList<IPNetwork> TrustedNetworks =>
+        SplitHosts(ProxyTrustedNetworks).Select(n => IPNetwork.TryParse(n, out var network) ? network : default).Where(n => n.PrefixLength > 0 || n.BaseAddress is not null).ToArray();
+
     /// <summary>TLS termination; off unless a certificate is configured.</summary>
     public TlsOptions Tls { get; set; } = new();
 

@@ -66,6 +66,20 @@ internal sealed class ProtocolListenerOptionsValidator : IValidateOptions<Protoc
             failures.Add($"{prefix} Framing: {problem}");
         }
 
+        if (options.ProxyProtocol)
+        {
+            var networks = ProtocolListenerOptions.SplitHosts(options.ProxyTrustedNetworks);
+            if (networks.Length == 0)
+            {
+                failures.Add($"{prefix} ProxyProtocol is on but ProxyTrustedNetworks is empty. List the load balancers' networks, e.g. 10.0.0.0/8.");
+            }
+
+            foreach (var network in networks.Where(n => !System.Net.IPNetwork.TryParse(n, out _)))
+            {
+                failures.Add($"{prefix} ProxyTrustedNetworks entry '{network}' is not a CIDR block such as 10.0.0.0/8.");
+            }
+        }
+
         if (options.Tls.Enabled)
         {
             if (!File.Exists(options.Tls.CertificatePath))
