@@ -10,6 +10,9 @@ namespace OrleansProtocol.Tests.TestGrains;
 /// </summary>
 public sealed class LoopGrain(CallbackRecorder recorder) : ProtocolGrain
 {
+    // The ticker task's own pace: the background work under test, not a synchronisation of the test.
+    private static readonly TimeSpan TickInterval = TimeSpan.FromMilliseconds(10);
+
     private readonly StringBuilder _line = new();
     private readonly Dictionary<string, TimerHandle> _handles = [];
     private ConnectionRecord? _record;
@@ -88,7 +91,7 @@ public sealed class LoopGrain(CallbackRecorder recorder) : ProtocolGrain
                         while (true)
                         {
                             Record.Add(_lost ? "ran-after-CL" : "tick");
-                            await Task.Delay(10, cancellation);
+                            await Task.Delay(TickInterval, cancellation);
                         }
                     }
                     finally
