@@ -24,6 +24,9 @@ public sealed class ProtocolTransport
 
     private readonly ProtocolGrain _owner;
 
+    // One delegate for the connection's life: a method group converted per WriteFrame would allocate per frame.
+    private Framing.FrameCodec.SpanWriter? _write;
+
     // Operations recorded since the last batch was sealed.
     private ArrayBufferWriter<byte>? _data;
     private TransportBatchFlags _flags;
@@ -106,7 +109,7 @@ public sealed class ProtocolTransport
     /// </summary>
     /// <exception cref="InvalidOperationException">The connection is not framed.</exception>
     /// <exception cref="ArgumentException">The payload does not fit the prefix, or contains the delimiter.</exception>
-    public void WriteFrame(ReadOnlySpan<byte> payload) => Framing.FrameCodec.Encode(Connection.Framing, payload, Write);
+    public void WriteFrame(ReadOnlySpan<byte> payload) => Framing.FrameCodec.Encode(Connection.Framing, payload, _write ??= Write);
 
     /// <summary>Writes each buffer in turn, as one send where possible (asyncio <c>writelines</c>).</summary>
     public void WriteLines(IEnumerable<ReadOnlyMemory<byte>> buffers)

@@ -453,8 +453,7 @@ internal sealed partial class GatewayConnection
 
             if (_decoder is not null)
             {
-                deferredFrames = await ReceiveFramesAsync(result);
-                deferredEof = _pendingEof;
+                (deferredFrames, deferredEof) = await ReceiveFramesAsync(result);
                 continue;
             }
 
@@ -483,18 +482,14 @@ internal sealed partial class GatewayConnection
         }
     }
 
-    // Set by ReceiveFramesAsync when the grain deferred the EOF.
-    private bool _pendingEof;
-
     /// <summary>
     /// The framed read: whole frames out of the pipe (a batch of them up to <see cref="ProtocolListenerOptions.MaxDataReceivedSize"/>),
     /// an incomplete one left there until the rest arrives; a frame over the limit closes the connection before its
     /// body is read.
     /// </summary>
-    /// <returns>Frames the grain deferred because it paused reading, or null.</returns>
-    private async Task<ReadOnlyMemory<byte>[]?> ReceiveFramesAsync(ReadResult result)
+    /// <returns>Frames the grain deferred because it paused reading (or null), and whether it deferred the EOF.</returns>
+    private async Task<(ReadOnlyMemory<byte>[]? DeferredFrames, bool DeferredEof)> ReceiveFramesAsync(ReadResult result)
     {
-        _pendingEof = false;
         var buffer = result.Buffer;
         var frames = new List<ReadOnlyMemory<byte>>();
         long consumed = 0;
@@ -539,7 +534,7 @@ internal sealed partial class GatewayConnection
         if (frames.Count > 0)
         {
             // Frames before a bad one are delivered; the bad one is met again at the start of the next read.
-            return await DeliverFramesAsync([.. frames]);
+            return (await DeliverFramesAsync([.. frames]), false);
         }
 
         if (status is FrameReadStatus.TooLarge or FrameReadStatus.Invalid)
@@ -554,15 +549,10 @@ internal sealed partial class GatewayConnection
 
             // Through the grain, so what it wrote is flushed before the close.
             RequestClose(status == FrameReadStatus.Invalid ? ConnectionCloseReason.ProtocolError : ConnectionCloseReason.FrameTooLarge, detail);
-            return null;
+            return (null, false);
         }
 
-        if (truncatedByEof)
-        {
-            _pendingEof = !await DeliverEofAsync();
-        }
-
-        return null;
+        return (null, truncatedByEof && !await DeliverEofAsync());
     }
 
     /// <returns>The frames the grain did not take because it paused reading, or null.</returns>

@@ -384,14 +384,10 @@ public sealed class ProtocolServer : IAsyncDisposable
                 return;
             }
 
-            if (RefusalReason(context.RemoteEndPoint) is { } refusal)
+            if (Refusal(context.RemoteEndPoint) is var (tag, refusal))
             {
-                _metrics.ConnectionRejected(Name, refusal switch
-                {
-                    _ when refusal.StartsWith("the listener", StringComparison.Ordinal) => "listener_limit",
-                    _ when refusal.StartsWith("the silo", StringComparison.Ordinal) => "silo_limit",
-                    _ => "address_limit",
-                });
+                _metrics.ConnectionRejected(Name, tag);
+
                 // Closed at once, before any grain exists; existing connections are unaffected.
                 var count = Interlocked.Increment(ref _refused);
                 if (count == 1 || count % 1000 == 0)
@@ -433,22 +429,23 @@ public sealed class ProtocolServer : IAsyncDisposable
         _ = RunConnectionAsync(connection);
     }
 
-    private string? RefusalReason(EndPoint? remote)
+    /// <summary>The limit a new connection would break: its metric tag and a sentence for the log, or null.</summary>
+    private (string Tag, string Detail)? Refusal(EndPoint? remote)
     {
         if (_options.MaxConnections is { } max && _connections.Count >= max)
         {
-            return $"the listener's limit of {max} connections is reached";
+            return ("listener_limit", $"the listener's limit of {max} connections is reached");
         }
 
         if (_budget.Exhausted)
         {
-            return $"the silo's limit of {_budget.Max} connections is reached";
+            return ("silo_limit", $"the silo's limit of {_budget.Max} connections is reached");
         }
 
         if (_options.MaxConnectionsPerAddress is { } perAddress && remote is IPEndPoint ip
             && _perAddress.TryGetValue(ip.Address, out var open) && open >= perAddress)
         {
-            return $"the limit of {perAddress} connections per client address is reached";
+            return ("address_limit", $"the limit of {perAddress} connections per client address is reached");
         }
 
         return null;

@@ -66,8 +66,8 @@ public sealed class ProtocolListenerOptions
     /// <summary>How long a trusted peer has to send its PROXY header. Defaults to 10 seconds, as a TLS handshake.</summary>
     public TimeSpan ProxyHeaderTimeout { get; set; } = TimeSpan.FromSeconds(10);
 
-    internal IReadOnlyList<IPNetwork> TrustedNetworks =>
-        SplitHosts(ProxyTrustedNetworks).Select(n => IPNetwork.TryParse(n, out var network) ? network : default).Where(n => n.PrefixLength > 0 || n.BaseAddress is not null).ToArray();
+    // The validator has checked every entry parses.
+    internal IReadOnlyList<IPNetwork> TrustedNetworks => SplitHosts(ProxyTrustedNetworks).Select(IPNetwork.Parse).ToArray();
 
     /// <summary>TLS termination; off unless a certificate is configured.</summary>
     public TlsOptions Tls { get; set; } = new();

@@ -22,6 +22,40 @@ public sealed class TestClient : IAsyncDisposable
         return new TestClient(socket);
     }
 
+    /// <summary>
+    /// Asserts the server drops a connection to <paramref name="endPoint"/> without answering (after
+    /// <paramref name="send"/>, if given). A server that drops at accept may reset the socket before the handshake or
+    /// the send completes; that counts as dropped too.
+    /// </summary>
+    public static async Task AssertDroppedAsync(EndPoint endPoint, ReadOnlyMemory<byte> send = default)
+    {
+        try
+        {
+            await using var client = await ConnectAsync(endPoint);
+            if (!send.IsEmpty)
+            {
+                await client.SendAsync(send);
+            }
+
+            await client.AssertDroppedAsync();
+        }
+        catch (SocketException ex) when (ex.SocketErrorCode is SocketError.ConnectionReset or SocketError.Shutdown)
+        {
+        }
+    }
+
+    /// <summary>Asserts the server closes this connection without sending anything more (a FIN or a reset).</summary>
+    public async Task AssertDroppedAsync()
+    {
+        try
+        {
+            Assert.Empty(await ReadToEndAsync());
+        }
+        catch (SocketException ex) when (ex.SocketErrorCode == SocketError.ConnectionReset)
+        {
+        }
+    }
+
     public async Task SendAsync(ReadOnlyMemory<byte> data)
     {
         while (!data.IsEmpty)
