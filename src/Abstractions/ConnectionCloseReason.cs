@@ -50,6 +50,19 @@ public enum ConnectionCloseReason
 
     /// <summary>The connection was refused: a connection limit (per listener or per client address) was reached.</summary>
     ConnectionLimit = 13,
+
+    /// <summary>The peer sent nothing within the first-data deadline (<c>FirstDataTimeout</c>) after connecting.</summary>
+    FirstDataTimeout = 14,
+
+    /// <summary>
+    /// The peer sent an incomplete frame slower than the minimum receive rate (<c>MinReceiveDataRate</c>): a slowloris.
+    /// </summary>
+    ReceiveRateTooLow = 15,
+
+    /// <summary>
+    /// The peer read what the gateway had buffered for it slower than the minimum send rate (<c>MinSendDataRate</c>).
+    /// </summary>
+    SendRateTooLow = 16,
 }
 
 /// <summary>Helpers for <see cref="ConnectionCloseReason"/>.</summary>

@@ -34,6 +34,13 @@ public sealed record ConnectionInfo(
     /// <summary>The silo holding the socket, as <c>SiloAddress.ToParsableString()</c>.</summary>
     [Id(7)]
     public string? GatewaySilo { get; init; }
+
+    /// <summary>
+    /// The listener's hard cap on bytes buffered for the peer (<c>MaxWriteBufferSize</c>), or null for none. The grain's
+    /// transport enforces it as well, so a protocol writing far past it in one turn is stopped before it holds the bytes.
+    /// </summary>
+    [Id(8)]
+    public long? MaxWriteBufferSize { get; init; }
 }
 
 /// <summary>What TLS negotiated on a connection (asyncio's <c>ssl_object</c> details).</summary>

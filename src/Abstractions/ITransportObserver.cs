@@ -14,6 +14,7 @@ namespace OrleansProtocol;
 public interface ITransportObserver : IGrainObserver
 {
     /// <summary>Apply <paramref name="batch"/> to the connection, in sequence order.</summary>
+    /// <returns>The bytes handed to the socket so far, which keeps the grain's write-buffer count fresh between callbacks.</returns>
     [Alias("Send")]
-    Task Send(TransportBatch batch);
+    Task<long> Send(TransportBatch batch);
 }

@@ -234,7 +234,7 @@ public abstract partial class ProtocolGrain : Grain, IProtocolGrain, IProtocolCo
     internal void OnTransportChanged() => (_sender ??= new UnsolicitedSender<TransportBatch>(
         () => _callbackDepth > 0 || _observer is null,
         () => _transport!.TakeBatch(),
-        batch => _observer!.Send(batch),
+        async batch => _transport!.OnBytesSent(await _observer!.Send(batch)),
         async ex =>
         {
             Logger.LogWarning(ex, "Connection {ConnectionId}: the gateway could not be reached; the connection is lost.", _transport!.Connection.ConnectionId);

@@ -78,6 +78,9 @@ public sealed class ProtocolTransport
     /// <summary>
     /// Queues <paramref name="data"/> to be sent (asyncio <c>write</c>); never blocks. The bytes are copied.
     /// Writes after <see cref="Close()"/>, <see cref="Abort()"/> or connection loss are dropped (logged from the fifth).
+    /// A write that would take <see cref="GetWriteBufferSize"/> past the listener's hard cap
+    /// (<see cref="ConnectionInfo.MaxWriteBufferSize"/>) aborts the connection with
+    /// <see cref="ConnectionCloseReason.WriteBufferLimit"/> instead: the watermarks advise, the cap stops.
     /// </summary>
     /// <exception cref="InvalidOperationException">After <see cref="WriteEof"/>.</exception>
     public void Write(ReadOnlySpan<byte> data)
@@ -95,6 +98,15 @@ public sealed class ProtocolTransport
         if (IsClosing)
         {
             DropWrite(data.Length);
+            return;
+        }
+
+        if (Connection.MaxWriteBufferSize is { } cap && GetWriteBufferSize() + data.Length > cap)
+        {
+            // The gateway would abort at its cap anyway; stopping here keeps the bytes from being held on the way.
+            var message = $"{GetWriteBufferSize() + data.Length} bytes would be buffered for a peer that does not read, over the cap of {cap}.";
+            _owner.Logger.LogWarning("Connection {ConnectionId}: {Detail} Aborting.", Connection.ConnectionId, message);
+            Abort(ConnectionCloseReason.WriteBufferLimit, message);
             return;
         }
 

@@ -135,6 +135,7 @@ internal sealed partial class GatewayConnection
         if (!batch.Data.IsEmpty && !_outputShut)
         {
             _outbound.Enqueue(new OutboundItem(OutboundKind.Data, batch.Data));
+            ExtendSendDeadlineLocked(batch.Data.Length);
             _bufferedBytes += batch.Data.Length;
             PeakWriteBufferSize = Math.Max(PeakWriteBufferSize, _bufferedBytes);
             if (_bufferedBytes > _maxWriteBufferSize)

@@ -87,6 +87,7 @@ internal sealed partial class GatewayConnection
         _grainFactory = grainFactory;
         _maxDataReceivedSize = options.MaxDataReceivedSize;
         _maxWriteBufferSize = options.MaxWriteBufferSize;
+        _clocks = ConnectionClocks.From(options);
         _logger = logger;
 
         // Unique across the cluster and over time; never ip:port, which the OS reuses. The listener's name in front
@@ -99,6 +100,7 @@ internal sealed partial class GatewayConnection
             Framing = framing,
             GrainType = grainType.ToString(),
             GatewaySilo = siting.LocalSilo.ToParsableString(),
+            MaxWriteBufferSize = options.MaxWriteBufferSize,
         };
         _grain = grainFactory.GetGrain<IProtocolGrain>(GrainId.Create(grainType, id));
     }
@@ -434,6 +436,7 @@ internal sealed partial class GatewayConnection
             ReadResult result;
             try
             {
+                StartReceiveWait();
                 result = await _input.ReadAsync();
             }
             catch (Exception ex)
@@ -444,6 +447,11 @@ internal sealed partial class GatewayConnection
             }
 
             var buffer = result.Buffer;
+            if (!buffer.IsEmpty)
+            {
+                _peerSentData = true;
+            }
+
             if (result.IsCanceled)
             {
                 // Woken by CancelPendingRead: state changed (close, abort, a flow event).
@@ -525,6 +533,7 @@ internal sealed partial class GatewayConnection
             _input.AdvanceTo(rest, status == FrameReadStatus.NeedMoreData ? buffer.End : rest);
         }
 
+        TrackIncompleteFrame(consumed, status == FrameReadStatus.NeedMoreData && !truncatedByEof ? buffer.Length - consumed : 0);
         Interlocked.Add(ref _bytesReceived, consumed);
         Volatile.Write(ref _lastActivity, Environment.TickCount64);
         if (consumed > 0)

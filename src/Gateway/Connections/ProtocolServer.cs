@@ -278,9 +278,9 @@ public sealed class ProtocolServer : IAsyncDisposable
             GatewayLog.ListenerStarted(_logger, Name, _grainType.ToString(), listener.EndPoint);
         }
 
-        if (_options.IdleTimeout != Timeout.InfiniteTimeSpan)
+        if (GatewayConnection.ConnectionClocks.HeartbeatPeriod(_options) is { } period)
         {
-            _heartbeat = HeartbeatAsync();
+            _heartbeat = HeartbeatAsync(period);
         }
 
         if (_options.StartServing)
@@ -451,22 +451,19 @@ public sealed class ProtocolServer : IAsyncDisposable
         return null;
     }
 
-    /// <summary>Closes connections idle for longer than <see cref="ProtocolListenerOptions.IdleTimeout"/>; ticks once a second at most.</summary>
-    private async Task HeartbeatAsync()
+    /// <summary>
+    /// Runs every connection's clocks (idle, first data, data rates; <see cref="GatewayConnection.CheckClocks"/>),
+    /// ticking at a quarter of the shortest of them, once a second at most, as Kestrel's heartbeat.
+    /// </summary>
+    private async Task HeartbeatAsync(TimeSpan period)
     {
-        var idle = _options.IdleTimeout;
-        var period = TimeSpan.FromMilliseconds(Math.Clamp(idle.TotalMilliseconds / 4, 50, 1000));
         using var timer = new PeriodicTimer(period);
         while (await timer.WaitForNextTickAsync() && !_closedForHeartbeat && !(_isClosed && _connections.IsEmpty))
         {
-            var cutoff = Environment.TickCount64 - (long)idle.TotalMilliseconds;
+            var now = Environment.TickCount64;
             foreach (var connection in _connections.Values)
             {
-                if (connection.LastActivity < cutoff)
-                {
-                    GatewayLog.IdleTimeout(_connectionLogger, connection.Id, idle);
-                    connection.RequestClose(ConnectionCloseReason.IdleTimeout, $"No byte either way for {idle}.");
-                }
+                connection.CheckClocks(now);
             }
         }
     }

@@ -8,9 +8,9 @@ namespace OrleansProtocol.Gateway.Connections;
 internal sealed class TransportObserver(GatewayConnection connection, int epoch) : ITransportObserver
 {
     /// <summary>Never blocks and never calls the grain back, so a grain awaiting it cannot deadlock with the gateway.</summary>
-    public Task Send(TransportBatch batch)
+    public Task<long> Send(TransportBatch batch)
     {
         connection.Apply(batch, epoch);
-        return Task.CompletedTask;
+        return Task.FromResult(connection.BytesSent);
     }
 }

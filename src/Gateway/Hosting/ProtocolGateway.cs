@@ -163,7 +163,8 @@ public sealed class ProtocolGateway : ILifecycleParticipant<ISiloLifecycle>
         ArgumentNullException.ThrowIfNull(request);
         var grainClass = Type.GetType(request.ProtocolClass, throwOnError: false)
             ?? throw new ArgumentException($"Protocol class '{request.ProtocolClass}' is not known to this silo.", nameof(request));
-        var options = new ProtocolListenerOptions { Framing = FramingOptions.From(request.Framing) };
+        // The peer is a server this side chose to call: it may rightly stay silent until spoken to.
+        var options = new ProtocolListenerOptions { Framing = FramingOptions.From(request.Framing), FirstDataTimeout = Timeout.InfiniteTimeSpan };
         var validation = new ProtocolListenerOptionsValidator().Validate("outbound", options);
         if (validation.Failed)
         {

@@ -100,6 +100,43 @@ public sealed class ProtocolListenerOptions
     /// </summary>
     public TimeSpan IdleTimeout { get; set; } = TimeSpan.FromSeconds(130);
 
+    /// <summary>
+    /// A connection whose peer sends nothing for this long after connecting (after its PROXY header and TLS handshake,
+    /// which have their own deadlines) is closed with <see cref="ConnectionCloseReason.FirstDataTimeout"/>. Defaults to
+    /// 30 seconds, Kestrel's <c>RequestHeadersTimeout</c>. Protocols where the client may rightly stay silent (the
+    /// server speaks first and waits for a human, or only pushes) raise it or set <see cref="Timeout.InfiniteTimeSpan"/>
+    /// (off): a risk, since connections that never say anything then last until the idle timeout. Outbound
+    /// connections have none.
+    /// </summary>
+    public TimeSpan FirstDataTimeout { get; set; } = TimeSpan.FromSeconds(30);
+
+    /// <summary>
+    /// Slowloris protection on framed listeners: while the gateway holds an incomplete frame and waits on the peer for
+    /// the rest, the peer must send at least this many bytes per second on average once
+    /// <see cref="MinReceiveDataRateGracePeriod"/> has passed, or the connection is closed with
+    /// <see cref="ConnectionCloseReason.ReceiveRateTooLow"/>. Time the grain spends (or a protocol that paused
+    /// reading) does not count. Defaults to 240 bytes/s, Kestrel's <c>MinRequestBodyDataRate</c>. Null turns it off: a
+    /// risk, since a peer trickling a frame then holds its connection until the idle timeout. Raw listeners cannot tell
+    /// an incomplete message and rely on the idle timeout and connection limits.
+    /// </summary>
+    public double? MinReceiveDataRate { get; set; } = 240;
+
+    /// <summary>How long an incomplete frame may arrive at any rate before <see cref="MinReceiveDataRate"/> applies. Defaults to 5 seconds, as Kestrel.</summary>
+    public TimeSpan MinReceiveDataRateGracePeriod { get; set; } = TimeSpan.FromSeconds(5);
+
+    /// <summary>
+    /// Slow-reader protection: bytes the gateway buffers for the peer (those the kernel's send buffer did not take)
+    /// must be taken within <see cref="MinSendDataRateGracePeriod"/> or their time at this many bytes per second,
+    /// whichever is longer (bytes queued meanwhile add their time), or the connection is aborted with
+    /// <see cref="ConnectionCloseReason.SendRateTooLow"/>. Defaults to 240 bytes/s, Kestrel's
+    /// <c>MinResponseDataRate</c>. Null turns it off: a risk, since a peer that stops reading then holds what was
+    /// buffered for it until the idle timeout (the <see cref="MaxWriteBufferSize"/> cap still applies).
+    /// </summary>
+    public double? MinSendDataRate { get; set; } = 240;
+
+    /// <summary>The least time a stall in sending gets before <see cref="MinSendDataRate"/> applies. Defaults to 5 seconds, as Kestrel.</summary>
+    public TimeSpan MinSendDataRateGracePeriod { get; set; } = TimeSpan.FromSeconds(5);
+
     /// <summary>Disable Nagle's algorithm. Defaults to true, as asyncio sets <c>TCP_NODELAY</c> on every socket.</summary>
     public bool NoDelay { get; set; } = true;
 

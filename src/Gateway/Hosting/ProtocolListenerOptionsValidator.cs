@@ -56,10 +56,11 @@ internal sealed class ProtocolListenerOptionsValidator : IValidateOptions<Protoc
             failures.Add($"{prefix} MaxConnectionsPerAddress {options.MaxConnectionsPerAddress} must be positive (default 1000), or null for no limit.");
         }
 
-        if (options.IdleTimeout <= TimeSpan.Zero && options.IdleTimeout != Timeout.InfiniteTimeSpan)
-        {
-            failures.Add($"{prefix} IdleTimeout {options.IdleTimeout} must be positive (default 00:02:10), or infinite (-00:00:00.001) for none.");
-        }
+        Timeout(nameof(options.IdleTimeout), options.IdleTimeout, "00:02:10");
+        Timeout(nameof(options.FirstDataTimeout), options.FirstDataTimeout, "00:00:30");
+        Timeout(nameof(options.ProxyHeaderTimeout), options.ProxyHeaderTimeout, "00:00:10");
+        Rate(nameof(options.MinReceiveDataRate), options.MinReceiveDataRate, options.MinReceiveDataRateGracePeriod);
+        Rate(nameof(options.MinSendDataRate), options.MinSendDataRate, options.MinSendDataRateGracePeriod);
 
         foreach (var problem in FrameCodec.Problems(options.Framing.ToFormat()))
         {
@@ -92,13 +93,31 @@ internal sealed class ProtocolListenerOptionsValidator : IValidateOptions<Protoc
                 failures.Add($"{prefix} Tls.KeyPath '{key}' does not exist.");
             }
 
-            if (options.Tls.HandshakeTimeout <= TimeSpan.Zero && options.Tls.HandshakeTimeout != Timeout.InfiniteTimeSpan)
-            {
-                failures.Add($"{prefix} Tls.HandshakeTimeout {options.Tls.HandshakeTimeout} must be positive (default 00:00:10).");
-            }
+            Timeout("Tls.HandshakeTimeout", options.Tls.HandshakeTimeout, "00:00:10");
         }
 
         return failures.Count == 0 ? ValidateOptionsResult.Success : ValidateOptionsResult.Fail(failures);
+
+        void Timeout(string setting, TimeSpan value, string defaultValue)
+        {
+            if (value <= TimeSpan.Zero && value != System.Threading.Timeout.InfiniteTimeSpan)
+            {
+                failures.Add($"{prefix} {setting} {value} must be positive (default {defaultValue}), or infinite (-00:00:00.001) for none.");
+            }
+        }
+
+        void Rate(string setting, double? bytesPerSecond, TimeSpan gracePeriod)
+        {
+            if (bytesPerSecond is { } rate && !(rate > 0 && double.IsFinite(rate)))
+            {
+                failures.Add($"{prefix} {setting} {rate} must be a positive number of bytes per second (default 240), or null for none.");
+            }
+
+            if (gracePeriod < TimeSpan.Zero)
+            {
+                failures.Add($"{prefix} {setting}GracePeriod {gracePeriod} must not be negative (default 00:00:05).");
+            }
+        }
     }
 }
 
