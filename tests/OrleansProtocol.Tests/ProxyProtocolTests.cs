@@ -15,7 +15,7 @@ public sealed class ProxyProtocolTests(GatewayClusterFixture fixture)
 {
     private static readonly byte[] V2Signature = [0x0D, 0x0A, 0x0D, 0x0A, 0x00, 0x0D, 0x0A, 0x51, 0x55, 0x49, 0x54, 0x0A];
 
-    private static byte[] V2Tcp4(string source, ushort sourcePort, string destination, ushort destinationPort)
+    internal static byte[] V2Tcp4(string source, ushort sourcePort, string destination, ushort destinationPort)
     {
         var header = new List<byte>(V2Signature) { 0x21, 0x11, 0x00, 12 };
         header.AddRange(IPAddress.Parse(source).GetAddressBytes());
@@ -60,43 +60,6 @@ public sealed class ProxyProtocolTests(GatewayClusterFixture fixture)
         Assert.Equal(ProxyParseStatus.Invalid, Parse("PROXY TCP4 not-an-ip 1.2.3.4 1 2\r\n"u8.ToArray(), out _, out _));
         Assert.Equal(ProxyParseStatus.Invalid, Parse(Encoding.ASCII.GetBytes("PROXY TCP4 " + new string('1', 120)), out _, out _));
         Assert.Equal(ProxyParseStatus.Invalid, Parse("PROXY TCP4 1.2.3.4 5.6.7.8 1 2\n"u8.ToArray(), out _, out _));
-    }
-
-    [Fact]
-    public void Two_hundred_thousand_random_and_mutated_inputs_never_throw_and_consume_only_whole_headers()
-    {
-        var random = new Random(7);
-        byte[][] seeds = ["PROXY TCP4 203.0.113.7 10.0.0.1 51234 7000\r\n"u8.ToArray(), V2Tcp4("198.51.100.9", 40000, "10.0.0.2", 7001)];
-        for (var i = 0; i < 200_000; i++)
-        {
-            byte[] input;
-            if (i % 2 == 0)
-            {
-                input = new byte[random.Next(0, 64)];
-                random.NextBytes(input);
-            }
-            else
-            {
-                input = (byte[])seeds[random.Next(seeds.Length)].Clone();
-                for (var flips = random.Next(1, 4); flips > 0; flips--)
-                {
-                    input[random.Next(input.Length)] = (byte)random.Next(256);
-                }
-
-                input = input[..random.Next(0, input.Length + 1)];
-            }
-
-            // No exception; a header is consumed only when one was found, and never past the input.
-            var status = Parse(input, out _, out var consumed);
-            if (status == ProxyParseStatus.Done)
-            {
-                Assert.InRange(consumed, 1, input.Length);
-            }
-            else
-            {
-                Assert.Equal(0, consumed);
-            }
-        }
     }
 
     private Task<ProtocolServer> CreateAsync(string trusted) =>
