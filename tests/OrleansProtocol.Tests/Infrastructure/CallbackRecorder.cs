@@ -71,6 +71,11 @@ public sealed class ConnectionRecord
 
     public long ReceivedBytes;
 
+    /// <summary>Bytes the grain's "stream" command wrote, and the largest write buffer its transport reported meanwhile.</summary>
+    public long StreamedBytes;
+
+    public long PeakStreamBuffer;
+
     public IReadOnlyList<string> Events
     {
         get

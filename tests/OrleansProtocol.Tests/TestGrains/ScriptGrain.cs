@@ -192,6 +192,11 @@ public sealed class ScriptGrain(CallbackRecorder recorder) : ProtocolGrain, IScr
                     $"{Transport.GetExtraInfo(ExtraInfoKeys.SslProtocol)} {Transport.GetExtraInfo(ExtraInfoKeys.Cipher)} " +
                     $"{Transport.CanWriteEof} {Transport.GetExtraInfo(ExtraInfoKeys.SslContext) is not null}\n"));
                 break;
+            case "stream":
+                // A timer writing 64 KiB per tick with no regard for PauseWriting: only the hard cap stops it.
+                _floodRemaining = long.Parse(argument);
+                _flood = this.RegisterGrainTimer(StreamTick, new GrainTimerCreationOptions(TimeSpan.Zero, TimeSpan.FromMilliseconds(2)));
+                break;
             case "flood":
                 // Produce like an asyncio protocol that honours pause_writing: write while not paused.
                 _floodRemaining = long.Parse(argument);
@@ -199,6 +204,25 @@ public sealed class ScriptGrain(CallbackRecorder recorder) : ProtocolGrain, IScr
                 break;
             default:
                 throw new ArgumentException($"unknown command '{command}'");
+        }
+
+        return Task.CompletedTask;
+    }
+
+    private Task StreamTick()
+    {
+        if (Transport.IsClosing || _floodRemaining <= 0)
+        {
+            return Task.CompletedTask;
+        }
+
+        var chunk = (int)Math.Min(64 * 1024, _floodRemaining);
+        Transport.Write(new byte[chunk]);
+        if (!Transport.IsClosing)
+        {
+            _floodRemaining -= chunk;
+            Record.StreamedBytes += chunk;
+            Record.PeakStreamBuffer = Math.Max(Record.PeakStreamBuffer, Transport.GetWriteBufferSize());
         }
 
         return Task.CompletedTask;

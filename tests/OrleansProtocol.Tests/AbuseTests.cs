@@ -1,0 +1,275 @@
+using System.Diagnostics.Metrics;
+using System.Net.Sockets;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Diagnostics.Metrics.Testing;
+using OrleansProtocol.Gateway;
+using OrleansProtocol.Gateway.Diagnostics;
+using OrleansProtocol.Samples;
+using OrleansProtocol.Tests.Infrastructure;
+using OrleansProtocol.Tests.TestGrains;
+using Xunit.Abstractions;
+
+namespace OrleansProtocol.Tests;
+
+/// <summary>
+/// Abusive peers over real loopback sockets, at scale: slowloris, a connection flood, silent peers, slow and
+/// non-reading peers. Each asserts a healthy client is served meanwhile, and the limit's metric.
+/// </summary>
+[Collection(GatewayCollection.Name)]
+public sealed class AbuseTests(GatewayClusterFixture fixture, ITestOutputHelper output)
+{
+    // How often a slowloris peer sends its next byte: "one byte every few seconds".
+    private static readonly TimeSpan TricklePace = TimeSpan.FromSeconds(2);
+
+    private MetricCollector<T> Collect<T>(string instrument)
+        where T : struct =>
+        new(fixture.Silo.GetRequiredService<IMeterFactory>(), GatewayMetrics.MeterName, instrument);
+
+    private static int ClosedWith(MetricCollector<double> durations, string listener, ConnectionCloseReason reason) =>
+        durations.GetMeasurementSnapshot().Count(m =>
+            (string?)m.Tags["orleansprotocol.listener"] == listener && (string?)m.Tags["orleansprotocol.close_reason"] == reason.ToString());
+
+    private async Task<ProtocolServer> CreateAsync<TGrain>(string name, Action<ProtocolListenerOptions> configure)
+        where TGrain : IProtocolGrain =>
+        await fixture.Gateway.CreateServerAsync<TGrain>(name, o =>
+        {
+            o.Port = 0;
+            configure(o);
+        });
+
+    /// <summary>Round trips on the sample echo listener until <paramref name="until"/> completes; all must succeed.</summary>
+    private async Task<int> HealthyClientAsync(Task until)
+    {
+        await using var healthy = await TestClient.ConnectAsync(fixture.EndPoint("echo"));
+        var rounds = 0;
+        do
+        {
+            await healthy.SendAsync($"healthy {rounds}\n");
+            Assert.Equal($"healthy {rounds}", await healthy.ReadLineAsync());
+            rounds++;
+        }
+        while (!until.IsCompleted);
+
+        return rounds;
+    }
+
+    [Fact]
+    public async Task Slowloris_500_connections_trickling_an_incomplete_line_are_cut_by_the_receive_rate_while_others_are_served()
+    {
+        using var durations = Collect<double>("orleansprotocol.connection.duration");
+        var name = $"slowloris-{Guid.NewGuid():N}";
+        await using var server = await CreateAsync<FrameEchoGrain>(name, o =>
+        {
+            o.Framing = new FramingOptions { Kind = FramingKind.Line };
+            o.MinReceiveDataRate = 50;
+            o.MinReceiveDataRateGracePeriod = TimeSpan.FromSeconds(1);
+        });
+
+        var slow = new List<TestClient>();
+        for (var i = 0; i < 500; i++)
+        {
+            slow.Add(await TestClient.ConnectAsync(server.EndPoints[0]));
+        }
+
+        // A line-speaking client on the same listener is served throughout (whole lines are not incomplete frames).
+        await using var fast = await TestClient.ConnectAsync(server.EndPoints[0]);
+
+        await fast.SendAsync("hello\n");
+        Assert.Equal("hello", await fast.ReadLineAsync());
+
+        // Every slow peer sends one byte of a line that never ends, every TricklePace, until it is cut off.
+        var open = slow.ToHashSet();
+        var pace = new PeriodicTimer(TricklePace);
+        var trickle = Task.Run(async () =>
+        {
+            do
+            {
+                foreach (var client in slow.Where(open.Contains).ToArray())
+                {
+                    try
+                    {
+                        await client.SendAsync("x"u8.ToArray());
+                    }
+                    catch (SocketException)
+                    {
+                        open.Remove(client);
+                    }
+                }
+            }
+            while (await pace.WaitForNextTickAsync());
+        });
+
+        var cut = Task.WhenAll(slow.Select(async client =>
+        {
+            try
+            {
+                Assert.Empty(await client.ReadToEndAsync());
+            }
+            catch (SocketException)
+            {
+            }
+        }));
+        var rounds = await HealthyClientAsync(cut);
+        await cut;
+        pace.Dispose();
+        await trickle;
+        await fast.SendAsync("still here\n");
+        Assert.Equal("still here", await fast.ReadLineAsync());
+        output.WriteLine($"500 slow peers cut; the healthy client made {rounds} round trips meanwhile.");
+
+        foreach (var client in slow)
+        {
+            await client.DisposeAsync();
+        }
+
+        await fast.DisposeAsync();
+        await server.DisposeAsync();
+        Assert.Equal(500, ClosedWith(durations, name, ConnectionCloseReason.ReceiveRateTooLow));
+        Assert.Equal(0, ClosedWith(durations, name, ConnectionCloseReason.IdleTimeout));
+    }
+
+    [Fact]
+    public async Task A_silent_peer_is_closed_at_the_first_data_deadline_and_one_that_spoke_is_not()
+    {
+        using var durations = Collect<double>("orleansprotocol.connection.duration");
+        var name = $"first-data-{Guid.NewGuid():N}";
+        await using var server = await CreateAsync<ScriptGrain>(name, o => o.FirstDataTimeout = TimeSpan.FromSeconds(1));
+
+        // The talker connects first: were the deadline applied to it, it would run out no later than the silent one's.
+        await using var talker = await TestClient.ConnectAsync(server.EndPoints[0]);
+        var talkerRecord = await fixture.Recorder.ForClientAsync(talker.LocalEndPoint);
+        await talker.SendAsync("echo hi\n");
+        Assert.Equal("hi", await talker.ReadLineAsync());
+        await using var silent = await TestClient.ConnectAsync(server.EndPoints[0]);
+        var silentRecord = await fixture.Recorder.ForClientAsync(silent.LocalEndPoint);
+
+        var closed = fixture.Recorder.WaitUntilAsync(() => silentRecord.Count("CL") == 1);
+        await HealthyClientAsync(closed);
+        Assert.Equal(ConnectionCloseReason.FirstDataTimeout, Assert.IsType<ConnectionClosedException>(silentRecord.LostException).Reason);
+        Assert.Empty(await silent.ReadToEndAsync());
+        Assert.Equal(0, talkerRecord.Count("CL"));
+        await talker.SendAsync("echo still\n");
+        Assert.Equal("still", await talker.ReadLineAsync());
+
+        await talker.DisposeAsync();
+        await server.DisposeAsync();
+        Assert.Equal(1, ClosedWith(durations, name, ConnectionCloseReason.FirstDataTimeout));
+    }
+
+    [Fact]
+    public async Task A_peer_that_stops_reading_while_its_protocol_honours_PauseWriting_is_aborted_at_the_minimum_send_rate()
+    {
+        using var durations = Collect<double>("orleansprotocol.connection.duration");
+        var name = $"send-rate-{Guid.NewGuid():N}";
+        await using var server = await CreateAsync<ScriptGrain>(name, o =>
+        {
+            o.MinSendDataRate = 256 * 1024;
+            o.MinSendDataRateGracePeriod = TimeSpan.FromSeconds(1);
+            o.MaxWriteBufferSize = 64 * 1024 * 1024;
+        });
+        await using var client = await TestClient.ConnectAsync(server.EndPoints[0]);
+        var record = await fixture.Recorder.ForClientAsync(client.LocalEndPoint);
+
+        // The protocol stops at PauseWriting, so the hard cap is never reached: only the rate ends the stall.
+        await client.SendAsync($"flood {256 * 1024 * 1024}\n");
+        await HealthyClientAsync(fixture.Recorder.WaitUntilAsync(() => record.Count("CL") == 1));
+        Assert.Equal(ConnectionCloseReason.SendRateTooLow, Assert.IsType<ConnectionClosedException>(record.LostException).Reason);
+        Assert.Contains("PW", record.Events);
+        await client.AssertDroppedAsync();
+
+        await server.DisposeAsync();
+        Assert.Equal(1, ClosedWith(durations, name, ConnectionCloseReason.SendRateTooLow));
+    }
+
+    [Fact]
+    public async Task A_peer_that_never_reads_while_its_grain_streams_100_MiB_gets_PauseWriting_then_an_abort_at_the_cap_with_memory_bounded()
+    {
+        using var durations = Collect<double>("orleansprotocol.connection.duration");
+        using var paused = Collect<long>("orleansprotocol.paused_connections");
+        const long cap = 1024 * 1024;
+        const long intended = 100L * 1024 * 1024;
+        var name = $"non-reader-{Guid.NewGuid():N}";
+        await using var server = await CreateAsync<ScriptGrain>(name, o =>
+        {
+            o.MaxWriteBufferSize = cap;
+            o.MinSendDataRate = null;
+        });
+        await using var client = await TestClient.ConnectAsync(server.EndPoints[0]);
+        var record = await fixture.Recorder.ForClientAsync(client.LocalEndPoint);
+        var gatewaySide = fixture.TryGetGatewayConnection(record.Connection.ConnectionId)!;
+
+        // 64 KiB per timer tick, PauseWriting ignored; the client reads nothing.
+        await client.SendAsync($"stream {intended}\n");
+        await HealthyClientAsync(fixture.Recorder.WaitUntilAsync(() => record.Count("CL") == 1));
+
+        var events = record.Events.ToList();
+        Assert.True(events.IndexOf("PW") >= 0 && events.IndexOf("PW") < events.IndexOf("CL"), string.Join(",", events));
+        Assert.Equal(ConnectionCloseReason.WriteBufferLimit, Assert.IsType<ConnectionClosedException>(record.LostException).Reason);
+
+        // Memory: the gateway never held more than the cap plus one write; the grain's transport never more than the
+        // cap; the stream stopped long before its 100 MiB (what it wrote is the kernel's buffers and the cap).
+        output.WriteLine($"streamed {record.StreamedBytes} bytes; gateway peak {gatewaySide.PeakWriteBufferSize}; grain peak {record.PeakStreamBuffer}");
+        Assert.InRange(gatewaySide.PeakWriteBufferSize, 1, cap + 64 * 1024);
+        Assert.InRange(record.PeakStreamBuffer, 1, cap);
+        Assert.InRange(record.StreamedBytes, cap, 32L * 1024 * 1024);
+        await client.AssertDroppedAsync();
+
+        await server.DisposeAsync();
+        Assert.Equal(1, ClosedWith(durations, name, ConnectionCloseReason.WriteBufferLimit));
+        var writePauses = paused.GetMeasurementSnapshot().Where(m =>
+            (string?)m.Tags["orleansprotocol.listener"] == name && (string?)m.Tags["orleansprotocol.direction"] == "write").ToList();
+        Assert.Equal(1, writePauses.Count(m => m.Value == 1));
+        Assert.Equal(0, writePauses.Sum(m => m.Value));
+    }
+
+    [Fact]
+    public async Task A_flood_of_5000_connections_over_a_limit_of_1000_is_refused_exactly_while_the_first_1000_and_a_healthy_client_work()
+    {
+        using var rejected = Collect<long>("orleansprotocol.rejected_connections");
+        var name = $"flood-{Guid.NewGuid():N}";
+        await using var server = await CreateAsync<EchoGrain>(name, o =>
+        {
+            o.MaxConnections = 1_000;
+            o.MaxConnectionsPerAddress = null;
+        });
+
+        var admitted = new TestClient[1_000];
+        for (var batch = 0; batch < admitted.Length; batch += 50)
+        {
+            await Task.WhenAll(Enumerable.Range(batch, 50).Select(async i =>
+            {
+                admitted[i] = await TestClient.ConnectAsync(server.EndPoints[0]);
+                await admitted[i].SendAsync($"in {i}\n");
+                Assert.Equal($"in {i}", await admitted[i].ReadLineAsync());
+            }));
+        }
+
+        // 4,000 more, 100 at a time, while a healthy client (on another listener) keeps talking.
+        var flood = Task.Run(async () =>
+        {
+            for (var batch = 0; batch < 4_000; batch += 100)
+            {
+                await Task.WhenAll(Enumerable.Range(0, 100).Select(_ => TestClient.AssertDroppedAsync(server.EndPoints[0])));
+            }
+        });
+        var rounds = await HealthyClientAsync(flood);
+        await flood;
+        output.WriteLine($"4,000 refused; the healthy client made {rounds} round trips meanwhile.");
+
+        Assert.Equal(4_000, server.RefusedConnections);
+        Assert.Equal(4_000, rejected.GetMeasurementSnapshot()
+            .Where(m => (string?)m.Tags["orleansprotocol.listener"] == name && (string?)m.Tags["orleansprotocol.reason"] == "listener_limit")
+            .Sum(m => m.Value));
+        await Task.WhenAll(admitted.Select(async (client, i) =>
+        {
+            await client.SendAsync($"still {i}\n");
+            Assert.Equal($"still {i}", await client.ReadLineAsync());
+        }));
+        Assert.Equal(1_000, server.ConnectionCount);
+
+        foreach (var client in admitted)
+        {
+            await client.DisposeAsync();
+        }
+    }
+}
