@@ -14,7 +14,8 @@ using OrleansProtocol.Samples;
 // that upgrades to the string receiver (SetProtocol) on 7002 — plus health endpoints for Kubernetes.
 // Everything comes from appsettings.json, environment variables (OrleansProtocol__Listeners__echo__Port=7100) or the
 // command line (--OrleansProtocol:Listeners:echo:Port=7100). Clustering:Provider picks the membership provider:
-// Localhost (default; several silos on one machine with Clustering:PrimarySiloPort) or Redis.
+// Localhost (default; several silos on one machine with Clustering:PrimarySiloPort) or Redis. Telemetry:Exporters
+// (Console, Otlp) exports the gateway's and Orleans' metrics with OpenTelemetry; off by default.
 var builder = WebApplication.CreateBuilder(args);
 var configuration = builder.Configuration;
 builder.WebHost.UseUrls(configuration.GetValue("Health:Urls", "http://127.0.0.1:8080")!);
@@ -41,6 +42,7 @@ builder.UseOrleans(silo =>
     Listener<ChatGrain>("chat", 7001);
     Listener<LineUpgradeGrain>("upgrade", 7002);
 });
+builder.Services.AddTelemetryFromConfiguration(configuration);
 builder.Services.AddHealthChecks().AddCheck<GatewayHealthCheck>("gateway", tags: ["ready"]);
 
 var app = builder.Build();

@@ -46,6 +46,57 @@ public sealed class GatewayHostTests
         var exitCode = await host.TerminateAsync();
         Assert.Equal(0, exitCode);
         Assert.Contains("stopped accepting", host.Output);
+
+        // Metrics export is off unless asked for.
+        Assert.DoesNotContain("orleansprotocol.active_connections", host.Output);
+    }
+
+    [Fact]
+    public async Task The_sample_host_exports_the_gateway_metrics_to_the_console_and_over_OTLP_when_configured()
+    {
+        // A real OTLP/HTTP receiver: the exporter posts protobuf, in which metric names appear as plain UTF-8.
+        var otlpPort = TestPorts.Free();
+        using var receiver = new HttpListener();
+        receiver.Prefixes.Add($"http://127.0.0.1:{otlpPort}/");
+        receiver.Start();
+        var exported = ReceiveUntilAsync(receiver, "orleansprotocol.io.bytes");
+
+        using var host = StartHost(
+            TestPorts.Free(),
+            "--Telemetry:Exporters=Console,Otlp",
+            "--Telemetry:ExportInterval=00:00:01",
+            $"--Telemetry:OtlpEndpoint=http://127.0.0.1:{otlpPort}/v1/metrics",
+            "--Telemetry:OtlpProtocol=HttpProtobuf");
+        var endPoints = await host.WaitForListenersAsync("echo");
+        await using (var echo = await TestClient.ConnectAsync(endPoints["echo"]))
+        {
+            await echo.SendAsync("measured\n");
+            Assert.Equal("measured", await echo.ReadLineAsync());
+        }
+
+        await host.WaitForOutputAsync("orleansprotocol.io.bytes");
+        var (path, body) = await exported.WaitAsync(TestTimeouts.Default);
+        Assert.Equal("/v1/metrics", path);
+        Assert.Contains("orleansprotocol.active_connections", body);
+        Assert.Equal(0, await host.TerminateAsync());
+    }
+
+    /// <summary>Answers OTLP posts until one mentions <paramref name="text"/>; returns its path and body (as Latin-1).</summary>
+    private static async Task<(string Path, string Body)> ReceiveUntilAsync(HttpListener receiver, string text)
+    {
+        while (true)
+        {
+            var context = await receiver.GetContextAsync();
+            using var body = new MemoryStream();
+            await context.Request.InputStream.CopyToAsync(body);
+            context.Response.StatusCode = 200;
+            context.Response.Close();
+            var content = Encoding.Latin1.GetString(body.ToArray());
+            if (content.Contains(text))
+            {
+                return (context.Request.Url!.AbsolutePath, content);
+            }
+        }
     }
 
     private static async Task<byte[]> RunSeedPipelineAsync(int port)
@@ -80,10 +131,13 @@ public sealed class GatewayHostTests
     // The sample ports, moved out of the way of a developer's own `dotnet run` (and of other tests).
     private const int HostPortOffset = 20000;
 
-    private static GatewayHostProcess StartHost(int healthPort) =>
+    private static GatewayHostProcess StartHost(int healthPort, params string[] more) =>
         GatewayHostProcess.Start(
+        [
             $"--Silo:SiloPort={TestPorts.Free()}",
             $"--Silo:GatewayPort={TestPorts.Free()}",
             $"--OrleansProtocol:PortOffset={HostPortOffset}",
-            $"--Health:Urls=http://127.0.0.1:{healthPort}");
+            $"--Health:Urls=http://127.0.0.1:{healthPort}",
+            .. more,
+        ]);
 }
