@@ -50,4 +50,20 @@ var app = builder.Build();
 // Liveness: the process answers. Readiness: the silo is active, every listener accepts, and the gateway is not draining.
 app.MapHealthChecks(GatewayHealthCheck.LivePath, new HealthCheckOptions { Predicate = _ => false });
 app.MapHealthChecks(GatewayHealthCheck.ReadyPath, new HealthCheckOptions { Predicate = check => check.Tags.Contains("ready") });
-await app.RunAsync();
+try
+{
+    await app.RunAsync();
+    return 0;
+}
+catch (Exception ex) when (InvalidSettings(ex) is { Length: > 0 } problems)
+{
+    // Every bad setting in one message, each with its fix, instead of a stack trace per options class.
+    Console.Error.WriteLine($"The gateway did not start: {problems.Length} invalid setting(s).{Environment.NewLine}  - {string.Join($"{Environment.NewLine}  - ", problems)}");
+    return 2;
+}
+
+static string[] InvalidSettings(Exception exception) =>
+    (exception is AggregateException aggregate ? aggregate.InnerExceptions : [exception])
+        .OfType<Microsoft.Extensions.Options.OptionsValidationException>()
+        .SelectMany(e => e.Failures)
+        .ToArray();

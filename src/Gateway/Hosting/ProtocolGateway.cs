@@ -25,8 +25,10 @@ public sealed class ProtocolGateway : ILifecycleParticipant<ISiloLifecycle>
     private const int LifecycleStage = ServiceLifecycleStage.Active + 1;
 
     private readonly IServiceProvider _services;
-    private readonly ProtocolGatewayOptions _options;
-    private readonly SiloConnectionBudget _budget;
+    // Read when first needed, not in the constructor: the host's startup validation must get to report every bad
+    // setting at once before anything throws for the first one (Orleans builds the silo, and this, early).
+    private readonly Lazy<ProtocolGatewayOptions> _options;
+    private readonly Lazy<SiloConnectionBudget> _budget;
     private readonly Lock _lock = new();
     private ImmutableList<ProtocolServer> _servers = [];
     private ProtocolServer? _outbound;
@@ -41,8 +43,8 @@ public sealed class ProtocolGateway : ILifecycleParticipant<ISiloLifecycle>
     public ProtocolGateway(IServiceProvider services, IOptions<ProtocolGatewayOptions> options)
     {
         _services = services;
-        _options = options.Value;
-        _budget = new SiloConnectionBudget(_options.MaxConnections);
+        _options = new(() => options.Value);
+        _budget = new(() => new SiloConnectionBudget(_options.Value.MaxConnections));
     }
 
     /// <summary>The servers of this silo, from startup and from run time, until they are disposed.</summary>
@@ -63,6 +65,12 @@ public sealed class ProtocolGateway : ILifecycleParticipant<ISiloLifecycle>
         ArgumentNullException.ThrowIfNull(configure);
         var options = new DatagramEndpointOptions();
         configure(options);
+        var validation = new DatagramEndpointOptionsValidator().Validate(name, options);
+        if (validation.Failed)
+        {
+            throw new OptionsValidationException(name, typeof(DatagramEndpointOptions), validation.Failures);
+        }
+
         return AddDatagramEndpoint(name, typeof(TGrain), options);
     }
 
@@ -260,7 +268,7 @@ public sealed class ProtocolGateway : ILifecycleParticipant<ISiloLifecycle>
             // Outbound connections live in a server of their own that never listens: tracked and drained the same way.
             _outbound = new ProtocolServer(
                 "outbound", new ProtocolListenerOptions(), default, _services.GetRequiredService<IGrainFactory>(),
-                loggerFactory, _options.DrainTimeout, static _ => { }, Siting(ConnectionPlacement.Local), _services.GetRequiredService<GatewayMetrics>(), _budget);
+                loggerFactory, _options.Value.DrainTimeout, static _ => { }, Siting(ConnectionPlacement.Local), _services.GetRequiredService<GatewayMetrics>(), _budget.Value);
             _socketContexts = new SocketConnectionContextFactory(
                 new SocketConnectionFactoryOptions { WaitForDataBeforeAllocatingBuffer = true, UnsafePreferInlineScheduling = true },
                 loggerFactory.CreateLogger<SocketConnectionContextFactory>());
@@ -288,11 +296,11 @@ public sealed class ProtocolGateway : ILifecycleParticipant<ISiloLifecycle>
             _services.GetRequiredService<GrainTypeResolver>().GetGrainType(grainClass),
             _services.GetRequiredService<IGrainFactory>(),
             _services.GetRequiredService<ILoggerFactory>(),
-            _options.DrainTimeout,
+            _options.Value.DrainTimeout,
             Forget,
             Siting(options.Placement),
             _services.GetRequiredService<GatewayMetrics>(),
-            _budget);
+            _budget.Value);
         lock (_lock)
         {
             if (_servers.Any(s => s.Name == name))
@@ -373,7 +381,7 @@ public sealed class ProtocolGateway : ILifecycleParticipant<ISiloLifecycle>
 
         var servers = _outbound is { } outbound ? _servers.Add(outbound) : _servers;
         await Task.WhenAll(servers
-            .Select(s => s.ShutdownAsync(ConnectionCloseReason.ServerShutdown, _options.DrainTimeout, cancellationToken))
+            .Select(s => s.ShutdownAsync(ConnectionCloseReason.ServerShutdown, _options.Value.DrainTimeout, cancellationToken))
             .Concat(_datagramEndpoints.Select(e => e.StopAsync())));
         _socketContexts?.Dispose();
     }

@@ -59,7 +59,8 @@ public static class ProtocolGatewaySiloBuilderExtensions
         ArgumentNullException.ThrowIfNull(configure);
         builder.AddProtocolGateway();
         builder.Services.AddSingleton(new DatagramEndpointRegistration(name, typeof(TGrain)));
-        builder.Services.AddOptions<DatagramEndpointOptions>(name).Configure(configure);
+        builder.Services.AddOptions<DatagramEndpointOptions>(name).Configure(configure).ValidateOnStart();
+        builder.Services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<DatagramEndpointOptions>, DatagramEndpointOptionsValidator>());
         return builder;
     }
 

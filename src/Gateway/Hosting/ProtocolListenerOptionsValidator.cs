@@ -140,3 +140,44 @@ internal sealed class ProtocolGatewayOptionsValidator : IValidateOptions<Protoco
         return failures.Count == 0 ? ValidateOptionsResult.Success : ValidateOptionsResult.Fail(failures);
     }
 }
+
+/// <summary>Checks a datagram endpoint's settings at startup, every problem at once.</summary>
+internal sealed class DatagramEndpointOptionsValidator : IValidateOptions<DatagramEndpointOptions>
+{
+    public ValidateOptionsResult Validate(string? name, DatagramEndpointOptions options)
+    {
+        var failures = new List<string>();
+        var prefix = $"Datagram endpoint '{name}':";
+        if (ProtocolListenerOptions.ParseHost(options.Host) is null)
+        {
+            failures.Add($"{prefix} Host '{options.Host}' is not an IP address, 'localhost' or '*'. Use e.g. 127.0.0.1 or 0.0.0.0.");
+        }
+
+        if (options.Port is < 0 or > 65535)
+        {
+            failures.Add($"{prefix} Port {options.Port} is outside 0-65535. Use 0 for a free port.");
+        }
+
+        if (options.MaxQueuedDatagrams < 1)
+        {
+            failures.Add($"{prefix} MaxQueuedDatagrams {options.MaxQueuedDatagrams} must be at least 1 (default 1024).");
+        }
+
+        if (options.MaxDatagramsPerCall < 1)
+        {
+            failures.Add($"{prefix} MaxDatagramsPerCall {options.MaxDatagramsPerCall} must be at least 1 (default 64).");
+        }
+
+        if (options.MaxPeers < 1)
+        {
+            failures.Add($"{prefix} MaxPeers {options.MaxPeers} must be at least 1 (default 10000).");
+        }
+
+        if (options.PeerIdleTimeout <= TimeSpan.Zero && options.PeerIdleTimeout != Timeout.InfiniteTimeSpan)
+        {
+            failures.Add($"{prefix} PeerIdleTimeout {options.PeerIdleTimeout} must be positive (default 00:02:00), or infinite (-00:00:00.001) for none.");
+        }
+
+        return failures.Count == 0 ? ValidateOptionsResult.Success : ValidateOptionsResult.Fail(failures);
+    }
+}

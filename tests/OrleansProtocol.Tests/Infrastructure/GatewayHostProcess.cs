@@ -93,6 +93,13 @@ public sealed class GatewayHostProcess : IDisposable
         }
     }
 
+    /// <summary>Waits for the process to end by itself (a host that refuses to start, say); returns its exit code.</summary>
+    public async Task<int> WaitForExitAsync()
+    {
+        await _process.WaitForExitAsync().WaitAsync(TestTimeouts.Default);
+        return _process.ExitCode;
+    }
+
     public async Task<int> TerminateAsync()
     {
         using (var kill = Process.Start("kill", ["-TERM", _process.Id.ToString()]))
