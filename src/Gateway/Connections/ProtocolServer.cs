@@ -278,10 +278,7 @@ public sealed class ProtocolServer : IAsyncDisposable
             GatewayLog.ListenerStarted(_logger, Name, _grainType.ToString(), listener.EndPoint);
         }
 
-        if (GatewayConnection.ConnectionClocks.HeartbeatPeriod(_options) is { } period)
-        {
-            _heartbeat = HeartbeatAsync(period);
-        }
+        StartClocks();
 
         if (_options.StartServing)
         {
@@ -449,6 +446,15 @@ public sealed class ProtocolServer : IAsyncDisposable
         }
 
         return null;
+    }
+
+    /// <summary>Starts the heartbeat that runs the connections' clocks; the outbound server, which never binds, calls it alone.</summary>
+    internal void StartClocks()
+    {
+        if (GatewayConnection.ConnectionClocks.HeartbeatPeriod(_options) is { } period)
+        {
+            _heartbeat = HeartbeatAsync(period);
+        }
     }
 
     /// <summary>

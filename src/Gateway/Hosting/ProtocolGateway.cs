@@ -171,8 +171,14 @@ public sealed class ProtocolGateway : ILifecycleParticipant<ISiloLifecycle>
         ArgumentNullException.ThrowIfNull(request);
         var grainClass = Type.GetType(request.ProtocolClass, throwOnError: false)
             ?? throw new ArgumentException($"Protocol class '{request.ProtocolClass}' is not known to this silo.", nameof(request));
-        // The peer is a server this side chose to call: it may rightly stay silent until spoken to.
-        var options = new ProtocolListenerOptions { Framing = FramingOptions.From(request.Framing), FirstDataTimeout = Timeout.InfiniteTimeSpan };
+        // The peer is a server this side chose to call: it may rightly stay silent, until spoken to or for good (a
+        // subscription), as asyncio's client connections may. The data rates and the write-buffer cap still apply.
+        var options = new ProtocolListenerOptions
+        {
+            Framing = FramingOptions.From(request.Framing),
+            FirstDataTimeout = Timeout.InfiniteTimeSpan,
+            IdleTimeout = Timeout.InfiniteTimeSpan,
+        };
         var validation = new ProtocolListenerOptionsValidator().Validate("outbound", options);
         if (validation.Failed)
         {
@@ -269,6 +275,7 @@ public sealed class ProtocolGateway : ILifecycleParticipant<ISiloLifecycle>
             _outbound = new ProtocolServer(
                 "outbound", new ProtocolListenerOptions(), default, _services.GetRequiredService<IGrainFactory>(),
                 loggerFactory, _options.Value.DrainTimeout, static _ => { }, Siting(ConnectionPlacement.Local), _services.GetRequiredService<GatewayMetrics>(), _budget.Value);
+            _outbound.StartClocks();
             _socketContexts = new SocketConnectionContextFactory(
                 new SocketConnectionFactoryOptions { WaitForDataBeforeAllocatingBuffer = true, UnsafePreferInlineScheduling = true },
                 loggerFactory.CreateLogger<SocketConnectionContextFactory>());
