@@ -1,5 +1,6 @@
 using System.Buffers;
 using OrleansProtocol.Framing;
+using OrleansProtocol.Tests.Infrastructure;
 
 namespace OrleansProtocol.Tests;
 
@@ -42,7 +43,7 @@ public sealed class FrameDecoderTests
 
             while (true)
             {
-                var buffer = Segments(pending);
+                var buffer = Sequences.Of(pending);
                 last = decoder.TryRead(buffer, out var frame, out var consumed);
                 if (last != FrameReadStatus.Frame)
                 {
@@ -61,40 +62,6 @@ public sealed class FrameDecoderTests
         }
 
         return (frames, last);
-    }
-
-    /// <summary>A multi-segment sequence, one segment per piece, as a pipe hands them out.</summary>
-    private static ReadOnlySequence<byte> Segments(List<byte[]> pieces)
-    {
-        if (pieces.Count == 0)
-        {
-            return ReadOnlySequence<byte>.Empty;
-        }
-
-        var first = new Segment(pieces[0], 0);
-        var last = first;
-        foreach (var piece in pieces.Skip(1))
-        {
-            last = last.Append(piece);
-        }
-
-        return new ReadOnlySequence<byte>(first, 0, last, last.Memory.Length);
-    }
-
-    private sealed class Segment : ReadOnlySequenceSegment<byte>
-    {
-        public Segment(byte[] data, long runningIndex)
-        {
-            Memory = data;
-            RunningIndex = runningIndex;
-        }
-
-        public Segment Append(byte[] data)
-        {
-            var next = new Segment(data, RunningIndex + Memory.Length);
-            Next = next;
-            return next;
-        }
     }
 
     private static byte[][] SomeFrames() => [[1, 2, 3], [], new byte[1000], "hello"u8.ToArray(), [0]];

@@ -2,6 +2,7 @@ using System.Buffers;
 using System.Net;
 using OrleansProtocol.Framing;
 using OrleansProtocol.Gateway.Connections;
+using OrleansProtocol.Tests.Infrastructure;
 using Xunit.Abstractions;
 
 namespace OrleansProtocol.Tests;
@@ -44,7 +45,7 @@ public sealed class FuzzTests(ITestOutputHelper output)
         {
             var format = Formats[i % Formats.Length];
             var input = i % 2 == 0 ? RandomBytes(random, 96) : Mutate(random, EncodedFrames(random, format));
-            var (frames, status) = ReadAll(format, Split(random, input));
+            var (frames, status) = ReadAll(format, Sequences.SplitAtRandom(random, input));
             outcomes[status] = outcomes.GetValueOrDefault(status) + 1;
             Assert.True(status != FrameReadStatus.Frame);
             Assert.True(status != FrameReadStatus.Invalid || format.LengthAdjustment < 0, "only a negative adjustment makes a header invalid");
@@ -75,7 +76,7 @@ public sealed class FuzzTests(ITestOutputHelper output)
         for (var i = 0; i < Inputs; i++)
         {
             var input = i % 2 == 0 ? RandomBytes(random, 64) : Mutate(random, seeds[random.Next(seeds.Length)]);
-            var status = ProxyProtocolParser.TryParse(Split(random, input), out var header, out var consumed);
+            var status = ProxyProtocolParser.TryParse(Sequences.SplitAtRandom(random, input), out var header, out var consumed);
             outcomes[status] = outcomes.GetValueOrDefault(status) + 1;
 
             // A header is consumed only when one was found, never past the input; its addresses are whole.
@@ -185,40 +186,5 @@ public sealed class FuzzTests(ITestOutputHelper output)
         }
 
         return [.. bytes.Take(random.Next(4) == 0 ? random.Next(bytes.Count + 1) : bytes.Count)];
-    }
-
-    /// <summary>The input cut into one to four segments, as a pipe hands out what arrived in pieces.</summary>
-    private static ReadOnlySequence<byte> Split(Random random, byte[] input)
-    {
-        var cuts = Enumerable.Range(0, random.Next(0, 4)).Select(_ => random.Next(input.Length + 1)).Append(0).Append(input.Length).Distinct().Order().ToArray();
-        if (cuts.Length <= 2)
-        {
-            return new ReadOnlySequence<byte>(input);
-        }
-
-        var first = new Segment(input[cuts[0]..cuts[1]], 0);
-        var last = first;
-        for (var i = 2; i < cuts.Length; i++)
-        {
-            last = last.Append(input[cuts[i - 1]..cuts[i]]);
-        }
-
-        return new ReadOnlySequence<byte>(first, 0, last, last.Memory.Length);
-    }
-
-    private sealed class Segment : ReadOnlySequenceSegment<byte>
-    {
-        public Segment(byte[] data, long runningIndex)
-        {
-            Memory = data;
-            RunningIndex = runningIndex;
-        }
-
-        public Segment Append(byte[] next)
-        {
-            var segment = new Segment(next, RunningIndex + Memory.Length);
-            Next = segment;
-            return segment;
-        }
     }
 }

@@ -16,16 +16,12 @@ internal sealed class ProtocolListenerOptionsValidator : IValidateOptions<Protoc
             failures.Add($"{prefix} Host is empty. Use e.g. 127.0.0.1, 0.0.0.0, or several separated by commas.");
         }
 
-        foreach (var host in hosts.Where(h => ProtocolListenerOptions.ParseHost(h) is null))
+        foreach (var host in hosts)
         {
-            failures.Add($"{prefix} Host '{host}' is not an IP address, 'localhost' or '*'. Use e.g. 127.0.0.1 or 0.0.0.0.");
+            SettingChecks.Host(failures, prefix, host);
         }
 
-        if (options.Port is < 0 or > 65535)
-        {
-            failures.Add($"{prefix} Port {options.Port} is outside 0-65535. Use 0 for a free port.");
-        }
-
+        SettingChecks.Port(failures, prefix, options.Port);
         if (options.Backlog < 1)
         {
             failures.Add($"{prefix} Backlog {options.Backlog} must be at least 1 (default 512).");
@@ -56,9 +52,9 @@ internal sealed class ProtocolListenerOptionsValidator : IValidateOptions<Protoc
             failures.Add($"{prefix} MaxConnectionsPerAddress {options.MaxConnectionsPerAddress} must be positive (default 1000), or null for no limit.");
         }
 
-        Timeout(nameof(options.IdleTimeout), options.IdleTimeout, "00:02:10");
-        Timeout(nameof(options.FirstDataTimeout), options.FirstDataTimeout, "00:00:30");
-        Timeout(nameof(options.ProxyHeaderTimeout), options.ProxyHeaderTimeout, "00:00:10");
+        SettingChecks.Timeout(failures, prefix, nameof(options.IdleTimeout), options.IdleTimeout, "00:02:10");
+        SettingChecks.Timeout(failures, prefix, nameof(options.FirstDataTimeout), options.FirstDataTimeout, "00:00:30");
+        SettingChecks.Timeout(failures, prefix, nameof(options.ProxyHeaderTimeout), options.ProxyHeaderTimeout, "00:00:10");
         Rate(nameof(options.MinReceiveDataRate), options.MinReceiveDataRate, options.MinReceiveDataRateGracePeriod);
         Rate(nameof(options.MinSendDataRate), options.MinSendDataRate, options.MinSendDataRateGracePeriod);
 
@@ -93,18 +89,10 @@ internal sealed class ProtocolListenerOptionsValidator : IValidateOptions<Protoc
                 failures.Add($"{prefix} Tls.KeyPath '{key}' does not exist.");
             }
 
-            Timeout("Tls.HandshakeTimeout", options.Tls.HandshakeTimeout, "00:00:10");
+            SettingChecks.Timeout(failures, prefix, "Tls.HandshakeTimeout", options.Tls.HandshakeTimeout, "00:00:10");
         }
 
         return failures.Count == 0 ? ValidateOptionsResult.Success : ValidateOptionsResult.Fail(failures);
-
-        void Timeout(string setting, TimeSpan value, string defaultValue)
-        {
-            if (value <= TimeSpan.Zero && value != System.Threading.Timeout.InfiniteTimeSpan)
-            {
-                failures.Add($"{prefix} {setting} {value} must be positive (default {defaultValue}), or infinite (-00:00:00.001) for none.");
-            }
-        }
 
         void Rate(string setting, double? bytesPerSecond, TimeSpan gracePeriod)
         {
@@ -148,15 +136,8 @@ internal sealed class DatagramEndpointOptionsValidator : IValidateOptions<Datagr
     {
         var failures = new List<string>();
         var prefix = $"Datagram endpoint '{name}':";
-        if (ProtocolListenerOptions.ParseHost(options.Host) is null)
-        {
-            failures.Add($"{prefix} Host '{options.Host}' is not an IP address, 'localhost' or '*'. Use e.g. 127.0.0.1 or 0.0.0.0.");
-        }
-
-        if (options.Port is < 0 or > 65535)
-        {
-            failures.Add($"{prefix} Port {options.Port} is outside 0-65535. Use 0 for a free port.");
-        }
+        SettingChecks.Host(failures, prefix, options.Host);
+        SettingChecks.Port(failures, prefix, options.Port);
 
         if (options.MaxQueuedDatagrams < 1)
         {
@@ -173,11 +154,36 @@ internal sealed class DatagramEndpointOptionsValidator : IValidateOptions<Datagr
             failures.Add($"{prefix} MaxPeers {options.MaxPeers} must be at least 1 (default 10000).");
         }
 
-        if (options.PeerIdleTimeout <= TimeSpan.Zero && options.PeerIdleTimeout != Timeout.InfiniteTimeSpan)
-        {
-            failures.Add($"{prefix} PeerIdleTimeout {options.PeerIdleTimeout} must be positive (default 00:02:00), or infinite (-00:00:00.001) for none.");
-        }
+        SettingChecks.Timeout(failures, prefix, nameof(options.PeerIdleTimeout), options.PeerIdleTimeout, "00:02:00");
 
         return failures.Count == 0 ? ValidateOptionsResult.Success : ValidateOptionsResult.Fail(failures);
+    }
+}
+
+/// <summary>Checks the validators share, each adding a sentence with the fix.</summary>
+internal static class SettingChecks
+{
+    public static void Host(List<string> failures, string prefix, string host)
+    {
+        if (ProtocolListenerOptions.ParseHost(host) is null)
+        {
+            failures.Add($"{prefix} Host '{host}' is not an IP address, 'localhost' or '*'. Use e.g. 127.0.0.1 or 0.0.0.0.");
+        }
+    }
+
+    public static void Port(List<string> failures, string prefix, int port)
+    {
+        if (port is < 0 or > 65535)
+        {
+            failures.Add($"{prefix} Port {port} is outside 0-65535. Use 0 for a free port.");
+        }
+    }
+
+    public static void Timeout(List<string> failures, string prefix, string setting, TimeSpan value, string defaultValue)
+    {
+        if (value <= TimeSpan.Zero && value != System.Threading.Timeout.InfiniteTimeSpan)
+        {
+            failures.Add($"{prefix} {setting} {value} must be positive (default {defaultValue}), or infinite (-00:00:00.001) for none.");
+        }
     }
 }
