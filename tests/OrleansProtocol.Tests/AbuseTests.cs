@@ -1,9 +1,7 @@
-using System.Diagnostics.Metrics;
 using System.Net.Sockets;
-using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Diagnostics.Metrics.Testing;
+using Microsoft.Extensions.Logging;
 using OrleansProtocol.Gateway;
-using OrleansProtocol.Gateway.Diagnostics;
 using OrleansProtocol.Samples;
 using OrleansProtocol.Tests.Infrastructure;
 using OrleansProtocol.Tests.TestGrains;
@@ -22,8 +20,7 @@ public sealed class AbuseTests(GatewayClusterFixture fixture, ITestOutputHelper 
     private static readonly TimeSpan TricklePace = TimeSpan.FromSeconds(2);
 
     private MetricCollector<T> Collect<T>(string instrument)
-        where T : struct =>
-        new(fixture.Silo.GetRequiredService<IMeterFactory>(), GatewayMetrics.MeterName, instrument);
+        where T : struct => fixture.Collect<T>(instrument);
 
     private static int ClosedWith(MetricCollector<double> durations, string listener, ConnectionCloseReason reason) =>
         durations.GetMeasurementSnapshot().Count(m =>
@@ -126,6 +123,11 @@ public sealed class AbuseTests(GatewayClusterFixture fixture, ITestOutputHelper 
         await server.DisposeAsync();
         Assert.Equal(500, ClosedWith(durations, name, ConnectionCloseReason.ReceiveRateTooLow));
         Assert.Equal(0, ClosedWith(durations, name, ConnectionCloseReason.IdleTimeout));
+
+        // One warning for the first cut (the next would be the 1,000th); the rest are Debug lines: an attack does not flood the log.
+        var warning = Assert.Single(fixture.Logs.Entries, e => e.Level == LogLevel.Warning && e.Message.Contains(name));
+        Assert.Contains("ReceiveRateTooLow", warning.Message);
+        Assert.Contains("(1 so far on this listener)", warning.Message);
     }
 
     [Fact]
@@ -223,6 +225,32 @@ public sealed class AbuseTests(GatewayClusterFixture fixture, ITestOutputHelper 
     }
 
     [Fact]
+    public async Task A_2_GiB_length_prefix_is_closed_with_FrameTooLarge_without_allocating_the_body()
+    {
+        using var durations = Collect<double>("orleansprotocol.connection.duration");
+        using var framesOver = Collect<long>("orleansprotocol.frames_over_limit");
+        var name = $"huge-prefix-{Guid.NewGuid():N}";
+        await using var server = await CreateAsync<FrameEchoGrain>(name, o =>
+            o.Framing = new FramingOptions { Kind = FramingKind.LengthPrefixed, PrefixLength = 4 });
+        await using var client = await TestClient.ConnectAsync(server.EndPoints[0]);
+        var record = await fixture.Recorder.ForClientAsync(client.LocalEndPoint);
+
+        var allocatedBefore = GC.GetTotalAllocatedBytes();
+        await client.SendAsync(new byte[] { 0x80, 0x00, 0x00, 0x00, 1, 2, 3 });
+        Assert.Empty(await client.ReadToEndAsync());
+        await HealthyClientAsync(fixture.Recorder.WaitUntilAsync(() => record.Count("CL") == 1));
+        var allocated = GC.GetTotalAllocatedBytes() - allocatedBefore;
+
+        // Everything this process allocated meanwhile (the gateway, the grain, this test, other tests) is far below 2 GiB.
+        Assert.InRange(allocated, 0, 256L * 1024 * 1024);
+        Assert.Equal(ConnectionCloseReason.FrameTooLarge, Assert.IsType<ConnectionClosedException>(record.LostException).Reason);
+        Assert.Contains("2147483648", record.LostException!.Message);
+        await server.DisposeAsync();
+        Assert.Equal(1, ClosedWith(durations, name, ConnectionCloseReason.FrameTooLarge));
+        Assert.Equal(1, framesOver.GetMeasurementSnapshot().Where(m => (string?)m.Tags["orleansprotocol.listener"] == name).Sum(m => m.Value));
+    }
+
+    [Fact]
     public async Task A_flood_of_5000_connections_over_a_limit_of_1000_is_refused_exactly_while_the_first_1000_and_a_healthy_client_work()
     {
         using var rejected = Collect<long>("orleansprotocol.rejected_connections");
@@ -257,6 +285,10 @@ public sealed class AbuseTests(GatewayClusterFixture fixture, ITestOutputHelper 
         output.WriteLine($"4,000 refused; the healthy client made {rounds} round trips meanwhile.");
 
         Assert.Equal(4_000, server.RefusedConnections);
+        Assert.Equal(
+            ["1", "1000", "2000", "3000", "4000"],
+            fixture.Logs.Entries.Where(e => e.Level == LogLevel.Warning && e.Message.Contains(name))
+                .Select(e => System.Text.RegularExpressions.Regex.Match(e.Message, @"\((\d+) refused so far\)").Groups[1].Value).Order().ToArray());
         Assert.Equal(4_000, rejected.GetMeasurementSnapshot()
             .Where(m => (string?)m.Tags["orleansprotocol.listener"] == name && (string?)m.Tags["orleansprotocol.reason"] == "listener_limit")
             .Sum(m => m.Value));

@@ -1,4 +1,5 @@
 using System.Net.Sockets;
+using Microsoft.Extensions.Diagnostics.Metrics.Testing;
 using OrleansProtocol.Gateway;
 using OrleansProtocol.Samples;
 using OrleansProtocol.Tests.Infrastructure;
@@ -137,6 +138,9 @@ public sealed class LimitTests(GatewayClusterFixture fixture)
     [Fact]
     public async Task Two_hundred_connections_reset_mid_write_each_get_ConnectionLost_once_and_nothing_stays_open()
     {
+        using var active = fixture.Collect<long>("orleansprotocol.active_connections");
+        using var paused = fixture.Collect<long>("orleansprotocol.paused_connections");
+        using var durations = fixture.Collect<double>("orleansprotocol.connection.duration");
         await using var server = await CreateAsync<ScriptGrain>(_ => { });
         var clients = new List<(TestClient Client, ConnectionRecord Record)>();
         for (var i = 0; i < 200; i++)
@@ -164,5 +168,12 @@ public sealed class LimitTests(GatewayClusterFixture fixture)
         server.Close();
         await server.WaitClosed().WaitAsync(TestTimeouts.Default);
         Assert.Equal(0, server.ConnectionCount);
+        IEnumerable<CollectedMeasurement<T>> Mine<T>(MetricCollector<T> collector)
+            where T : struct => collector.GetMeasurementSnapshot().Where(m => (string?)m.Tags["orleansprotocol.listener"] == server.Name);
+        Assert.Equal(200, Mine(active).Count(m => m.Value == 1));
+        Assert.Equal(0, Mine(active).Sum(m => m.Value));
+        Assert.Equal(0, Mine(paused).Sum(m => m.Value));
+        Assert.Equal(200, Mine(durations).Count());
+        Assert.All(Mine(durations), m => Assert.Equal(nameof(ConnectionCloseReason.PeerReset), m.Tags["orleansprotocol.close_reason"]));
     }
 }

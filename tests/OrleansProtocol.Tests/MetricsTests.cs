@@ -1,8 +1,5 @@
-using System.Diagnostics.Metrics;
 using System.Net.Sockets;
-using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Diagnostics.Metrics.Testing;
-using OrleansProtocol.Gateway.Diagnostics;
 using OrleansProtocol.Tests.Infrastructure;
 using OrleansProtocol.Tests.TestGrains;
 
@@ -13,8 +10,7 @@ namespace OrleansProtocol.Tests;
 public sealed class MetricsTests(GatewayClusterFixture fixture)
 {
     private MetricCollector<T> Collect<T>(string instrument)
-        where T : struct =>
-        new(fixture.Silo.GetRequiredService<IMeterFactory>(), GatewayMetrics.MeterName, instrument);
+        where T : struct => fixture.Collect<T>(instrument);
 
     private static IEnumerable<CollectedMeasurement<T>> For<T>(MetricCollector<T> collector, string listener)
         where T : struct =>

@@ -91,8 +91,11 @@ public sealed class ProxyProtocolTests(GatewayClusterFixture fixture)
     [Fact]
     public async Task Untrusted_senders_garbage_and_truncated_headers_are_dropped_before_any_grain()
     {
+        using var durations = fixture.Collect<double>("orleansprotocol.connection.duration");
+        string untrustedName;
         await using (var untrustedServer = await CreateAsync("10.0.0.0/8"))
         {
+            untrustedName = untrustedServer.Name;
             // Dropped at accept, before the header is even read.
             await TestClient.AssertDroppedAsync(untrustedServer.EndPoints[0], "PROXY TCP4 203.0.113.7 10.0.0.1 51234 7000\r\nextra\n"u8.ToArray());
         }
@@ -110,5 +113,13 @@ public sealed class ProxyProtocolTests(GatewayClusterFixture fixture)
             await truncated.SendAsync(V2Tcp4("198.51.100.9", 40000, "10.0.0.2", 7001)[..10]);
             await truncated.AssertDroppedAsync();
         }
+
+        // Each drop is measured as a ProtocolError close; no grain was ever called.
+        await server.DisposeAsync();
+        int ProtocolErrors(string listener) => durations.GetMeasurementSnapshot().Count(m =>
+            (string?)m.Tags["orleansprotocol.listener"] == listener && (string?)m.Tags["orleansprotocol.close_reason"] == nameof(ConnectionCloseReason.ProtocolError));
+        Assert.Equal(1, ProtocolErrors(untrustedName));
+        Assert.Equal(2, ProtocolErrors(server.Name));
+        Assert.DoesNotContain(fixture.Recorder.All, r => r.Connection.ListenerName == server.Name || r.Connection.ListenerName == untrustedName);
     }
 }

@@ -1,5 +1,3 @@
-using OrleansProtocol.Gateway.Diagnostics;
-
 namespace OrleansProtocol.Gateway.Connections;
 
 /// <summary>
@@ -51,7 +49,8 @@ internal sealed partial class GatewayConnection
     }
 
     /// <summary>Checks every clock; closes or aborts the connection at the first one run out. Called by the heartbeat.</summary>
-    internal void CheckClocks(long now)
+    /// <returns>The clock that ran out and why, for the heartbeat's log, or null.</returns>
+    internal (ConnectionCloseReason Reason, string Detail)? CheckClocks(long now)
     {
         ConnectionCloseReason reason;
         string detail;
@@ -60,7 +59,7 @@ internal sealed partial class GatewayConnection
         {
             if (_closeRequested || _aborted)
             {
-                return;
+                return null;
             }
 
             var rxWaited = _rxWaited + (_rxWaitingSince == 0 ? 0 : now - _rxWaitingSince);
@@ -85,11 +84,10 @@ internal sealed partial class GatewayConnection
             }
             else
             {
-                return;
+                return null;
             }
         }
 
-        GatewayLog.ClockExpired(_logger, Id, reason, detail);
         if (abort)
         {
             Abort(reason, detail);
@@ -99,6 +97,8 @@ internal sealed partial class GatewayConnection
             // Through the grain, so what it wrote is flushed before the close.
             RequestClose(reason, detail);
         }
+
+        return (reason, detail);
     }
 
     /// <summary>The pump is about to wait on the socket: time the wait if it holds an incomplete frame.</summary>

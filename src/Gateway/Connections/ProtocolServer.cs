@@ -35,6 +35,9 @@ public sealed class ProtocolServer : IAsyncDisposable
     private readonly ConcurrentDictionary<IPAddress, int> _perAddress = new();
     private long _refused;
     private Task _heartbeat = Task.CompletedTask;
+
+    // Per close reason: how many connections the heartbeat cut for it (used only by the heartbeat's own loop).
+    private readonly long[] _clockLimitsHit = new long[Enum.GetValues<ConnectionCloseReason>().Length + 1];
     private readonly TaskCompletionSource _closed = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly Lock _lock = new();
     private List<IConnectionListener> _listeners = [];
@@ -469,7 +472,22 @@ public sealed class ProtocolServer : IAsyncDisposable
             var now = Environment.TickCount64;
             foreach (var connection in _connections.Values)
             {
-                connection.CheckClocks(now);
+                if (connection.CheckClocks(now) is not var (reason, detail))
+                {
+                    continue;
+                }
+
+                // An idle close is routine. The others are limits hit: a warning for the first of each kind and every
+                // 1,000th after (an attack must not flood the log), Debug for the rest.
+                var count = reason == ConnectionCloseReason.IdleTimeout ? 0 : ++_clockLimitsHit[(int)reason];
+                if (count == 1 || (count > 0 && count % 1000 == 0))
+                {
+                    GatewayLog.ClockLimitHit(_connectionLogger, connection.Id, reason, detail, count);
+                }
+                else
+                {
+                    GatewayLog.ClockExpired(_connectionLogger, connection.Id, reason, detail);
+                }
             }
         }
     }

@@ -58,26 +58,10 @@ internal static partial class GatewayLog
     public static partial void ConnectionRefused(ILogger logger, string listener, EndPoint? remoteEndPoint, string detail, long count);
 
     [LoggerMessage(23, LogLevel.Debug, "Connection {ConnectionId}: {Reason}: {Detail} Closing.", EventName = "ClockExpired")]
-    private static partial void ClockExpiredDebug(ILogger logger, string connectionId, ConnectionCloseReason reason, string detail);
+    public static partial void ClockExpired(ILogger logger, string connectionId, ConnectionCloseReason reason, string detail);
 
-    [LoggerMessage(25, LogLevel.Warning, "Connection {ConnectionId}: {Reason}: {Detail} Closing.", EventName = "DataRateLimit")]
-    private static partial void DataRateLimit(ILogger logger, string connectionId, ConnectionCloseReason reason, string detail);
-
-    /// <summary>
-    /// A connection's clock ran out. Idle and first-data timeouts are routine (Debug); a data rate under the minimum is
-    /// a limit hit (Warning).
-    /// </summary>
-    public static void ClockExpired(ILogger logger, string connectionId, ConnectionCloseReason reason, string detail)
-    {
-        if (reason is ConnectionCloseReason.ReceiveRateTooLow or ConnectionCloseReason.SendRateTooLow)
-        {
-            DataRateLimit(logger, connectionId, reason, detail);
-        }
-        else
-        {
-            ClockExpiredDebug(logger, connectionId, reason, detail);
-        }
-    }
+    [LoggerMessage(25, LogLevel.Warning, "Connection {ConnectionId}: {Reason}: {Detail} Closing. ({Count} so far on this listener)", EventName = "ClockLimitHit")]
+    public static partial void ClockLimitHit(ILogger logger, string connectionId, ConnectionCloseReason reason, string detail, long count);
 
     [LoggerMessage(24, LogLevel.Warning, "Connection {ConnectionId}: {Detail} Dropped without a grain.", EventName = "ProxyHeaderRejected")]
     public static partial void ProxyHeaderRejected(ILogger logger, string connectionId, string detail);

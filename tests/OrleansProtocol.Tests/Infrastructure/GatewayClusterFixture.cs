@@ -17,6 +17,14 @@ public sealed class GatewayClusterFixture : IAsyncLifetime
 {
     public CallbackRecorder Recorder { get; } = new();
 
+    /// <summary>Collects one of the gateway's instruments from the silo's meter factory, from now on.</summary>
+    public Microsoft.Extensions.Diagnostics.Metrics.Testing.MetricCollector<T> Collect<T>(string instrument)
+        where T : struct =>
+        new(Silo.GetRequiredService<System.Diagnostics.Metrics.IMeterFactory>(), OrleansProtocol.Gateway.Diagnostics.GatewayMetrics.MeterName, instrument);
+
+    /// <summary>The silo's log entries at Information and above.</summary>
+    public CapturingLoggerProvider Logs { get; } = new();
+
     /// <summary>The TLS listeners' certificate, a self-signed PFX made for this run.</summary>
     public string CertificatePath { get; } = TestCertificates.CreatePfx();
 
@@ -105,6 +113,7 @@ public sealed class GatewayClusterFixture : IAsyncLifetime
         builder.ConfigureSilo((_, silo) =>
         {
             silo.Services.AddSingleton(Recorder);
+            silo.Services.AddSingleton<Microsoft.Extensions.Logging.ILoggerProvider>(Logs);
 
             // Collect idle grains quickly, so tests show connection grains are exempt while their connection lives.
             silo.Services.Configure<GrainCollectionOptions>(o =>
