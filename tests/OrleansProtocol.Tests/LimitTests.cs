@@ -174,6 +174,9 @@ public sealed class LimitTests(GatewayClusterFixture fixture)
         Assert.Equal(0, Mine(active).Sum(m => m.Value));
         Assert.Equal(0, Mine(paused).Sum(m => m.Value));
         Assert.Equal(200, Mine(durations).Count());
-        Assert.All(Mine(durations), m => Assert.Equal(nameof(ConnectionCloseReason.PeerReset), m.Tags["orleansprotocol.close_reason"]));
+        // Reset by the peer; or, on a loaded machine, cut at the write-buffer cap first when a grain's 256 KiB writes
+        // outran its PauseWriting (the clients never read) before the reset came.
+        Assert.All(Mine(durations), m => Assert.Contains(
+            m.Tags["orleansprotocol.close_reason"], new[] { nameof(ConnectionCloseReason.PeerReset), nameof(ConnectionCloseReason.WriteBufferLimit) }));
     }
 }
