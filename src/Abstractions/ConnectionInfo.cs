@@ -41,6 +41,13 @@ public sealed record ConnectionInfo(
     /// </summary>
     [Id(8)]
     public long? MaxWriteBufferSize { get; init; }
+
+    /// <summary>
+    /// After <c>SetProtocol</c>: bytes an earlier protocol wrote that were still buffered when this one took over. The
+    /// transport is shared, so they count in this protocol's write buffer size, as in asyncio.
+    /// </summary>
+    [Id(9)]
+    public long InheritedWriteBufferSize { get; init; }
 }
 
 /// <summary>What TLS negotiated on a connection (asyncio's <c>ssl_object</c> details).</summary>

@@ -50,6 +50,7 @@ public sealed class ProtocolTransport
     {
         _owner = owner;
         Connection = connection;
+        _bytesWritten = connection.InheritedWriteBufferSize;
     }
 
     /// <summary>What the gateway knows about the connection.</summary>

@@ -2,6 +2,7 @@ using System.Text;
 using Orleans.Runtime;
 using OrleansProtocol.Samples;
 using OrleansProtocol.Tests.Infrastructure;
+using OrleansProtocol.Tests.TestGrains;
 
 namespace OrleansProtocol.Tests;
 
@@ -40,5 +41,22 @@ public sealed class SetProtocolTests(GatewayClusterFixture fixture)
         client.ShutdownSend();
         Assert.Empty(await client.ReadToEndAsync());
         await fixture.Cluster.WaitForDeactivationAsync(newGrain).WaitAsync(TestTimeouts.Default);
+    }
+
+    [Fact]
+    public async Task The_new_protocol_counts_the_shared_write_buffer_not_what_the_old_one_sent()
+    {
+        await using var client = await TestClient.ConnectAsync(fixture.EndPoint("write-then-upgrade"));
+        var record = await fixture.Recorder.ForClientAsync(client.LocalEndPoint);
+        Assert.Equal(WriteThenUpgradeGrain.Written, (await client.ReadExactlyAsync(WriteThenUpgradeGrain.Written)).Length);
+
+        // The grain's count is exact as of its last callback: the gateway had sent everything before "echo again"
+        // arrived, and the callback then wrote "again\n". The old protocol's 100,000 bytes (all sent by then) count
+        // neither way; before they are sent they count as the new protocol's, as in asyncio's shared transport.
+        await client.SendAsync("echo hi\n");
+        Assert.Equal("hi", await client.ReadLineAsync());
+        await client.SendAsync("echo again\n");
+        Assert.Equal("again", await client.ReadLineAsync());
+        Assert.Equal("again\n".Length, await fixture.ScriptGrain(record).WriteBufferSize());
     }
 }

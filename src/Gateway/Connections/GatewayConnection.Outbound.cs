@@ -28,6 +28,7 @@ internal sealed partial class GatewayConnection
     private SortedDictionary<long, TransportBatch>? _early;
     private long _bufferedBytes;
     private long _bytesSent;
+    private long _protocolSentBase;
     private int _writeHigh = ProtocolTransport.DefaultWriteBufferHigh;
     private int _writeLow = ProtocolTransport.DefaultWriteBufferLow;
     private bool _writePaused;
@@ -43,6 +44,12 @@ internal sealed partial class GatewayConnection
 
     /// <summary>Bytes handed to the socket so far.</summary>
     internal long BytesSent => Interlocked.Read(ref _bytesSent);
+
+    /// <summary>
+    /// <see cref="BytesSent"/> as the current protocol counts it: from when it took the connection over (SetProtocol),
+    /// so that its bytes written minus these is the write buffer, inherited bytes included.
+    /// </summary>
+    internal long ProtocolBytesSent => Interlocked.Read(ref _bytesSent) - Volatile.Read(ref _protocolSentBase);
 
     /// <summary>Bytes accepted from the grain and not yet handed to the socket (asyncio's write buffer size).</summary>
     internal long WriteBufferSize
@@ -197,7 +204,7 @@ internal sealed partial class GatewayConnection
         // The bytes-sent figure of this moment travels with the notification, so the grain sees a write buffer over
         // high in PauseWriting and at or below low in ResumeWriting, as asyncio's protocol does.
         SetWritePausedLocked(pause);
-        _flowEvents.Enqueue((pause, Interlocked.Read(ref _bytesSent)));
+        _flowEvents.Enqueue((pause, ProtocolBytesSent));
         GatewayLog.WriteFlowChanged(_logger, Id, _bufferedBytes, pause ? "paused" : "resumed");
         WakePumpLocked();
     }

@@ -288,6 +288,10 @@ internal sealed partial class GatewayConnection
         {
             _epoch++;
             _appliedSequence = 0;
+
+            // The new protocol's counts start here; what the old one left in the buffer is its inheritance.
+            Volatile.Write(ref _protocolSentBase, Interlocked.Read(ref _bytesSent));
+            Info = Info with { GrainType = protocol, InheritedWriteBufferSize = _bufferedBytes };
             _early = null;
             _handOff = null;
 
@@ -302,7 +306,6 @@ internal sealed partial class GatewayConnection
         }
 
         _grain = _grainFactory.GetGrain<IProtocolGrain>(GrainId.Create(GrainType.Create(protocol), Id));
-        Info = Info with { GrainType = protocol };
         GatewayLog.ProtocolSwitched(_logger, Id, protocol);
         await ConnectGrainAsync();
         return data.IsEmpty ? null : data.ToArray();
@@ -388,7 +391,7 @@ internal sealed partial class GatewayConnection
 
             if (serverClose is { } close)
             {
-                await ApplyReplyAsync(await _grain.CloseRequested(close.Reason, close.Detail, BytesSent));
+                await ApplyReplyAsync(await _grain.CloseRequested(close.Reason, close.Detail, ProtocolBytesSent));
                 lock (_lock)
                 {
                     // The reply normally carried the close already; this covers a grain that did not close.
@@ -568,7 +571,7 @@ internal sealed partial class GatewayConnection
     private async Task<ReadOnlyMemory<byte>[]?> DeliverFramesAsync(ReadOnlyMemory<byte>[] frames)
     {
         var started = Stopwatch.GetTimestamp();
-        var reply = await _grain.FramesReceived(frames, BytesSent);
+        var reply = await _grain.FramesReceived(frames, ProtocolBytesSent);
         _metrics.GrainCall(Info.ListenerName, "frames_received", started);
         await ApplyReplyAsync(reply);
         return reply.Status == ProtocolReplyStatus.Deferred ? frames[reply.FramesTaken..] : null;
@@ -579,7 +582,7 @@ internal sealed partial class GatewayConnection
     {
         GatewayLog.DataDelivered(_logger, Id, data.Length);
         var started = Stopwatch.GetTimestamp();
-        var reply = await _grain.DataReceived(data, BytesSent);
+        var reply = await _grain.DataReceived(data, ProtocolBytesSent);
         _metrics.GrainCall(Info.ListenerName, "data_received", started);
         await ApplyReplyAsync(reply);
         return reply.Status != ProtocolReplyStatus.Deferred;
@@ -589,7 +592,7 @@ internal sealed partial class GatewayConnection
     private async Task<bool> DeliverEofAsync()
     {
         var started = Stopwatch.GetTimestamp();
-        var reply = await _grain.EofReceived(BytesSent);
+        var reply = await _grain.EofReceived(ProtocolBytesSent);
         _metrics.GrainCall(Info.ListenerName, "eof_received", started);
         await ApplyReplyAsync(reply);
         if (reply.Status == ProtocolReplyStatus.Deferred)

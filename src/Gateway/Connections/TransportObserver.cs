@@ -11,6 +11,6 @@ internal sealed class TransportObserver(GatewayConnection connection, int epoch)
     public Task<long> Send(TransportBatch batch)
     {
         connection.Apply(batch, epoch);
-        return Task.FromResult(connection.BytesSent);
+        return Task.FromResult(connection.ProtocolBytesSent);
     }
 }

@@ -86,6 +86,7 @@ public sealed class GatewayClusterFixture : IAsyncLifetime
         silo.AddProtocolListener<EchoGrain>("echo", o => o.Port = 0);
         silo.AddProtocolListener<ScriptGrain>("script", o => o.Port = 0);
         silo.AddProtocolListener<ByeGrain>("bye", o => o.Port = 0);
+        silo.AddProtocolListener<WriteThenUpgradeGrain>("write-then-upgrade", o => o.Port = 0);
         silo.AddProtocolListener<HalfOpenEchoGrain>("half-open-echo", o => o.Port = 0);
         silo.AddProtocolListener<StringReceiverGrain>("strings", o => o.Port = 0);
         silo.AddProtocolListener<LoopGrain>("loop", o => o.Port = 0);

@@ -35,3 +35,16 @@ public sealed class HalfOpenEchoGrain : ProtocolGrain
         return Task.FromResult(true);
     }
 }
+
+/// <summary>Writes 100,000 bytes, then hands the connection to <see cref="ScriptGrain"/> at once.</summary>
+public sealed class WriteThenUpgradeGrain : ProtocolGrain
+{
+    public const int Written = 100_000;
+
+    protected override Task ConnectionMade(ProtocolTransport transport)
+    {
+        transport.Write(new byte[Written]);
+        transport.SetProtocol<ScriptGrain>();
+        return Task.CompletedTask;
+    }
+}
