@@ -184,6 +184,29 @@ public sealed class AbuseTests(GatewayClusterFixture fixture, ITestOutputHelper 
     }
 
     [Fact]
+    public async Task A_close_waiting_to_flush_to_a_peer_that_does_not_read_is_aborted_at_the_minimum_send_rate()
+    {
+        using var durations = Collect<double>("orleansprotocol.connection.duration");
+        var name = $"close-flush-{Guid.NewGuid():N}";
+        await using var server = await CreateAsync<ScriptGrain>(name, o =>
+        {
+            o.MinSendDataRate = 4 * 1024 * 1024;
+            o.MinSendDataRateGracePeriod = TimeSpan.FromSeconds(1);
+            o.MaxWriteBufferSize = 64 * 1024 * 1024;
+        });
+        await using var client = await TestClient.ConnectAsync(server.EndPoints[0]);
+        var record = await fixture.Recorder.ForClientAsync(client.LocalEndPoint);
+
+        // 8 MiB, then Close(): more than the kernel's buffers take, so the close waits on a flush the peer never reads.
+        await client.SendAsync($"write-close {8 * 1024 * 1024}\n");
+        await HealthyClientAsync(fixture.Recorder.WaitUntilAsync(() => record.Count("CL") == 1));
+        Assert.Equal(ConnectionCloseReason.SendRateTooLow, Assert.IsType<ConnectionClosedException>(record.LostException).Reason);
+
+        await server.DisposeAsync();
+        Assert.Equal(1, ClosedWith(durations, name, ConnectionCloseReason.SendRateTooLow));
+    }
+
+    [Fact]
     public async Task A_peer_that_never_reads_while_its_grain_streams_100_MiB_gets_PauseWriting_then_an_abort_at_the_cap_with_memory_bounded()
     {
         using var durations = Collect<double>("orleansprotocol.connection.duration");
@@ -220,7 +243,9 @@ public sealed class AbuseTests(GatewayClusterFixture fixture, ITestOutputHelper 
         Assert.Equal(1, ClosedWith(durations, name, ConnectionCloseReason.WriteBufferLimit));
         var writePauses = paused.GetMeasurementSnapshot().Where(m =>
             (string?)m.Tags["orleansprotocol.listener"] == name && (string?)m.Tags["orleansprotocol.direction"] == "write").ToList();
-        Assert.Equal(1, writePauses.Count(m => m.Value == 1));
+        // Paused at least once (the kernel's send buffer may grow and take a buffer's worth, resuming it for a while),
+        // and the paused gauge is back to zero after the abort.
+        Assert.InRange(writePauses.Count(m => m.Value == 1), 1, int.MaxValue);
         Assert.Equal(0, writePauses.Sum(m => m.Value));
     }
 

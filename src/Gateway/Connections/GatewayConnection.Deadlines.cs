@@ -57,7 +57,7 @@ internal sealed partial class GatewayConnection
         var abort = false;
         lock (_lock)
         {
-            if (_closeRequested || _aborted)
+            if (_aborted)
             {
                 return null;
             }
@@ -65,9 +65,17 @@ internal sealed partial class GatewayConnection
             var rxWaited = _rxWaited + (_rxWaitingSince == 0 ? 0 : now - _rxWaitingSince);
             if (_clocks.TxRate > 0 && _bufferedBytes > 0 && now > _txDeadline)
             {
-                // Aborted, not closed: a close would wait for the very bytes the peer does not take.
-                (reason, detail, abort) = (ConnectionCloseReason.SendRateTooLow,
-                    $"The peer took {_bufferedBytes} buffered bytes slower than the minimum of {_clocks.TxRate * 1000:0.##} bytes/s.", true);
+                // Aborted, not closed: a close would wait for the very bytes the peer does not take. This holds while
+                // closing too (a close flushes first, and would wait forever), and the reason replaces the close's.
+                detail = $"The peer took {_bufferedBytes} buffered bytes slower than the minimum of {_clocks.TxRate * 1000:0.##} bytes/s.";
+                _closeReason = ConnectionCloseReason.None;
+                AbortLocked(ConnectionCloseReason.SendRateTooLow, detail);
+                (reason, abort) = (ConnectionCloseReason.SendRateTooLow, true);
+            }
+            else if (_closeRequested || _serverClose is not null)
+            {
+                // Closing already (a close asked of the grain is on its way): the other clocks have done their part.
+                return null;
             }
             else if (_clocks.RxRate > 0 && _rxPartial > 0 && rxWaited >= _clocks.RxGraceMs && _rxBytes < _clocks.RxRate * rxWaited)
             {
@@ -90,7 +98,7 @@ internal sealed partial class GatewayConnection
 
         if (abort)
         {
-            Abort(reason, detail);
+            WakeWriter();
         }
         else
         {

@@ -472,10 +472,12 @@ public sealed class ProtocolServer : IAsyncDisposable
             var now = Environment.TickCount64;
             foreach (var connection in _connections.Values)
             {
-                if (connection.CheckClocks(now) is not var (reason, detail))
+                if (connection.CheckClocks(now) is not { } expired)
                 {
                     continue;
                 }
+
+                var (reason, detail) = expired;
 
                 // An idle close is routine. The others are limits hit: a warning for the first of each kind and every
                 // 1,000th after (an attack must not flood the log), Debug for the rest.

@@ -142,6 +142,10 @@ public sealed class ScriptGrain(CallbackRecorder recorder) : ProtocolGrain, IScr
                 }
 
                 break;
+            case "write-close":
+                Transport.Write(new byte[int.Parse(argument)]);
+                Transport.Close();
+                break;
             case "abort-after":
                 Transport.Write(new byte[int.Parse(argument)]);
                 Transport.Abort();
