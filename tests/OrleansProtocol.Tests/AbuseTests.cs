@@ -34,22 +34,6 @@ public sealed class AbuseTests(GatewayClusterFixture fixture, ITestOutputHelper 
             configure(o);
         });
 
-    /// <summary>Round trips on the sample echo listener until <paramref name="until"/> completes; all must succeed.</summary>
-    private async Task<int> HealthyClientAsync(Task until)
-    {
-        await using var healthy = await TestClient.ConnectAsync(fixture.EndPoint("echo"));
-        var rounds = 0;
-        do
-        {
-            await healthy.SendAsync($"healthy {rounds}\n");
-            Assert.Equal($"healthy {rounds}", await healthy.ReadLineAsync());
-            rounds++;
-        }
-        while (!until.IsCompleted);
-
-        return rounds;
-    }
-
     [Fact]
     public async Task Slowloris_500_connections_trickling_an_incomplete_line_are_cut_by_the_receive_rate_while_others_are_served()
     {
@@ -106,7 +90,7 @@ public sealed class AbuseTests(GatewayClusterFixture fixture, ITestOutputHelper 
             {
             }
         }));
-        var rounds = await HealthyClientAsync(cut);
+        var rounds = await fixture.HealthyClientAsync(cut);
         await cut;
         pace.Dispose();
         await trickle;
@@ -146,7 +130,7 @@ public sealed class AbuseTests(GatewayClusterFixture fixture, ITestOutputHelper 
         var silentRecord = await fixture.Recorder.ForClientAsync(silent.LocalEndPoint);
 
         var closed = fixture.Recorder.WaitUntilAsync(() => silentRecord.Count("CL") == 1);
-        await HealthyClientAsync(closed);
+        await fixture.HealthyClientAsync(closed);
         Assert.Equal(ConnectionCloseReason.FirstDataTimeout, Assert.IsType<ConnectionClosedException>(silentRecord.LostException).Reason);
         Assert.Empty(await silent.ReadToEndAsync());
         Assert.Equal(0, talkerRecord.Count("CL"));
@@ -174,7 +158,7 @@ public sealed class AbuseTests(GatewayClusterFixture fixture, ITestOutputHelper 
 
         // The protocol stops at PauseWriting, so the hard cap is never reached: only the rate ends the stall.
         await client.SendAsync($"flood {256 * 1024 * 1024}\n");
-        await HealthyClientAsync(fixture.Recorder.WaitUntilAsync(() => record.Count("CL") == 1));
+        await fixture.HealthyClientAsync(fixture.Recorder.WaitUntilAsync(() => record.Count("CL") == 1));
         Assert.Equal(ConnectionCloseReason.SendRateTooLow, Assert.IsType<ConnectionClosedException>(record.LostException).Reason);
         Assert.Contains("PW", record.Events);
         await client.AssertDroppedAsync();
@@ -199,7 +183,7 @@ public sealed class AbuseTests(GatewayClusterFixture fixture, ITestOutputHelper 
 
         // 8 MiB, then Close(): more than the kernel's buffers take, so the close waits on a flush the peer never reads.
         await client.SendAsync($"write-close {8 * 1024 * 1024}\n");
-        await HealthyClientAsync(fixture.Recorder.WaitUntilAsync(() => record.Count("CL") == 1));
+        await fixture.HealthyClientAsync(fixture.Recorder.WaitUntilAsync(() => record.Count("CL") == 1));
         Assert.Equal(ConnectionCloseReason.SendRateTooLow, Assert.IsType<ConnectionClosedException>(record.LostException).Reason);
 
         await server.DisposeAsync();
@@ -225,7 +209,7 @@ public sealed class AbuseTests(GatewayClusterFixture fixture, ITestOutputHelper 
 
         // 64 KiB per timer tick, PauseWriting ignored; the client reads nothing.
         await client.SendAsync($"stream {intended}\n");
-        await HealthyClientAsync(fixture.Recorder.WaitUntilAsync(() => record.Count("CL") == 1));
+        await fixture.HealthyClientAsync(fixture.Recorder.WaitUntilAsync(() => record.Count("CL") == 1));
 
         var events = record.Events.ToList();
         Assert.True(events.IndexOf("PW") >= 0 && events.IndexOf("PW") < events.IndexOf("CL"), string.Join(",", events));
@@ -263,7 +247,7 @@ public sealed class AbuseTests(GatewayClusterFixture fixture, ITestOutputHelper 
         var allocatedBefore = GC.GetTotalAllocatedBytes();
         await client.SendAsync(new byte[] { 0x80, 0x00, 0x00, 0x00, 1, 2, 3 });
         Assert.Empty(await client.ReadToEndAsync());
-        await HealthyClientAsync(fixture.Recorder.WaitUntilAsync(() => record.Count("CL") == 1));
+        await fixture.HealthyClientAsync(fixture.Recorder.WaitUntilAsync(() => record.Count("CL") == 1));
         var allocated = GC.GetTotalAllocatedBytes() - allocatedBefore;
 
         // Everything this process allocated meanwhile (the gateway, the grain, this test, other tests) is far below 2 GiB.
@@ -305,7 +289,7 @@ public sealed class AbuseTests(GatewayClusterFixture fixture, ITestOutputHelper 
                 await Task.WhenAll(Enumerable.Range(0, 100).Select(_ => TestClient.AssertDroppedAsync(server.EndPoints[0])));
             }
         });
-        var rounds = await HealthyClientAsync(flood);
+        var rounds = await fixture.HealthyClientAsync(flood);
         await flood;
         output.WriteLine($"4,000 refused; the healthy client made {rounds} round trips meanwhile.");
 

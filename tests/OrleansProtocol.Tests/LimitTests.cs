@@ -161,7 +161,7 @@ public sealed class LimitTests(GatewayClusterFixture fixture)
             client.Reset();
         }
 
-        await fixture.Recorder.WaitUntilAsync(() => clients.All(c => c.Record.Count("CL") == 1));
+        await fixture.HealthyClientAsync(fixture.Recorder.WaitUntilAsync(() => clients.All(c => c.Record.Count("CL") == 1)));
         Assert.All(clients, c => Assert.Equal(1, c.Record.Count("CL")));
 
         // The counters return to zero: the server drains to no connection at all.

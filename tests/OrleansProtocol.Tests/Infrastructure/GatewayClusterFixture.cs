@@ -22,6 +22,26 @@ public sealed class GatewayClusterFixture : IAsyncLifetime
         where T : struct =>
         new(Silo.GetRequiredService<System.Diagnostics.Metrics.IMeterFactory>(), OrleansProtocol.Gateway.Diagnostics.GatewayMetrics.MeterName, instrument);
 
+    /// <summary>
+    /// A healthy client's round trips on the echo listener until <paramref name="until"/> completes; every one must
+    /// succeed (the server stays responsive while a test abuses it). Returns how many were made.
+    /// </summary>
+    public async Task<int> HealthyClientAsync(Task until)
+    {
+        await using var healthy = await TestClient.ConnectAsync(EndPoint("echo"));
+        var rounds = 0;
+        do
+        {
+            await healthy.SendAsync($"healthy {rounds}\n");
+            Assert.Equal($"healthy {rounds}", await healthy.ReadLineAsync());
+            rounds++;
+        }
+        while (!until.IsCompleted);
+
+        await until;
+        return rounds;
+    }
+
     /// <summary>The silo's log entries at Information and above.</summary>
     public CapturingLoggerProvider Logs { get; } = new();
 
