@@ -24,14 +24,21 @@ public sealed class DatagramEndpointOptions
 
     /// <summary>
     /// Datagrams waiting for a grain; more are dropped and counted, never blocking the socket (UDP has no flow
-    /// control). Defaults to 1,024.
+    /// control). Defaults to 1,024: 16 grain calls' worth at <see cref="MaxDatagramsPerCall"/>, and at most 1.5 MiB of
+    /// Ethernet-sized datagrams per grain (the Linux default socket receive buffer holds about 200 KiB). Must be positive.
     /// </summary>
     public int MaxQueuedDatagrams { get; set; } = 1024;
 
-    /// <summary>Most datagrams delivered in one grain call. Defaults to 64.</summary>
+    /// <summary>
+    /// Most datagrams delivered in one grain call. Defaults to 64, which keeps a call near <c>MaxDataReceivedSize</c>'s
+    /// 64 KiB for Ethernet-sized datagrams (one Orleans message stays small).
+    /// </summary>
     public int MaxDatagramsPerCall { get; set; } = 64;
 
-    /// <summary>Per-peer mode: most peers served at once; datagrams from further peers are dropped and counted. Defaults to 10,000.</summary>
+    /// <summary>
+    /// Per-peer mode: most peers served at once; datagrams from further peers are dropped and counted. Defaults to
+    /// 10,000, as a listener's <c>MaxConnections</c> (a peer holds a grain as a connection does). Must be positive.
+    /// </summary>
     public int MaxPeers { get; set; } = 10_000;
 
     /// <summary>
