@@ -20,6 +20,12 @@ public static class Program
         }
 
         var settings = Settings.Parse(args);
+        if (settings.IdleConnections > 0)
+        {
+            await IdleMemory.RunAsync(settings);
+            return 0;
+        }
+
         Console.WriteLine(
             $"echo request/response, {settings.Size} B messages, {settings.Rounds} rounds of {settings.Duration.TotalSeconds:0} s per server and " +
             $"connection count after {settings.Warmup.TotalSeconds:0} s warm-up each, medians shown; {Environment.ProcessorCount} cores shared by client and servers");
@@ -56,7 +62,7 @@ public static class Program
             $"| {connections} | {server} | {r.RequestsPerSecond:N0} | {r.ServerCpuMicrosPerRequest:N1} | {r.P50Micros:N0} | {r.P99Micros:N0} | {(ratio is { } x ? $"{x:P0}" : "")} |");
 }
 
-internal sealed record Settings(int Size, TimeSpan Warmup, TimeSpan Duration, int Rounds, int[] Connections, string Configuration)
+internal sealed record Settings(int Size, TimeSpan Warmup, TimeSpan Duration, int Rounds, int[] Connections, int IdleConnections, string Configuration)
 {
     public static Settings Parse(string[] args)
     {
@@ -72,6 +78,7 @@ internal sealed record Settings(int Size, TimeSpan Warmup, TimeSpan Duration, in
             TimeSpan.FromSeconds(double.Parse(Get("--duration", "5"))),
             int.Parse(Get("--rounds", "3")),
             Get("--connections", "1,16,64").Split(',').Select(int.Parse).ToArray(),
+            int.Parse(Get("--idle", "0")),
 #if DEBUG
             "Debug");
 #else
@@ -243,6 +250,11 @@ internal sealed class ServerProcess : IDisposable
 
     public int Pid => _process.Id;
 
+    /// <summary>The process's resident set size, from /proc (Linux).</summary>
+    public long ResidentBytes =>
+        File.ReadLines($"/proc/{Pid}/status").Where(l => l.StartsWith("VmRSS:", StringComparison.Ordinal))
+            .Select(l => long.Parse(l.Split(' ', StringSplitOptions.RemoveEmptyEntries)[1]) * 1024).First();
+
     public TimeSpan CpuTime
     {
         get
@@ -282,6 +294,9 @@ internal sealed class ServerProcess : IDisposable
             "--OrleansProtocol:Listeners:chat:Port=0",
             "--OrleansProtocol:Listeners:upgrade:Port=0",
             "--Health:Urls=http://127.0.0.1:0",
+
+            // Every bench connection comes from 127.0.0.1: lift the per-address limit (the listener's 10,000 stays).
+            "--OrleansProtocol:Listeners:echo:MaxConnectionsPerAddress=100000",
         })
         {
             start.ArgumentList.Add(argument);
@@ -310,5 +325,78 @@ internal sealed class ServerProcess : IDisposable
         _process.Kill(entireProcessTree: true);
         _process.WaitForExit();
         _process.Dispose();
+    }
+}
+
+/// <summary>
+/// Memory per idle connection: each server's resident set before and after N connections that each made one round trip
+/// (so the gateway holds a socket, its pipes and an active grain for each) and then sit idle.
+/// </summary>
+internal static class IdleMemory
+{
+    // How long the servers get to settle (GC, pools) before the second reading; not a synchronisation.
+    private static readonly TimeSpan Settle = TimeSpan.FromSeconds(3);
+
+    public static async Task RunAsync(Settings settings)
+    {
+        Console.WriteLine($"resident memory per idle connection, {settings.IdleConnections} connections each after one 16 B round trip; {Environment.ProcessorCount} cores");
+        Console.WriteLine();
+        Console.WriteLine("| server | RSS before MiB | RSS with connections MiB | KiB per connection |");
+        Console.WriteLine("|---|---:|---:|---:|");
+        using (var baseline = await ServerProcess.StartBaselineAsync())
+        {
+            await MeasureAsync("baseline", baseline, settings.IdleConnections);
+        }
+
+        using (var gateway = await ServerProcess.StartGatewayAsync(settings.Configuration))
+        {
+            await MeasureAsync("gateway", gateway, settings.IdleConnections);
+        }
+    }
+
+    private static async Task MeasureAsync(string name, ServerProcess server, int count)
+    {
+        // Warm the server's paths (JIT, pools, the grain class) with a few connections, then take the first reading.
+        await OpenAsync(server, 16).ContinueWith(t => Close(t.Result));
+        await Task.Delay(Settle);
+        var before = server.ResidentBytes;
+        var sockets = await OpenAsync(server, count);
+        await Task.Delay(Settle);
+        var after = server.ResidentBytes;
+        Console.WriteLine($"| {name} | {before / 1048576.0:N1} | {after / 1048576.0:N1} | {(after - before) / 1024.0 / count:N1} |");
+        Close(sockets);
+    }
+
+    private static async Task<List<Socket>> OpenAsync(ServerProcess server, int count)
+    {
+        var sockets = new List<Socket>(count);
+        var message = new byte[16];
+        for (var batch = 0; batch < count; batch += 100)
+        {
+            sockets.AddRange(await Task.WhenAll(Enumerable.Range(0, Math.Min(100, count - batch)).Select(async _ =>
+            {
+                var socket = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
+                await socket.ConnectAsync(server.EndPoint);
+                await socket.SendAsync(message);
+                var echo = new byte[message.Length];
+                for (var read = 0; read < echo.Length;)
+                {
+                    var n = await socket.ReceiveAsync(echo.AsMemory(read));
+                    read += n > 0 ? n : throw new IOException("the server closed a connection");
+                }
+
+                return socket;
+            })));
+        }
+
+        return sockets;
+    }
+
+    private static void Close(List<Socket> sockets)
+    {
+        foreach (var socket in sockets)
+        {
+            socket.Dispose();
+        }
     }
 }
