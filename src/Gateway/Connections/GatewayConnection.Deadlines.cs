@@ -1,3 +1,5 @@
+using System.Diagnostics;
+
 namespace OrleansProtocol.Gateway.Connections;
 
 /// <summary>
@@ -14,10 +16,10 @@ namespace OrleansProtocol.Gateway.Connections;
 internal sealed partial class GatewayConnection
 {
     private readonly ConnectionClocks _clocks;
-    private readonly long _acceptedAt = Environment.TickCount64;
     private volatile bool _peerSentData;
 
-    // Receive rate, guarded by _lock: the incomplete frame's bytes, and how long the pump has waited on the peer for it.
+    // Receive rate, written by the pump under _lock (read by the heartbeat under it): the incomplete frame's bytes, and
+    // how long the pump has waited on the peer for it. The pump, their only writer, may read them without the lock.
     private long _rxPartial;
     private long _rxBytes;
     private long _rxWaited;
@@ -82,7 +84,7 @@ internal sealed partial class GatewayConnection
                 (reason, detail) = (ConnectionCloseReason.ReceiveRateTooLow,
                     $"{_rxBytes} bytes of an incomplete frame in {rxWaited / 1000.0:0.#} s, under the minimum of {_clocks.RxRate * 1000:0.##} bytes/s.");
             }
-            else if (_clocks.FirstDataMs > 0 && !_peerSentData && now - _acceptedAt > _clocks.FirstDataMs)
+            else if (_clocks.FirstDataMs > 0 && !_peerSentData && Stopwatch.GetElapsedTime(_startTimestamp).TotalMilliseconds > _clocks.FirstDataMs)
             {
                 (reason, detail) = (ConnectionCloseReason.FirstDataTimeout, $"No byte from the peer within {TimeSpan.FromMilliseconds(_clocks.FirstDataMs)} of connecting.");
             }
@@ -112,14 +114,11 @@ internal sealed partial class GatewayConnection
     /// <summary>The pump is about to wait on the socket: time the wait if it holds an incomplete frame.</summary>
     private void StartReceiveWait()
     {
-        if (_decoder is not null && _clocks.RxRate > 0)
+        if (_rxPartial > 0)
         {
             lock (_lock)
             {
-                if (_rxPartial > 0)
-                {
-                    _rxWaitingSince = Environment.TickCount64;
-                }
+                _rxWaitingSince = Environment.TickCount64;
             }
         }
     }
@@ -130,8 +129,9 @@ internal sealed partial class GatewayConnection
     /// </summary>
     private void TrackIncompleteFrame(long consumed, long partial)
     {
-        if (_clocks.RxRate <= 0)
+        if (_clocks.RxRate <= 0 || (partial == 0 && _rxPartial == 0 && _rxWaitingSince == 0))
         {
+            // The common case, whole frames only: nothing to time.
             return;
         }
 

@@ -502,11 +502,13 @@ internal sealed partial class GatewayConnection
     private async Task<(ReadOnlyMemory<byte>[]? DeferredFrames, bool DeferredEof)> ReceiveFramesAsync(ReadResult result)
     {
         var buffer = result.Buffer;
-        var frames = new List<ReadOnlyMemory<byte>>();
+
+        // Allocated at the first whole frame: a peer trickling a frame costs no allocation per read.
+        List<ReadOnlyMemory<byte>>? frames = null;
         long consumed = 0;
         long batchBytes = 0;
         var status = FrameReadStatus.NeedMoreData;
-        while (batchBytes < _maxDataReceivedSize && frames.Count < MaxFramesPerCall)
+        while (batchBytes < _maxDataReceivedSize && (frames?.Count ?? 0) < MaxFramesPerCall)
         {
             status = _decoder!.TryRead(buffer.Slice(consumed), out var frame, out var frameLength);
             if (status != FrameReadStatus.Frame)
@@ -514,12 +516,12 @@ internal sealed partial class GatewayConnection
                 break;
             }
 
-            frames.Add(frame.ToArray());
+            (frames ??= []).Add(frame.ToArray());
             consumed += frameLength;
             batchBytes += frame.Length;
         }
 
-        var truncatedByEof = frames.Count == 0 && status == FrameReadStatus.NeedMoreData && result.IsCompleted;
+        var truncatedByEof = frames is null && status == FrameReadStatus.NeedMoreData && result.IsCompleted;
         if (truncatedByEof)
         {
             if (buffer.Length > consumed)
@@ -543,7 +545,7 @@ internal sealed partial class GatewayConnection
         {
             _metrics.BytesReceived(Info.ListenerName, consumed);
         }
-        if (frames.Count > 0)
+        if (frames is not null)
         {
             // Frames before a bad one are delivered; the bad one is met again at the start of the next read.
             return (await DeliverFramesAsync([.. frames]), false);

@@ -36,8 +36,8 @@ public sealed class ProtocolServer : IAsyncDisposable
     private long _refused;
     private Task _heartbeat = Task.CompletedTask;
 
-    // Per close reason: how many connections the heartbeat cut for it (used only by the heartbeat's own loop).
-    private readonly long[] _clockLimitsHit = new long[Enum.GetValues<ConnectionCloseReason>().Length + 1];
+    // How many connections the heartbeat cut, per reason (touched only by the heartbeat's own loop).
+    private readonly Dictionary<ConnectionCloseReason, long> _clockLimitsHit = [];
     private readonly TaskCompletionSource _closed = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly Lock _lock = new();
     private List<IConnectionListener> _listeners = [];
@@ -390,7 +390,7 @@ public sealed class ProtocolServer : IAsyncDisposable
 
                 // Closed at once, before any grain exists; existing connections are unaffected.
                 var count = Interlocked.Increment(ref _refused);
-                if (count == 1 || count % 1000 == 0)
+                if (GatewayLog.IsSampled(count))
                 {
                     GatewayLog.ConnectionRefused(_logger, Name, context.RemoteEndPoint, refusal, count);
                 }
@@ -479,10 +479,9 @@ public sealed class ProtocolServer : IAsyncDisposable
 
                 var (reason, detail) = expired;
 
-                // An idle close is routine. The others are limits hit: a warning for the first of each kind and every
-                // 1,000th after (an attack must not flood the log), Debug for the rest.
-                var count = reason == ConnectionCloseReason.IdleTimeout ? 0 : ++_clockLimitsHit[(int)reason];
-                if (count == 1 || (count > 0 && count % 1000 == 0))
+                // An idle close is routine (Debug). The others are limits hit, sampled into warnings per kind.
+                var count = reason == ConnectionCloseReason.IdleTimeout ? 0 : _clockLimitsHit[reason] = _clockLimitsHit.GetValueOrDefault(reason) + 1;
+                if (count > 0 && GatewayLog.IsSampled(count))
                 {
                     GatewayLog.ClockLimitHit(_connectionLogger, connection.Id, reason, detail, count);
                 }

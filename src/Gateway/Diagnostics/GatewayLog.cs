@@ -6,6 +6,12 @@ namespace OrleansProtocol.Gateway.Diagnostics;
 /// <summary>The gateway's log messages, with fixed event ids. Nothing per byte is logged above Trace.</summary>
 internal static partial class GatewayLog
 {
+    /// <summary>
+    /// Whether the <paramref name="count"/>th occurrence of a limit hit is logged as a warning: the first and every
+    /// 1,000th, so an attack cannot flood the log (the others go to Debug or only to the metrics).
+    /// </summary>
+    public static bool IsSampled(long count) => count == 1 || count % 1000 == 0;
+
     [LoggerMessage(1, LogLevel.Information, "Listener {Listener} serving {GrainType} on {EndPoint}", EventName = "ListenerStarted")]
     public static partial void ListenerStarted(ILogger logger, string listener, string grainType, EndPoint endPoint);
 

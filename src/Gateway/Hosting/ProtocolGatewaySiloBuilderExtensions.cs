@@ -29,6 +29,7 @@ public static class ProtocolGatewaySiloBuilderExtensions
         services.TryAddEnumerable(ServiceDescriptor.Singleton<ILifecycleParticipant<ISiloLifecycle>, ProtocolGatewayParticipant>());
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<ProtocolGatewayOptions>, ProtocolGatewayOptionsValidator>());
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<ProtocolListenerOptions>, ProtocolListenerOptionsValidator>());
+        services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<DatagramEndpointOptions>, DatagramEndpointOptionsValidator>());
         return builder;
     }
 
@@ -60,7 +61,6 @@ public static class ProtocolGatewaySiloBuilderExtensions
         builder.AddProtocolGateway();
         builder.Services.AddSingleton(new DatagramEndpointRegistration(name, typeof(TGrain)));
         builder.Services.AddOptions<DatagramEndpointOptions>(name).Configure(configure).ValidateOnStart();
-        builder.Services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<DatagramEndpointOptions>, DatagramEndpointOptionsValidator>());
         return builder;
     }
 
