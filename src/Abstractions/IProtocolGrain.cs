@@ -17,7 +17,8 @@ namespace OrleansProtocol;
 /// Each callback's reply carries the transport operations the callback made (<see cref="ProtocolReply.Batch"/>), so a
 /// request/response protocol costs one grain call per read. The <c>bytesSent</c> arguments tell the grain
 /// how many bytes the gateway has handed to the socket so far, which is how the grain's transport knows its write
-/// buffer size.
+/// buffer size. They count from when this protocol took the connection over: after <c>SetProtocol</c>, bytes the
+/// earlier protocol left buffered are the new one's to drain (<see cref="ConnectionInfo.InheritedWriteBufferSize"/>).
 /// </para>
 /// </remarks>
 [Alias("OrleansProtocol.IProtocolGrain")]
@@ -31,7 +32,7 @@ public interface IProtocolGrain : IGrainWithStringKey
 
     /// <summary>Bytes from the peer, in order. Never empty, never after <see cref="EofReceived"/>.</summary>
     /// <param name="data">The bytes; the grain owns them.</param>
-    /// <param name="bytesSent">Bytes the gateway has sent to the peer so far on this connection.</param>
+    /// <param name="bytesSent">Bytes the gateway has sent to the peer for this protocol so far (see remarks).</param>
     [Alias("DataReceived")]
     Task<ProtocolReply> DataReceived([Immutable] ReadOnlyMemory<byte> data, long bytesSent);
 
@@ -39,7 +40,7 @@ public interface IProtocolGrain : IGrainWithStringKey
     /// Whole frames from the peer, in order, on a framed listener (never empty; several when they arrived together).
     /// </summary>
     /// <param name="frames">The frame bodies, without prefix or delimiter; the grain owns them.</param>
-    /// <param name="bytesSent">Bytes the gateway has sent to the peer so far on this connection.</param>
+    /// <param name="bytesSent">Bytes the gateway has sent to the peer for this protocol so far (see remarks).</param>
     [Alias("FramesReceived")]
     Task<ProtocolReply> FramesReceived([Immutable] ReadOnlyMemory<byte>[] frames, long bytesSent);
 
@@ -47,17 +48,17 @@ public interface IProtocolGrain : IGrainWithStringKey
     /// The peer shut down its write side. At most once. <see cref="ProtocolReply.KeepOpen"/> false closes the
     /// transport after flushing; true keeps it half-open until the protocol closes it.
     /// </summary>
-    /// <param name="bytesSent">Bytes the gateway has sent to the peer so far on this connection.</param>
+    /// <param name="bytesSent">Bytes the gateway has sent to the peer for this protocol so far (see remarks).</param>
     [Alias("EofReceived")]
     Task<ProtocolReply> EofReceived(long bytesSent);
 
     /// <summary>The gateway's write buffer went over the high-water mark.</summary>
-    /// <param name="bytesSent">Bytes the gateway has sent to the peer so far on this connection.</param>
+    /// <param name="bytesSent">Bytes the gateway has sent to the peer for this protocol so far (see remarks).</param>
     [Alias("PauseWriting")]
     Task<ProtocolReply> PauseWriting(long bytesSent);
 
     /// <summary>The gateway's write buffer drained to the low-water mark or below.</summary>
-    /// <param name="bytesSent">Bytes the gateway has sent to the peer so far on this connection.</param>
+    /// <param name="bytesSent">Bytes the gateway has sent to the peer for this protocol so far (see remarks).</param>
     [Alias("ResumeWriting")]
     Task<ProtocolReply> ResumeWriting(long bytesSent);
 
@@ -67,7 +68,7 @@ public interface IProtocolGrain : IGrainWithStringKey
     /// </summary>
     /// <param name="reason">Why the server closes the connection.</param>
     /// <param name="message">Detail for <paramref name="reason"/>.</param>
-    /// <param name="bytesSent">Bytes the gateway has sent to the peer so far on this connection.</param>
+    /// <param name="bytesSent">Bytes the gateway has sent to the peer for this protocol so far (see remarks).</param>
     [Alias("CloseRequested")]
     Task<ProtocolReply> CloseRequested(ConnectionCloseReason reason, string? message, long bytesSent);
 
