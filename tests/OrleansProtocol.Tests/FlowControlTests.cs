@@ -9,6 +9,7 @@ public sealed class FlowControlTests(GatewayClusterFixture fixture)
     [Fact]
     public async Task PauseReading_takes_effect_at_once_is_idempotent_and_one_ResumeReading_restarts_delivery()
     {
+        using var paused = fixture.Collect<long>("orleansprotocol.paused_connections");
         var (client, record) = await fixture.ConnectScriptAsync();
         await using var disposeClient = client;
 
@@ -25,9 +26,16 @@ public sealed class FlowControlTests(GatewayClusterFixture fixture)
         var early = fixture.Recorder.WaitUntilAsync(() => record.Count("DR") > deliveriesWhilePaused, TestTimeouts.QuietPeriod);
         await Assert.ThrowsAnyAsync<OperationCanceledException>(() => early);
 
+        // The paused-connections gauge counted this connection once, as paused reading.
+        await paused.WaitForMeasurementsAsync(1).WaitAsync(TestTimeouts.Default);
+        var pause = Assert.Single(paused.GetMeasurementSnapshot());
+        Assert.Equal((1L, "script", "read"), (pause.Value, pause.Tags["orleansprotocol.listener"], pause.Tags["orleansprotocol.direction"]));
+
         var grain = fixture.ScriptGrain(record);
         await grain.ResumeReadingNow();
         Assert.Equal("while-paused", await client.ReadLineAsync());
+        await paused.WaitForMeasurementsAsync(2).WaitAsync(TestTimeouts.Default);
+        Assert.Equal(0, paused.GetMeasurementSnapshot().Sum(m => m.Value));
 
         // The data was delivered after the resume, never before it.
         var events = record.Events.ToList();

@@ -1,5 +1,6 @@
 using System.Net;
 using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
 using Orleans.Configuration;
 using Orleans.Hosting;
 using Orleans.TestingHost;
@@ -42,8 +43,8 @@ public sealed class GatewayClusterFixture : IAsyncLifetime
         return rounds;
     }
 
-    /// <summary>The silo's log entries at Information and above.</summary>
-    public CapturingLoggerProvider Logs { get; } = new();
+    /// <summary>The silo's log entries: the gateway's from Trace up, everything else's from Information up.</summary>
+    public CapturingLoggerProvider Logs { get; } = new(LogLevel.Trace);
 
     /// <summary>The TLS listeners' certificate, a self-signed PFX made for this run.</summary>
     public string CertificatePath { get; } = TestCertificates.CreatePfx();
@@ -106,7 +107,11 @@ public sealed class GatewayClusterFixture : IAsyncLifetime
         silo.AddProtocolListener<EchoGrain>("echo", o => o.Port = 0);
         silo.AddProtocolListener<ScriptGrain>("script", o => o.Port = 0);
         silo.AddProtocolListener<ByeGrain>("bye", o => o.Port = 0);
-        silo.AddProtocolListener<WriteThenUpgradeGrain>("write-then-upgrade", o => o.Port = 0);
+        silo.AddProtocolListener<WriteThenUpgradeGrain>("write-then-upgrade", o =>
+        {
+            o.Port = 0;
+            o.MaxWriteBufferSize = 64 * 1024 * 1024;
+        });
         silo.AddProtocolListener<HalfOpenEchoGrain>("half-open-echo", o => o.Port = 0);
         silo.AddProtocolListener<StringReceiverGrain>("strings", o => o.Port = 0);
         silo.AddProtocolListener<LoopGrain>("loop", o => o.Port = 0);
@@ -134,7 +139,10 @@ public sealed class GatewayClusterFixture : IAsyncLifetime
         builder.ConfigureSilo((_, silo) =>
         {
             silo.Services.AddSingleton(Recorder);
-            silo.Services.AddSingleton<Microsoft.Extensions.Logging.ILoggerProvider>(Logs);
+            silo.Services.AddSingleton<ILoggerProvider>(Logs);
+            silo.Services.AddLogging(logging => logging
+                .AddFilter<CapturingLoggerProvider>(null, LogLevel.Information)
+                .AddFilter<CapturingLoggerProvider>("OrleansProtocol", LogLevel.Trace));
 
             // Collect idle grains quickly, so tests show connection grains are exempt while their connection lives.
             silo.Services.Configure<GrainCollectionOptions>(o =>

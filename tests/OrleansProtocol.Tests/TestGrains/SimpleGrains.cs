@@ -36,10 +36,10 @@ public sealed class HalfOpenEchoGrain : ProtocolGrain
     }
 }
 
-/// <summary>Writes 100,000 bytes, then hands the connection to <see cref="ScriptGrain"/> at once.</summary>
+/// <summary>Writes 32 MiB (more than the kernel takes at once), then hands the connection to <see cref="ScriptGrain"/>.</summary>
 public sealed class WriteThenUpgradeGrain : ProtocolGrain
 {
-    public const int Written = 100_000;
+    public const int Written = 32 * 1024 * 1024;
 
     protected override Task ConnectionMade(ProtocolTransport transport)
     {
