@@ -357,7 +357,7 @@ internal static class IdleMemory
     private static async Task MeasureAsync(string name, ServerProcess server, int count)
     {
         // Warm the server's paths (JIT, pools, the grain class) with a few connections, then take the first reading.
-        await OpenAsync(server, 16).ContinueWith(t => Close(t.Result));
+        Close(await OpenAsync(server, 16));
         await Task.Delay(Settle);
         var before = server.ResidentBytes;
         var sockets = await OpenAsync(server, count);

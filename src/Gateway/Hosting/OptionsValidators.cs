@@ -10,7 +10,7 @@ internal sealed class ProtocolListenerOptionsValidator : IValidateOptions<Protoc
     {
         var failures = new List<string>();
         var prefix = $"Listener '{name}':";
-        var hosts = ProtocolListenerOptions.SplitHosts(options.Host);
+        var hosts = ProtocolListenerOptions.SplitList(options.Host);
         if (hosts.Length == 0)
         {
             failures.Add($"{prefix} Host is empty. Use e.g. 127.0.0.1, 0.0.0.0, or several separated by commas.");
@@ -65,7 +65,7 @@ internal sealed class ProtocolListenerOptionsValidator : IValidateOptions<Protoc
 
         if (options.ProxyProtocol)
         {
-            var networks = ProtocolListenerOptions.SplitHosts(options.ProxyTrustedNetworks);
+            var networks = ProtocolListenerOptions.SplitList(options.ProxyTrustedNetworks);
             if (networks.Length == 0)
             {
                 failures.Add($"{prefix} ProxyProtocol is on but ProxyTrustedNetworks is empty. List the load balancers' networks, e.g. 10.0.0.0/8.");

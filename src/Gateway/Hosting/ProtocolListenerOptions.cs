@@ -67,7 +67,7 @@ public sealed class ProtocolListenerOptions
     public TimeSpan ProxyHeaderTimeout { get; set; } = TimeSpan.FromSeconds(10);
 
     // The validator has checked every entry parses.
-    internal IReadOnlyList<IPNetwork> TrustedNetworks => SplitHosts(ProxyTrustedNetworks).Select(IPNetwork.Parse).ToArray();
+    internal IReadOnlyList<IPNetwork> TrustedNetworks => SplitList(ProxyTrustedNetworks).Select(IPNetwork.Parse).ToArray();
 
     /// <summary>TLS termination; off unless a certificate is configured.</summary>
     public TlsOptions Tls { get; set; } = new();
@@ -148,10 +148,11 @@ public sealed class ProtocolListenerOptions
         Framing.Kind == FramingKind.Raw ? MaxReadBufferSize : Math.Max(MaxReadBufferSize, Framing.MaxFrameSize + 16L + Framing.DelimiterBytes.Length);
 
     internal IEnumerable<IPEndPoint> GetEndPoints() =>
-        SplitHosts(Host).Select(h => new IPEndPoint(ParseHost(h) ?? IPAddress.Loopback, Port)).Distinct();
+        SplitList(Host).Select(h => new IPEndPoint(ParseHost(h) ?? IPAddress.Loopback, Port)).Distinct();
 
-    internal static string[] SplitHosts(string? hosts) =>
-        (hosts ?? "").Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+    /// <summary>A comma-separated setting (hosts, networks, exporters), trimmed, without empty entries.</summary>
+    internal static string[] SplitList(string? list) =>
+        (list ?? "").Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
 
     internal static IPAddress? ParseHost(string? host) => host switch
     {

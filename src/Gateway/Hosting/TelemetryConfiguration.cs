@@ -21,7 +21,7 @@ internal static class TelemetryConfiguration
     public static IServiceCollection AddTelemetryFromConfiguration(this IServiceCollection services, IConfiguration configuration)
     {
         var section = configuration.GetSection("Telemetry");
-        var exporters = ProtocolListenerOptions.SplitHosts(section["Exporters"]);
+        var exporters = ProtocolListenerOptions.SplitList(section["Exporters"]);
         var unknown = exporters.Where(e => !e.Equals("Console", StringComparison.OrdinalIgnoreCase) && !e.Equals("Otlp", StringComparison.OrdinalIgnoreCase)).ToArray();
         if (unknown.Length > 0)
         {
