@@ -43,8 +43,8 @@ public enum ConnectionCloseReason
     IdleTimeout = 11,
 
     /// <summary>
-    /// The peer did not read while the protocol kept writing: the bytes buffered for it passed the hard cap
-    /// (<c>MaxWriteBufferSize</c>), beyond the watermarks.
+    /// What the protocol wrote and the peer had not taken passed the hard cap (<c>MaxWriteBufferSize</c>): a single
+    /// reply larger than the cap, or a protocol that ignored <c>PauseWriting</c> and outran its peer.
     /// </summary>
     WriteBufferLimit = 12,
 

@@ -235,14 +235,16 @@ public abstract partial class ProtocolGrain : Grain, IProtocolGrain, IProtocolCo
         () => _callbackDepth > 0 || _observer is null,
         () => _transport!.TakeBatch(),
         async batch => _transport!.OnBytesSent(await _observer!.Send(batch)),
-        async ex =>
+        onFailure: async ex =>
         {
             Logger.LogWarning(ex, "Connection {ConnectionId}: the gateway could not be reached; the connection is lost.", _transport!.Connection.ConnectionId);
             await DeliverConnectionLost(
                 ConnectionCloseReason.GatewayUnavailable,
                 new ConnectionClosedException(ConnectionCloseReason.GatewayUnavailable, "The gateway holding the socket could not be reached.", ex));
             DeactivateOnIdle();
-        })).Changed();
+        },
+        overHighWater: () => _transport!.IsOverHighWater,
+        pendingData: () => _transport!.HasPendingData)).Changed();
 
     private async Task<ProtocolReply> WriteFlowCallback(long bytesSent, bool pause)
     {
@@ -292,32 +294,74 @@ public abstract partial class ProtocolGrain : Grain, IProtocolGrain, IProtocolCo
         }
     }
 
-    Task IProtocolConnection.Send(byte[] data)
+    // IProtocolConnection: [AlwaysInterleave], so these run between the awaits of a callback in progress; they only
+    // record transport operations, which is safe at any await of the protocol.
+    async Task IProtocolConnection.Send(byte[] data)
     {
-        _transport?.Write(data);
-        return Task.CompletedTask;
+        LiveTransport().Write(data);
+        await WhenPushedAsync();
     }
 
-    Task IProtocolConnection.SendFrame(byte[] frame)
+    async Task IProtocolConnection.SendFrame(byte[] frame)
     {
-        _transport?.WriteFrame(frame);
-        return Task.CompletedTask;
+        LiveTransport().WriteFrame(frame);
+        await WhenPushedAsync();
     }
 
     Task IProtocolConnection.Close()
     {
-        _transport?.Close();
+        if (IsLive)
+        {
+            _transport!.Close();
+        }
+
         return Task.CompletedTask;
     }
 
     Task IProtocolConnection.Abort()
     {
-        _transport?.Abort();
+        if (IsLive)
+        {
+            _transport!.Abort();
+        }
+
         return Task.CompletedTask;
     }
 
     Task<ConnectionInfo?> IProtocolConnection.GetInfo() =>
-        Task.FromResult(_lostDelivered ? null : _transport?.Connection);
+        Task.FromResult(IsLive ? _transport!.Connection : null);
+
+    private bool IsLive
+    {
+        get
+        {
+            if (_transport is null)
+            {
+                // Not a connection's grain: a call by id after the connection ended (or its silo died) activated it
+                // afresh. Nothing will ever come of it; let it go rather than keep it alive forever.
+                DeactivateOnIdle();
+            }
+
+            return _transport is not null && !_lostDelivered;
+        }
+    }
+
+    /// <summary>The transport of the live connection, for a call from outside.</summary>
+    /// <exception cref="ConnectionClosedException">The connection is gone.</exception>
+    private ProtocolTransport LiveTransport() => IsLive
+        ? _transport!
+        : throw new ConnectionClosedException(
+            CloseReason == ConnectionCloseReason.None ? ConnectionCloseReason.GrainUnavailable : CloseReason,
+            $"Connection {this.GetPrimaryKeyString()} is gone: no live connection has this id.");
+
+    /// <summary>
+    /// Back-pressure for writes from outside the connection's callbacks: completes once they are pushed and the
+    /// gateway's write buffer is back at or below the high-water mark. Inside a callback the reply carries them.
+    /// </summary>
+    private Task WhenPushedAsync() => InCallback || _sender is null ? Task.CompletedTask : _sender.WhenFlushed();
+
+    /// <summary>The gateway reported more bytes sent: a push held by the high-water mark may go.</summary>
+    internal void OnBytesSentReported() => _sender?.Released();
 
     /// <summary>Keeps the listener's cluster-wide directory of live connections (best effort: a failure is logged).</summary>
     private async Task UpdateDirectory(bool add)
@@ -351,6 +395,9 @@ public abstract partial class ProtocolGrain : Grain, IProtocolGrain, IProtocolCo
         _lostDelivered = true;
         CloseReason = reason;
         _transport!.MarkLost();
+
+        // Callers waiting for their sends to drain learn nothing more will drain.
+        _sender?.Released();
         StopWatchingGateway();
         await UpdateDirectory(add: false);
 

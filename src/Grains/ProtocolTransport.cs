@@ -36,6 +36,7 @@ public sealed class ProtocolTransport
     private int _high = DefaultWriteBufferHigh;
     private int _low = DefaultWriteBufferLow;
     private long _bytesWritten;
+    private long _bytesTaken;
     private long _bytesSent;
     private bool _closing;
     private bool _eofWritten;
@@ -51,6 +52,7 @@ public sealed class ProtocolTransport
         _owner = owner;
         Connection = connection;
         _bytesWritten = connection.InheritedWriteBufferSize;
+        _bytesTaken = connection.InheritedWriteBufferSize;
     }
 
     /// <summary>What the gateway knows about the connection.</summary>
@@ -81,7 +83,10 @@ public sealed class ProtocolTransport
     /// Writes after <see cref="Close()"/>, <see cref="Abort()"/> or connection loss are dropped (logged from the fifth).
     /// A write that would take <see cref="GetWriteBufferSize"/> past the listener's hard cap
     /// (<see cref="ConnectionInfo.MaxWriteBufferSize"/>) aborts the connection with
-    /// <see cref="ConnectionCloseReason.WriteBufferLimit"/> instead: the watermarks advise, the cap stops.
+    /// <see cref="ConnectionCloseReason.WriteBufferLimit"/> instead. A protocol that writes only in callbacks never
+    /// meets it with a peer that reads (the gateway holds input while writing is paused, so the buffer stays within
+    /// the high-water mark plus one callback's writes); one that writes from timers or tasks does when it ignores
+    /// <c>PauseWriting</c> and outruns its peer, or when a single reply is larger than the cap.
     /// </summary>
     /// <exception cref="InvalidOperationException">After <see cref="WriteEof"/>.</exception>
     public void Write(ReadOnlySpan<byte> data)
@@ -104,8 +109,9 @@ public sealed class ProtocolTransport
 
         if (Connection.MaxWriteBufferSize is { } cap && GetWriteBufferSize() + data.Length > cap)
         {
-            // The gateway would abort at its cap anyway; stopping here keeps the bytes from being held on the way.
-            var message = $"{GetWriteBufferSize() + data.Length} bytes would be buffered for a peer that does not read, over the cap of {cap}.";
+            // Stopped here, before the bytes are held on the way: the protocol writes faster than its peer reads.
+            var message = $"{GetWriteBufferSize() + data.Length} bytes would be waiting for the peer (it has taken {_bytesSent} so far), over the "
+                + $"cap of {cap} (MaxWriteBufferSize): the protocol outruns its peer; honour PauseWriting, or raise the cap for replies this large.";
             _owner.Logger.LogWarning("Connection {ConnectionId}: {Detail} Aborting.", Connection.ConnectionId, message);
             Abort(ConnectionCloseReason.WriteBufferLimit, message);
             return;
@@ -306,7 +312,23 @@ public sealed class ProtocolTransport
         _ => defaultValue,
     };
 
-    internal void OnBytesSent(long bytesSent) => _bytesSent = Math.Max(_bytesSent, bytesSent);
+    /// <summary>
+    /// True while what the gateway was handed and has not sent is over the high-water mark: unsolicited pushes with
+    /// data wait (<c>UnsolicitedSender</c>). As exact as the last bytes-sent report.
+    /// </summary>
+    internal bool IsOverHighWater => !_lost && _bytesTaken - _bytesSent > _high;
+
+    /// <summary>True when written bytes wait to be sealed into a batch.</summary>
+    internal bool HasPendingData => _data is not null;
+
+    internal void OnBytesSent(long bytesSent)
+    {
+        if (bytesSent > _bytesSent)
+        {
+            _bytesSent = bytesSent;
+            _owner.OnBytesSentReported();
+        }
+    }
 
     /// <summary>The connection is gone: later writes are dropped and nothing new is recorded.</summary>
     internal void MarkLost() => _lost = true;
@@ -322,6 +344,7 @@ public sealed class ProtocolTransport
             return null;
         }
 
+        _bytesTaken += _data?.WrittenCount ?? 0;
         var batch = new TransportBatch
         {
             Sequence = ++LastSequence,

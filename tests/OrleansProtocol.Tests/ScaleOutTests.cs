@@ -163,4 +163,73 @@ public sealed class ScaleOutTests(ThreeSiloFixture fixture)
             await client.DisposeAsync();
         }
     }
+
+    [Theory]
+    [InlineData(1, 50)]
+    [InlineData(3, 20)]
+    public async Task Chat_members_on_three_silos_all_talking_at_once_hear_every_line_once_in_order(int membersPerSilo, int lines)
+    {
+        // Each member's DataReceived awaits the room while the room writes to the others, whose own DataReceived are
+        // awaiting the room too: the call cycle that deadlocked until Orleans' 30 s timeout.
+        var room = $"room-{Guid.NewGuid():N}";
+        var members = new List<ChatMember>();
+        var count = membersPerSilo == 1 ? 2 : 3 * membersPerSilo;
+        for (var i = 0; i < count; i++)
+        {
+            members.Add(await ChatMember.JoinAsync(fixture.EndPoint(i % 3, "chat"), $"m{i}", room));
+        }
+
+        try
+        {
+            await Task.WhenAll(members.Select(m => m.TalkAsync(lines, TimeSpan.FromMilliseconds(10))));
+            var expected = Enumerable.Range(0, lines).Select(i => $"line {i}").ToArray();
+            foreach (var member in members)
+            {
+                var others = members.Where(m => m != member).Select(m => m.Nick).ToArray();
+                await member.WaitForAsync(others, lines);
+                foreach (var other in others)
+                {
+                    Assert.Equal(expected, member.HeardFrom(other));
+                }
+            }
+        }
+        finally
+        {
+            foreach (var member in members)
+            {
+                await member.DisposeAsync();
+            }
+        }
+    }
+
+    [Fact]
+    public async Task Calls_to_a_connection_that_is_gone_throw_and_its_stray_activation_goes_away()
+    {
+        // A live connection, then gone: Send throws ConnectionClosedException so a fan-out can drop it.
+        ConnectionInfo info;
+        await using (var client = await TestClient.ConnectAsync(fixture.EndPoint(1, "chat")))
+        {
+            Assert.StartsWith("* welcome", await client.ReadLineAsync());
+            info = (await fixture.Grains(0).ListConnectionsAsync("chat")).Single(c => Equals(c.RemoteEndPoint, client.LocalEndPoint));
+            await fixture.Grains(0).GetConnection(info).Send("direct\n"u8.ToArray());
+            Assert.Equal("direct", await client.ReadLineAsync());
+        }
+
+        // Once its grain has gone, a call by id activates a stray one that knows no connection.
+        var connection = fixture.Grains(0).GetConnection(info);
+        await fixture.Cluster.WaitForDeactivationAsync(connection.GetGrainId()).WaitAsync(TestTimeouts.Default);
+        var gone = await Assert.ThrowsAsync<ConnectionClosedException>(() => connection.Send("late\n"u8.ToArray()));
+        Assert.Contains(info.ConnectionId, gone.Message);
+        Assert.Null(await connection.GetInfo());
+        await connection.Close();
+        await connection.Abort();
+
+        // The stray activation does not linger (protocol grains are otherwise kept alive), nor does one for an id
+        // that never existed.
+        await fixture.Cluster.WaitForDeactivationAsync(connection.GetGrainId()).WaitAsync(TestTimeouts.Default);
+        var stray = fixture.Grains(2).GetConnection(info with { ConnectionId = $"chat/{Guid.NewGuid():N}" });
+        await Assert.ThrowsAsync<ConnectionClosedException>(() => stray.Send("x"u8.ToArray()));
+        await fixture.Cluster.WaitForDeactivationAsync(stray.GetGrainId()).WaitAsync(TestTimeouts.Default);
+        Assert.False(fixture.Cluster.TryGetGrainContext(stray.GetGrainId(), out _));
+    }
 }

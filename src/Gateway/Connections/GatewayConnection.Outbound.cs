@@ -147,8 +147,8 @@ internal sealed partial class GatewayConnection
             PeakWriteBufferSize = Math.Max(PeakWriteBufferSize, _bufferedBytes);
             if (_bufferedBytes > _maxWriteBufferSize)
             {
-                // The watermarks only advise the protocol; this is the hard stop for a peer that never reads.
-                var detail = $"{_bufferedBytes} bytes are buffered for a peer that does not read, over the cap of {_maxWriteBufferSize}.";
+                // The grain's transport stops a ProtocolGrain at the same cap before this; this holds for any IProtocolGrain.
+                var detail = $"{_bufferedBytes} bytes are waiting for the peer (it has taken {BytesSent} so far), over the cap of {_maxWriteBufferSize} (MaxWriteBufferSize).";
                 GatewayLog.WriteBufferLimit(_logger, Id, detail);
                 AbortLocked(ConnectionCloseReason.WriteBufferLimit, detail);
                 return;

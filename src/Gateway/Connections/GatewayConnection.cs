@@ -21,7 +21,8 @@ namespace OrleansProtocol.Gateway.Connections;
 /// Inbound, the pump keeps exactly one grain callback in flight and awaits it before the next, so callbacks reach the
 /// grain in order on any topology; bytes read meanwhile wait in Kestrel's input pipe and are coalesced into the next
 /// <c>DataReceived</c>. When the pipe holds <see cref="ProtocolListenerOptions.MaxReadBufferSize"/> bytes, Kestrel
-/// stops reading the socket and TCP pushes back on the peer.
+/// stops reading the socket and TCP pushes back on the peer. The pump also holds input while writing is paused (the
+/// write buffer went over the high-water mark) unless <see cref="ProtocolListenerOptions.ReadWhileWritingPaused"/>.
 /// </remarks>
 internal sealed partial class GatewayConnection
 {
@@ -34,6 +35,7 @@ internal sealed partial class GatewayConnection
     private readonly IGrainFactory _grainFactory;
     private readonly int _maxDataReceivedSize;
     private readonly long? _maxWriteBufferSize;
+    private readonly bool _readWhileWritingPaused;
     private long _lastActivity = Environment.TickCount64;
     private readonly FrameDecoder? _decoder;
     private readonly ConnectionSiting _siting;
@@ -87,6 +89,7 @@ internal sealed partial class GatewayConnection
         _grainFactory = grainFactory;
         _maxDataReceivedSize = options.MaxDataReceivedSize;
         _maxWriteBufferSize = options.MaxWriteBufferSize;
+        _readWhileWritingPaused = options.ReadWhileWritingPaused;
         _clocks = ConnectionClocks.From(options);
         _logger = logger;
 
@@ -263,6 +266,18 @@ internal sealed partial class GatewayConnection
         await ApplyReplyAsync(reply);
     }
 
+    /// <summary>Why the connection ended (or is ending); <see cref="ConnectionCloseReason.None"/> while it is open.</summary>
+    internal ConnectionCloseReason CloseReason
+    {
+        get
+        {
+            lock (_lock)
+            {
+                return _closeReason;
+            }
+        }
+    }
+
     /// <summary>The silo the connection's grain lives on, as it said in its <c>ConnectionMade</c> reply.</summary>
     public string? GrainSilo { get; private set; }
 
@@ -379,7 +394,10 @@ internal sealed partial class GatewayConnection
                 }
 
                 flowEvent = handOff is null && serverClose is null && _flowEvents.Count > 0 ? _flowEvents.Dequeue() : null;
-                paused = _readPaused || _peerEof;
+
+                // Back-pressure: while the peer has not taken what the protocol wrote (writing is paused), its next
+                // input waits, so a protocol that answers what it reads cannot outrun a peer that reads slowly.
+                paused = _readPaused || _peerEof || (_writePaused && !_readWhileWritingPaused);
             }
 
             if (handOff is { } switchTo)

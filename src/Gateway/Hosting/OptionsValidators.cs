@@ -39,7 +39,7 @@ internal sealed class ProtocolListenerOptionsValidator : IValidateOptions<Protoc
 
         if (options.MaxWriteBufferSize is < 1)
         {
-            failures.Add($"{prefix} MaxWriteBufferSize {options.MaxWriteBufferSize} must be positive (default 1048576), or null for no cap.");
+            failures.Add($"{prefix} MaxWriteBufferSize {options.MaxWriteBufferSize} must be positive (default 67108864, 64 MiB), or null for no cap.");
         }
 
         if (options.MaxConnections is < 1)

@@ -73,12 +73,27 @@ public sealed class ProtocolListenerOptions
     public TlsOptions Tls { get; set; } = new();
 
     /// <summary>
-    /// Hard cap on bytes buffered for a peer that does not read (beyond the write watermarks, which only advise the
-    /// protocol): the connection is aborted with <see cref="ConnectionCloseReason.WriteBufferLimit"/>. Defaults to
-    /// 1 MiB (NetCoreServer's advice to disconnect slow receivers; Akka.IO's write-queue limit). Null turns it off:
-    /// a risk, since a peer that never reads then holds whatever the protocol writes.
+    /// Hard cap on bytes written by the protocol and not yet taken by the peer; past it the connection is aborted with
+    /// <see cref="ConnectionCloseReason.WriteBufferLimit"/>. Back-pressure keeps a healthy connection far below it: input
+    /// waits while writing is paused (see <see cref="ReadWhileWritingPaused"/>), so a protocol that writes in its
+    /// callbacks buffers at most the high-water mark plus one callback's writes, and a peer that stops reading is cut
+    /// by <see cref="MinSendDataRate"/>. The cap stops what back-pressure cannot: a single reply larger than it, or a
+    /// protocol that ignores <c>PauseWriting</c> while writing from timers or tasks faster than its peer reads.
+    /// Defaults to 64 MiB: the largest reply a protocol may write at once (Redis' pub/sub client output hard limit is
+    /// 32 MB; its normal clients have none). Null turns it off: a risk, since such a protocol then holds whatever it
+    /// writes.
     /// </summary>
-    public long? MaxWriteBufferSize { get; set; } = 1024 * 1024;
+    public long? MaxWriteBufferSize { get; set; } = 64 * 1024 * 1024;
+
+    /// <summary>
+    /// Keep delivering input while the protocol's writing is paused. By default (false) the gateway holds the next
+    /// <c>DataReceived</c>, <c>FrameReceived</c> and <c>EofReceived</c> from <c>PauseWriting</c> until
+    /// <c>ResumeWriting</c>, as a blocking server stops reading while it cannot write: a request/response protocol
+    /// then cannot outrun a peer that reads slowly, and TCP pushes back on the peer. Set it for a protocol that must
+    /// read while it cannot write (a relay that pauses its other side, a subscriber that must be able to
+    /// unsubscribe); such a protocol bounds its own output, as asyncio expects of every protocol.
+    /// </summary>
+    public bool ReadWhileWritingPaused { get; set; }
 
     /// <summary>
     /// Most connections open at once on this listener; connections beyond it are closed at once and counted, existing

@@ -1,4 +1,6 @@
 using System.Text;
+using Microsoft.Extensions.Logging;
+using Orleans.Placement;
 
 namespace OrleansProtocol.Samples;
 
@@ -78,7 +80,7 @@ public sealed class ChatGrain : ProtocolGrain
         }
         else if (line.Length > 0)
         {
-            await GrainFactory.GetGrain<IChatRoomGrain>(_room).Say(Transport.Connection.ConnectionId, _nick, line);
+            await GrainFactory.GetGrain<IChatRoomGrain>(_room).Say(Transport.Connection, _nick, line);
         }
     }
 }
@@ -95,41 +97,149 @@ public interface IChatRoomGrain : IGrainWithStringKey
     [Alias("Leave")]
     Task Leave(string connectionId, string nick);
 
-    /// <summary>Sends <c>&lt;nick&gt; text</c> to every member but the speaker.</summary>
+    /// <summary>
+    /// Queues <c>&lt;nick&gt; text</c> for every member but the speaker and returns: the speaker never waits for, or
+    /// fails with, another member. A speaker the room does not know (the room was reactivated after its silo failed)
+    /// becomes a member again.
+    /// </summary>
     [Alias("Say")]
-    Task Say(string connectionId, string nick, string text);
+    Task Say(ConnectionInfo speaker, string nick, string text);
 }
 
-/// <summary>The room grain: writes to members through their connections' addresses, wherever their sockets are.</summary>
-public sealed class ChatRoomGrain : Grain, IChatRoomGrain
+/// <summary>
+/// The room grain: the fan-out pattern to copy. Each member has an outbox drained by its own loop, one awaited
+/// <see cref="IProtocolConnection.Send"/> at a time, so every member gets every line once and in order, a slow member
+/// is paced by its own back-pressure without holding up the others, and a member whose connection is gone is dropped.
+/// </summary>
+/// <remarks>
+/// The room lives next to its first member (<c>PreferLocalPlacement</c>). Its membership is in memory: if its silo
+/// fails, the room comes back empty and members rejoin as they speak (keep members in grain storage to do better).
+/// </remarks>
+[PreferLocalPlacement]
+public sealed class ChatRoomGrain(ILogger<ChatRoomGrain> logger) : Grain, IChatRoomGrain
 {
-    private readonly Dictionary<string, ConnectionInfo> _members = [];
+    // A member this far behind is not reading (or unreachable): dropped, as Redis drops a pub/sub client past its limit.
+    private const int MaxQueuedBytes = 1024 * 1024;
+
+    // Sends that failed in a row, other than "the connection is gone", before a member is taken for unreachable.
+    private const int MaxFailures = 3;
+
+    private readonly Dictionary<string, Member> _members = [];
 
     /// <inheritdoc />
-    public async Task<int> Join(ConnectionInfo member, string nick)
+    public Task<int> Join(ConnectionInfo member, string nick)
     {
-        _members[member.ConnectionId] = member;
-        await Broadcast(member.ConnectionId, $"* {nick} joined\n");
-        return _members.Count - 1;
+        _members[member.ConnectionId] = new Member(member.ConnectionId, nick, GrainFactory.GetConnection(member));
+        Broadcast(member.ConnectionId, $"* {nick} joined\n");
+        return Task.FromResult(_members.Count - 1);
     }
 
     /// <inheritdoc />
-    public async Task Leave(string connectionId, string nick)
+    public Task Leave(string connectionId, string nick)
     {
         if (_members.Remove(connectionId))
         {
-            await Broadcast(connectionId, $"* {nick} left\n");
+            Broadcast(connectionId, $"* {nick} left\n");
         }
+
+        return Task.CompletedTask;
     }
 
     /// <inheritdoc />
-    public Task Say(string connectionId, string nick, string text) => Broadcast(connectionId, $"<{nick}> {text}\n");
+    public Task Say(ConnectionInfo speaker, string nick, string text)
+    {
+        if (!_members.ContainsKey(speaker.ConnectionId))
+        {
+            _members[speaker.ConnectionId] = new Member(speaker.ConnectionId, nick, GrainFactory.GetConnection(speaker));
+        }
 
-    private Task Broadcast(string from, string line)
+        Broadcast(speaker.ConnectionId, $"<{nick}> {text}\n");
+        return Task.CompletedTask;
+    }
+
+    private void Broadcast(string from, string line)
     {
         var bytes = Encoding.UTF8.GetBytes(line);
-        return Task.WhenAll(_members.Values
-            .Where(m => m.ConnectionId != from)
-            .Select(m => GrainFactory.GetConnection(m).Send(bytes)));
+        foreach (var member in _members.Values.Where(m => m.ConnectionId != from).ToArray())
+        {
+            if (member.QueuedBytes + bytes.Length > MaxQueuedBytes)
+            {
+                Drop(member, $"{member.QueuedBytes} bytes behind");
+                continue;
+            }
+
+            member.Outbox.Enqueue(bytes);
+            member.QueuedBytes += bytes.Length;
+            if (!member.Sending)
+            {
+                member.Sending = true;
+
+                // Started from the room's turn, so it runs on the room's scheduler, between the room's requests.
+                _ = DrainAsync(member);
+            }
+        }
+    }
+
+    private async Task DrainAsync(Member member)
+    {
+        try
+        {
+            while (member.Outbox.Count > 0 && _members.TryGetValue(member.ConnectionId, out var current) && current == member)
+            {
+                // Everything queued goes in one send: a member that fell behind catches up in few calls.
+                var lines = member.Outbox.ToArray();
+                member.Outbox.Clear();
+                member.QueuedBytes = 0;
+                try
+                {
+                    await member.Connection.Send(lines.Length == 1 ? lines[0] : [.. lines.SelectMany(l => l)]);
+                    member.Failures = 0;
+                }
+                catch (ConnectionClosedException)
+                {
+                    Drop(member, "its connection is gone");
+                }
+                catch (Exception ex) when (++member.Failures < MaxFailures)
+                {
+                    // Unreachable for now (its silo is failing, say): these lines are lost for it, the others are not.
+                    logger.LogDebug(ex, "Room {Room}: could not reach {Member}.", this.GetPrimaryKeyString(), member.ConnectionId);
+                }
+                catch (Exception ex)
+                {
+                    Drop(member, $"unreachable: {ex.GetType().Name}");
+                }
+            }
+        }
+        finally
+        {
+            member.Sending = false;
+        }
+    }
+
+    private void Drop(Member member, string why)
+    {
+        if (_members.TryGetValue(member.ConnectionId, out var current) && current == member)
+        {
+            _members.Remove(member.ConnectionId);
+            logger.LogInformation("Room {Room}: dropped {Member} ({Why}).", this.GetPrimaryKeyString(), member.ConnectionId, why);
+            Broadcast(member.ConnectionId, $"* {member.Nick} left\n");
+        }
+    }
+
+    private sealed class Member(string connectionId, string nick, IProtocolConnection connection)
+    {
+        public string ConnectionId => connectionId;
+
+        public string Nick => nick;
+
+        public IProtocolConnection Connection => connection;
+
+        public Queue<byte[]> Outbox { get; } = new();
+
+        public int QueuedBytes { get; set; }
+
+        public int Failures { get; set; }
+
+        public bool Sending { get; set; }
     }
 }
