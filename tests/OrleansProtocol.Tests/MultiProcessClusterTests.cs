@@ -70,7 +70,7 @@ public sealed class MultiProcessClusterTests(Xunit.Abstractions.ITestOutputHelpe
                 var endPoints = new List<Dictionary<string, IPEndPoint>>();
                 foreach (var silo in silos)
                 {
-                    endPoints.Add(await silo.WaitForListenersAsync("echo", "upgrade"));
+                    endPoints.Add(await silo.WaitForListenersAsync("echo", "upgrade", "chat"));
                 }
 
                 var remote = new List<TestClient>();
@@ -83,9 +83,37 @@ public sealed class MultiProcessClusterTests(Xunit.Abstractions.ITestOutputHelpe
                     Assert.True(await EchoesAsync(local[i], $"local {i}"));
                 }
 
+                // A chat room with members on every silo; the first joiner is on silo 0, so the room lives there.
+                var room = $"room-{Guid.NewGuid():N}";
+                var members = new List<ChatMember>();
+                foreach (var silo in new[] { 0, 1, 2, 0, 1 })
+                {
+                    members.Add(await ChatMember.JoinAsync(endPoints[silo]["chat"], $"m{members.Count}-silo{silo}", room));
+                }
+
+                await Task.WhenAll(members.Select(m => m.TalkAsync(10, TimeSpan.FromMilliseconds(5))));
+                await members[0].WaitForAsync(members.Skip(1).Select(m => m.Nick), 10);
+
                 // Crash silo 2.
                 var crashed = Stopwatch.StartNew();
                 silos[2].Kill();
+
+                // The members whose socket and grain survive all talk at once: nobody is reset for the dead member,
+                // and each hears every line of every other survivor once, in order.
+                var survivors = members.Where(m => !m.Nick.EndsWith("silo2", StringComparison.Ordinal)).ToList();
+                await Task.WhenAll(survivors.Select(m => m.TalkAsync(30, TimeSpan.FromMilliseconds(10))));
+                var expected = Enumerable.Range(0, 10).Concat(Enumerable.Range(0, 30)).Select(i => $"line {i}").ToArray();
+                foreach (var member in survivors)
+                {
+                    var others = survivors.Where(m => m != member).Select(m => m.Nick).ToArray();
+                    await member.WaitForAsync(others, expected.Length);
+                    foreach (var other in others)
+                    {
+                        Assert.Equal(expected, member.HeardFrom(other));
+                    }
+                }
+
+                output.WriteLine($"chat survivors heard every line at {crashed.Elapsed}");
 
                 // Its clients lose their sockets with the process.
                 Assert.False(await EchoesAsync(remote[2], "after crash"));
@@ -129,6 +157,11 @@ public sealed class MultiProcessClusterTests(Xunit.Abstractions.ITestOutputHelpe
                 foreach (var client in remote.Concat(local))
                 {
                     await client.DisposeAsync();
+                }
+
+                foreach (var member in members)
+                {
+                    await member.DisposeAsync();
                 }
             }
             finally

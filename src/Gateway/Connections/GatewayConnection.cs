@@ -36,6 +36,7 @@ internal sealed partial class GatewayConnection
     private readonly int _maxDataReceivedSize;
     private readonly long? _maxWriteBufferSize;
     private readonly bool _readWhileWritingPaused;
+    private readonly byte[] _refusalMessage;
     private long _lastActivity = Environment.TickCount64;
     private readonly FrameDecoder? _decoder;
     private readonly ConnectionSiting _siting;
@@ -90,6 +91,7 @@ internal sealed partial class GatewayConnection
         _maxDataReceivedSize = options.MaxDataReceivedSize;
         _maxWriteBufferSize = options.MaxWriteBufferSize;
         _readWhileWritingPaused = options.ReadWhileWritingPaused;
+        _refusalMessage = options.RefusalMessage is { Length: > 0 } refusal ? System.Text.Encoding.UTF8.GetBytes(refusal) : [];
         _clocks = ConnectionClocks.From(options);
         _logger = logger;
 
@@ -202,6 +204,15 @@ internal sealed partial class GatewayConnection
                             RemoteEndPoint = header.Source ?? Info.RemoteEndPoint,
                             LocalEndPoint = header.Destination ?? Info.LocalEndPoint,
                         };
+
+                        // The per-address limit counts the client the header names (the balancer's own address for
+                        // its health checks, which name none), and is released for that same address.
+                        if (AdmitProxiedClient?.Invoke(this, (header.Source ?? remote).Address) is { } refusal)
+                        {
+                            RefuseAfterHeader(refusal);
+                            return false;
+                        }
+
                         return true;
                     }
 
@@ -235,6 +246,35 @@ internal sealed partial class GatewayConnection
 
         WakeWriter();
         return false;
+    }
+
+    /// <summary>The client address this connection holds a place for under the per-address limit, if any.</summary>
+    internal IPAddress? CountedAddress { get; set; }
+
+    /// <summary>
+    /// For a PROXY listener: takes a place for the client the header names, or returns why not. Set by the server.
+    /// </summary>
+    internal Func<GatewayConnection, IPAddress, string?>? AdmitProxiedClient { get; init; }
+
+    /// <summary>Refused at the per-address limit once the PROXY header named the client: as a refusal at accept.</summary>
+    private void RefuseAfterHeader(string detail)
+    {
+        lock (_lock)
+        {
+            _grainLost = true;
+            if (_refusalMessage.Length > 0)
+            {
+                _outbound.Enqueue(new OutboundItem(OutboundKind.Data, _refusalMessage));
+                _bufferedBytes += _refusalMessage.Length;
+                RequestCloseLocked(ConnectionCloseReason.ConnectionLimit, detail);
+            }
+            else
+            {
+                AbortLocked(ConnectionCloseReason.ConnectionLimit, detail);
+            }
+        }
+
+        WakeWriter();
     }
 
     /// <summary>

@@ -49,6 +49,7 @@ public sealed class ProtocolServer : IAsyncDisposable
     private volatile bool _closedForHeartbeat;
     private int _servingForever;
     private System.Security.Cryptography.X509Certificates.X509Certificate2? _certificate;
+    private readonly byte[] _refusalMessage;
 
     internal ProtocolServer(
         string name,
@@ -74,6 +75,7 @@ public sealed class ProtocolServer : IAsyncDisposable
         _drainTimeout = drainTimeout;
         _logger = loggerFactory.CreateLogger<ProtocolServer>();
         _connectionLogger = loggerFactory.CreateLogger<GatewayConnection>();
+        _refusalMessage = options.RefusalMessage is { Length: > 0 } text ? System.Text.Encoding.UTF8.GetBytes(text) : [];
     }
 
     /// <summary>The server's name, as registered.</summary>
@@ -384,29 +386,35 @@ public sealed class ProtocolServer : IAsyncDisposable
                 return;
             }
 
-            if (Refusal(context.RemoteEndPoint) is var (tag, refusal))
+            // Behind a load balancer (PROXY protocol) the client's address is known only once its header is read:
+            // the per-address limit is decided there instead (AdmitProxiedClient).
+            var refusal = Refusal();
+            IPAddress? counted = null;
+            if (refusal is null && !_options.ProxyProtocol && context.RemoteEndPoint is IPEndPoint remote)
             {
-                _metrics.ConnectionRejected(Name, tag);
+                refusal = TryCountAddress(remote.Address, out counted);
+            }
 
+            if (refusal is var (tag, detail))
+            {
                 // Closed at once, before any grain exists; existing connections are unaffected.
-                var count = Interlocked.Increment(ref _refused);
-                if (GatewayLog.IsSampled(count))
-                {
-                    GatewayLog.ConnectionRefused(_logger, Name, context.RemoteEndPoint, refusal, count);
-                }
-
-                context.Abort(new ConnectionAbortedException(refusal));
-                await context.DisposeAsync();
+                Refused(tag, detail, context.RemoteEndPoint);
+                _ = ConnectionRefusal.RefuseAsync(context, _refusalMessage, detail);
                 continue;
             }
 
             GatewayConnection connection;
             try
             {
-                connection = new GatewayConnection(context, Name, _grainType, _grainFactory, _options, _connectionLogger, _siting, _metrics, _certificate);
+                connection = new GatewayConnection(context, Name, _grainType, _grainFactory, _options, _connectionLogger, _siting, _metrics, _certificate)
+                {
+                    CountedAddress = counted,
+                    AdmitProxiedClient = _options.ProxyProtocol ? AdmitProxiedClient : null,
+                };
             }
             catch (Exception ex)
             {
+                ReleaseAddress(counted);
                 GatewayLog.AcceptFailed(_logger, Name, ex);
                 await context.DisposeAsync();
                 continue;
@@ -421,16 +429,14 @@ public sealed class ProtocolServer : IAsyncDisposable
     {
         _connections[connection.Id] = connection;
         _budget.Opened();
-        if (connection.Info.RemoteEndPoint?.Address is { } address)
-        {
-            _perAddress.AddOrUpdate(address, 1, static (_, n) => n + 1);
-        }
-
         _ = RunConnectionAsync(connection);
     }
 
-    /// <summary>The limit a new connection would break: its metric tag and a sentence for the log, or null.</summary>
-    private (string Tag, string Detail)? Refusal(EndPoint? remote)
+    /// <summary>Open connections counted against client addresses (<see cref="ProtocolListenerOptions.MaxConnectionsPerAddress"/>).</summary>
+    internal int CountedAddresses => _perAddress.Values.Sum();
+
+    /// <summary>The listener and silo limits a new connection would break: its metric tag and a sentence for the log, or null.</summary>
+    private (string Tag, string Detail)? Refusal()
     {
         if (_options.MaxConnections is { } max && _connections.Count >= max)
         {
@@ -442,13 +448,79 @@ public sealed class ProtocolServer : IAsyncDisposable
             return ("silo_limit", $"the silo's limit of {_budget.Max} connections is reached");
         }
 
-        if (_options.MaxConnectionsPerAddress is { } perAddress && remote is IPEndPoint ip
-            && _perAddress.TryGetValue(ip.Address, out var open) && open >= perAddress)
+        return null;
+    }
+
+    /// <summary>
+    /// Takes a place for a connection from <paramref name="address"/> under the per-address limit, or says why not.
+    /// The place is released by <see cref="ReleaseAddress"/> for exactly the address counted.
+    /// </summary>
+    private (string Tag, string Detail)? TryCountAddress(IPAddress address, out IPAddress? counted)
+    {
+        counted = null;
+        if (_options.MaxConnectionsPerAddress is not { } limit)
         {
-            return ("address_limit", $"the limit of {perAddress} connections per client address is reached");
+            return null;
         }
 
+        address = address.IsIPv4MappedToIPv6 ? address.MapToIPv4() : address;
+        while (true)
+        {
+            if (_perAddress.TryGetValue(address, out var open))
+            {
+                if (open >= limit)
+                {
+                    return ("address_limit", $"the limit of {limit} connections per client address is reached for {address}");
+                }
+
+                if (_perAddress.TryUpdate(address, open + 1, open))
+                {
+                    break;
+                }
+            }
+            else if (_perAddress.TryAdd(address, 1))
+            {
+                break;
+            }
+        }
+
+        counted = address;
         return null;
+    }
+
+    private void ReleaseAddress(IPAddress? address)
+    {
+        // Decrement, removing the entry at zero so the table holds only addresses with open connections.
+        while (address is not null && _perAddress.TryGetValue(address, out var n)
+            && !(n <= 1 ? _perAddress.TryRemove(new KeyValuePair<IPAddress, int>(address, n)) : _perAddress.TryUpdate(address, n - 1, n)))
+        {
+        }
+    }
+
+    /// <summary>
+    /// A PROXY header named the client: count it under the per-address limit. Returns the refusal's detail when the
+    /// limit is reached (the connection then refuses itself), or null.
+    /// </summary>
+    private string? AdmitProxiedClient(GatewayConnection connection, IPAddress client)
+    {
+        if (TryCountAddress(client, out var counted) is var (tag, detail))
+        {
+            Refused(tag, detail, connection.Info.RemoteEndPoint);
+            return detail;
+        }
+
+        connection.CountedAddress = counted;
+        return null;
+    }
+
+    private void Refused(string tag, string detail, EndPoint? remote)
+    {
+        _metrics.ConnectionRejected(Name, tag);
+        var count = Interlocked.Increment(ref _refused);
+        if (GatewayLog.IsSampled(count))
+        {
+            GatewayLog.ConnectionRefused(_logger, Name, remote, detail, count);
+        }
     }
 
     /// <summary>Starts the heartbeat that runs the connections' clocks; the outbound server, which never binds, calls it alone.</summary>
@@ -502,15 +574,7 @@ public sealed class ProtocolServer : IAsyncDisposable
         finally
         {
             TaskCompletionSource? drained = null;
-            if (connection.Info.RemoteEndPoint?.Address is { } address)
-            {
-                // Decrement, removing the entry at zero so the table holds only addresses with open connections.
-                while (_perAddress.TryGetValue(address, out var n)
-                    && !(n <= 1 ? _perAddress.TryRemove(new KeyValuePair<IPAddress, int>(address, n)) : _perAddress.TryUpdate(address, n - 1, n)))
-                {
-                }
-            }
-
+            ReleaseAddress(connection.CountedAddress);
             _budget.Closed();
             lock (_lock)
             {

@@ -49,7 +49,7 @@ internal sealed class ProtocolListenerOptionsValidator : IValidateOptions<Protoc
 
         if (options.MaxConnectionsPerAddress is < 1)
         {
-            failures.Add($"{prefix} MaxConnectionsPerAddress {options.MaxConnectionsPerAddress} must be positive (default 1000), or null for no limit.");
+            failures.Add($"{prefix} MaxConnectionsPerAddress {options.MaxConnectionsPerAddress} must be positive, or null for no limit (the default).");
         }
 
         SettingChecks.Timeout(failures, prefix, nameof(options.IdleTimeout), options.IdleTimeout, "00:02:10");
@@ -75,6 +75,11 @@ internal sealed class ProtocolListenerOptionsValidator : IValidateOptions<Protoc
             {
                 failures.Add($"{prefix} ProxyTrustedNetworks entry '{network}' is not a CIDR block such as 10.0.0.0/8.");
             }
+        }
+
+        if (options.Tls.Enabled && options.RefusalMessage is { Length: > 0 })
+        {
+            failures.Add($"{prefix} RefusalMessage cannot be used with Tls: a refused connection is closed before its handshake. Remove one of them.");
         }
 
         if (options.Tls.Enabled)

@@ -103,10 +103,19 @@ public sealed class ProtocolListenerOptions
     public int? MaxConnections { get; set; } = 10_000;
 
     /// <summary>
-    /// Most connections open at once from one client address. Defaults to 1,000 (generous for clients behind NAT).
-    /// Null turns it off.
+    /// Most connections open at once from one client address; off (null) by default, as in Kestrel and Redis: every
+    /// client behind one NAT or load balancer shares an address, and a load test from one host opens thousands. Set it
+    /// where clients have their own addresses. With <see cref="ProxyProtocol"/> it counts the client address the
+    /// header names, decided once the header is read.
     /// </summary>
-    public int? MaxConnectionsPerAddress { get; set; } = 1_000;
+    public int? MaxConnectionsPerAddress { get; set; }
+
+    /// <summary>
+    /// What a connection refused at a connection limit is told before it is closed (UTF-8 text, sent as is, then a
+    /// FIN): <c>"-ERR max number of clients reached\r\n"</c> for a Redis-style protocol. Null (the default) resets the
+    /// connection with nothing said. Not for TLS listeners: the refusal comes before the handshake.
+    /// </summary>
+    public string? RefusalMessage { get; set; }
 
     /// <summary>
     /// A connection with no byte either way for this long is closed with <see cref="ConnectionCloseReason.IdleTimeout"/>.

@@ -22,6 +22,15 @@ public sealed class TestClient : IAsyncDisposable
         return new TestClient(socket);
     }
 
+    /// <summary>Connects from a chosen local address (127.0.0.x on loopback): a distinct client address per client.</summary>
+    public static async Task<TestClient> ConnectFromAsync(EndPoint endPoint, IPAddress source)
+    {
+        var socket = new Socket(endPoint.AddressFamily, SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
+        socket.Bind(new IPEndPoint(source, 0));
+        await socket.ConnectAsync(endPoint).WaitAsync(TestTimeouts.Default);
+        return new TestClient(socket);
+    }
+
     /// <summary>
     /// Asserts the server drops a connection to <paramref name="endPoint"/> without answering (after
     /// <paramref name="send"/>, if given). A server that drops at accept may reset the socket before the handshake or
