@@ -378,6 +378,24 @@ public abstract partial class ProtocolGrain : Grain, IProtocolGrain, IProtocolCo
         }
     }
 
+    /// <summary>
+    /// Logs what a client can cause on every connection it opens (an oversized frame, say) sampled per listener and
+    /// kind: the first and every 1,000th at <paramref name="level"/> with the count so far, the others at Debug.
+    /// </summary>
+    protected internal void LogSampled(LogLevel level, string kind, string message)
+    {
+        var connectionId = _transport?.Connection.ConnectionId ?? this.GetPrimaryKeyString();
+        var count = Diagnostics.LogSampling.Next(Diagnostics.LogSampling.ListenerOf(connectionId), kind);
+        if (Diagnostics.LogSampling.IsSampled(count))
+        {
+            Logger.Log(level, "Connection {ConnectionId}: {Message} ({Count} so far on this listener)", connectionId, message, count);
+        }
+        else
+        {
+            Logger.LogDebug("Connection {ConnectionId}: {Message}", connectionId, message);
+        }
+    }
+
     /// <summary>True while a gateway callback runs (its operations go back with the reply).</summary>
     internal bool InCallback => _callbackDepth > 0;
 

@@ -80,7 +80,7 @@ public sealed class ProtocolTransport
 
     /// <summary>
     /// Queues <paramref name="data"/> to be sent (asyncio <c>write</c>); never blocks. The bytes are copied.
-    /// Writes after <see cref="Close()"/>, <see cref="Abort()"/> or connection loss are dropped (logged from the fifth).
+    /// Writes after <see cref="Close()"/>, <see cref="Abort()"/> or connection loss are dropped (logged at the fifth, as asyncio, then every 1,000th).
     /// A write that would take <see cref="GetWriteBufferSize"/> past the listener's hard cap
     /// (<see cref="ConnectionInfo.MaxWriteBufferSize"/>) aborts the connection with
     /// <see cref="ConnectionCloseReason.WriteBufferLimit"/> instead. A protocol that writes only in callbacks never
@@ -112,7 +112,7 @@ public sealed class ProtocolTransport
             // Stopped here, before the bytes are held on the way: the protocol writes faster than its peer reads.
             var message = $"{GetWriteBufferSize() + data.Length} bytes would be waiting for the peer (it has taken {_bytesSent} so far), over the "
                 + $"cap of {cap} (MaxWriteBufferSize): the protocol outruns its peer; honour PauseWriting, or raise the cap for replies this large.";
-            _owner.Logger.LogWarning("Connection {ConnectionId}: {Detail} Aborting.", Connection.ConnectionId, message);
+            _owner.LogSampled(LogLevel.Warning, "write_buffer_limit", message + " Aborting.");
             Abort(ConnectionCloseReason.WriteBufferLimit, message);
             return;
         }
@@ -366,7 +366,8 @@ public sealed class ProtocolTransport
 
     private void DropWrite(int length)
     {
-        if (++_droppedWrites >= DroppedWriteLogThreshold)
+        // From the fifth, as asyncio; then every 1,000th, so a protocol writing to a dead connection cannot flood the log.
+        if (++_droppedWrites == DroppedWriteLogThreshold || (_droppedWrites > DroppedWriteLogThreshold && _droppedWrites % 1000 == 0))
         {
             _owner.Logger.LogWarning(
                 "Connection {ConnectionId}: dropped a write of {Length} bytes because the transport is closing ({Count} so far).",

@@ -1,4 +1,5 @@
 using Microsoft.Extensions.Logging;
+using OrleansProtocol.Gateway;
 using OrleansProtocol.Tests.Infrastructure;
 
 namespace OrleansProtocol.Tests;
@@ -39,5 +40,60 @@ public sealed class LogTests(GatewayClusterFixture fixture)
 
         // Every line about the connection carries its id in a log scope, so other lines logged inside it do too.
         Assert.All(mine, e => Assert.Contains($"ConnectionId:{id}", e.Scopes));
+    }
+
+    [Fact]
+    public async Task Two_thousand_junk_connections_of_each_kind_log_three_lines_per_kind_first_and_every_thousandth()
+    {
+        const int junk = 2000;
+        var servers = new (string Kind, ProtocolServer Server, byte[] Junk)[]
+        {
+            ("no PROXY header", await fixture.Gateway.CreateServerAsync<Samples.EchoGrain>($"junk-proxy-{Guid.NewGuid():N}", o =>
+            {
+                o.Port = 0;
+                o.ProxyProtocol = true;
+                o.ProxyTrustedNetworks = "127.0.0.0/8";
+            }), "GET / HTTP/1.1\r\n\r\n"u8.ToArray()),
+            ("garbage TLS ClientHello", await fixture.Gateway.CreateServerAsync<Samples.EchoGrain>($"junk-tls-{Guid.NewGuid():N}", o =>
+            {
+                o.Port = 0;
+                o.Tls.CertificatePath = fixture.CertificatePath;
+            }), "junk\r\n"u8.ToArray()),
+            ("4 GiB prefix, framed by the grain", await fixture.Gateway.CreateServerAsync<Samples.StringReceiverGrain>($"junk-strings-{Guid.NewGuid():N}", o => o.Port = 0),
+                [0xFF, 0xFF, 0xFF, 0xFF]),
+            ("4 GiB prefix, framed by the gateway", await fixture.Gateway.CreateServerAsync<Samples.FramedStringReceiverGrain>($"junk-framed-{Guid.NewGuid():N}", o =>
+            {
+                o.Port = 0;
+                o.Framing = new FramingOptions { Kind = FramingKind.LengthPrefixed, BigEndian = false, MaxFrameSize = 99_999 };
+            }), [0xFF, 0xFF, 0xFF, 0xFF]),
+        };
+
+        try
+        {
+            // Four clients per kind at a time, every kind at once.
+            await Task.WhenAll(servers.SelectMany(s => Enumerable.Range(0, 4).Select(worker => Task.Run(async () =>
+            {
+                for (var i = worker; i < junk; i += 4)
+                {
+                    await TestClient.AssertDroppedAsync(s.Server.EndPoints[0], s.Junk);
+                }
+            }))));
+
+            foreach (var (kind, server, _) in servers)
+            {
+                var lines = fixture.Logs.Entries.Where(e => e.Level >= LogLevel.Information && e.Message.Contains($"{server.Name}/")).ToList();
+                Assert.True(lines.Count == 3, $"{kind}: {lines.Count} lines at Information or above:\n{string.Join("\n", lines.Take(5).Select(l => l.Message))}");
+                Assert.Contains("(1 so far on this listener)", lines[0].Message);
+                Assert.Contains(lines, l => l.Message.Contains("(1000 so far on this listener)"));
+                Assert.Contains(lines, l => l.Message.Contains("(2000 so far on this listener)"));
+            }
+        }
+        finally
+        {
+            foreach (var (_, server, _) in servers)
+            {
+                await server.DisposeAsync();
+            }
+        }
     }
 }

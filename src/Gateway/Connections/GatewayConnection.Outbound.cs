@@ -149,7 +149,7 @@ internal sealed partial class GatewayConnection
             {
                 // The grain's transport stops a ProtocolGrain at the same cap before this; this holds for any IProtocolGrain.
                 var detail = $"{_bufferedBytes} bytes are waiting for the peer (it has taken {BytesSent} so far), over the cap of {_maxWriteBufferSize} (MaxWriteBufferSize).";
-                GatewayLog.WriteBufferLimit(_logger, Id, detail);
+                LogRejection("write_buffer_limit", detail, GatewayLog.WriteBufferLimit);
                 AbortLocked(ConnectionCloseReason.WriteBufferLimit, detail);
                 return;
             }

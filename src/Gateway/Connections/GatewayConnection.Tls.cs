@@ -64,7 +64,7 @@ internal sealed partial class GatewayConnection
             var detail = timeout.IsCancellationRequested
                 ? $"The TLS handshake did not complete within {handshakeTimeout}."
                 : $"The TLS handshake failed: {ex.Message}";
-            GatewayLog.TlsHandshakeFailed(_logger, Id, detail);
+            LogRejection("tls_handshake", detail, GatewayLog.TlsHandshakeFailed);
             await ssl.DisposeAsync();
             lock (_lock)
             {

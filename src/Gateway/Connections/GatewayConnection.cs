@@ -237,7 +237,7 @@ internal sealed partial class GatewayConnection
             }
         }
 
-        GatewayLog.ProxyHeaderRejected(_logger, Id, failure);
+        LogRejection("proxy_header", failure, GatewayLog.ProxyHeaderRejected);
         lock (_lock)
         {
             _grainLost = true;
@@ -246,6 +246,23 @@ internal sealed partial class GatewayConnection
 
         WakeWriter();
         return false;
+    }
+
+    /// <summary>
+    /// Logs a rejection a client can cause at will (a junk connection), sampled per listener and kind
+    /// (<see cref="GatewayLog.IsSampled"/>); the metrics keep the exact count.
+    /// </summary>
+    private void LogRejection(string kind, string detail, Action<ILogger, string, string, long> log)
+    {
+        var count = OrleansProtocol.Diagnostics.LogSampling.Next(Info.ListenerName, kind);
+        if (GatewayLog.IsSampled(count))
+        {
+            log(_logger, Id, detail, count);
+        }
+        else
+        {
+            GatewayLog.RejectionNotSampled(_logger, Id, kind, detail);
+        }
     }
 
     /// <summary>The client address this connection holds a place for under the per-address limit, if any.</summary>
@@ -616,7 +633,7 @@ internal sealed partial class GatewayConnection
                 : _decoder!.AnnouncedLength >= 0
                     ? $"A frame of {_decoder.AnnouncedLength} bytes exceeds the maximum of {Info.Framing.MaxFrameSize} bytes."
                     : $"No delimiter within the maximum frame size of {Info.Framing.MaxFrameSize} bytes.";
-            GatewayLog.FrameRejected(_logger, Id, detail);
+            LogRejection("frame_rejected", detail, GatewayLog.FrameRejected);
             _metrics.FrameOverLimit(Info.ListenerName);
 
             // Through the grain, so what it wrote is flushed before the close.

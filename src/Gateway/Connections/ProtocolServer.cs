@@ -36,8 +36,6 @@ public sealed class ProtocolServer : IAsyncDisposable
     private long _refused;
     private Task _heartbeat = Task.CompletedTask;
 
-    // How many connections the heartbeat cut, per reason (touched only by the heartbeat's own loop).
-    private readonly Dictionary<ConnectionCloseReason, long> _clockLimitsHit = [];
     private readonly TaskCompletionSource _closed = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly Lock _lock = new();
     private List<IConnectionListener> _listeners = [];
@@ -552,7 +550,7 @@ public sealed class ProtocolServer : IAsyncDisposable
                 var (reason, detail) = expired;
 
                 // An idle close is routine (Debug). The others are limits hit, sampled into warnings per kind.
-                var count = reason == ConnectionCloseReason.IdleTimeout ? 0 : _clockLimitsHit[reason] = _clockLimitsHit.GetValueOrDefault(reason) + 1;
+                var count = reason == ConnectionCloseReason.IdleTimeout ? 0 : OrleansProtocol.Diagnostics.LogSampling.Next(Name, reason.ToString());
                 if (count > 0 && GatewayLog.IsSampled(count))
                 {
                     GatewayLog.ClockLimitHit(_connectionLogger, connection.Id, reason, detail, count);

@@ -7,10 +7,10 @@ namespace OrleansProtocol.Gateway.Diagnostics;
 internal static partial class GatewayLog
 {
     /// <summary>
-    /// Whether the <paramref name="count"/>th occurrence of a limit hit is logged as a warning: the first and every
-    /// 1,000th, so an attack cannot flood the log (the others go to Debug or only to the metrics).
+    /// Whether the <paramref name="count"/>th occurrence of a limit hit or a rejection is logged at its level: the first
+    /// and every 1,000th, so an attack cannot flood the log (the others go to Debug and the metrics).
     /// </summary>
-    public static bool IsSampled(long count) => count == 1 || count % 1000 == 0;
+    public static bool IsSampled(long count) => OrleansProtocol.Diagnostics.LogSampling.IsSampled(count);
 
     [LoggerMessage(1, LogLevel.Information, "Listener {Listener} serving {GrainType} on {EndPoint}", EventName = "ListenerStarted")]
     public static partial void ListenerStarted(ILogger logger, string listener, string grainType, EndPoint endPoint);
@@ -48,17 +48,17 @@ internal static partial class GatewayLog
     [LoggerMessage(17, LogLevel.Debug, "Connection {ConnectionId} handed to protocol {Protocol}", EventName = "ProtocolSwitched")]
     public static partial void ProtocolSwitched(ILogger logger, string connectionId, string protocol);
 
-    [LoggerMessage(18, LogLevel.Warning, "Connection {ConnectionId}: {Detail} Closing the connection.", EventName = "FrameRejected")]
-    public static partial void FrameRejected(ILogger logger, string connectionId, string detail);
+    [LoggerMessage(18, LogLevel.Warning, "Connection {ConnectionId}: {Detail} Closing the connection. ({Count} so far on this listener)", EventName = "FrameRejected")]
+    public static partial void FrameRejected(ILogger logger, string connectionId, string detail, long count);
 
     [LoggerMessage(19, LogLevel.Debug, "Connection {ConnectionId}: the peer closed inside a frame; {Length} bytes of it were discarded", EventName = "TruncatedFrame")]
     public static partial void TruncatedFrame(ILogger logger, string connectionId, long length);
 
-    [LoggerMessage(20, LogLevel.Information, "Connection {ConnectionId}: {Detail} Dropped without a grain.", EventName = "TlsHandshakeFailed")]
-    public static partial void TlsHandshakeFailed(ILogger logger, string connectionId, string detail);
+    [LoggerMessage(20, LogLevel.Information, "Connection {ConnectionId}: {Detail} Dropped without a grain. ({Count} so far on this listener)", EventName = "TlsHandshakeFailed")]
+    public static partial void TlsHandshakeFailed(ILogger logger, string connectionId, string detail, long count);
 
-    [LoggerMessage(21, LogLevel.Warning, "Connection {ConnectionId}: {Detail} Aborting.", EventName = "WriteBufferLimit")]
-    public static partial void WriteBufferLimit(ILogger logger, string connectionId, string detail);
+    [LoggerMessage(21, LogLevel.Warning, "Connection {ConnectionId}: {Detail} Aborting. ({Count} so far on this listener)", EventName = "WriteBufferLimit")]
+    public static partial void WriteBufferLimit(ILogger logger, string connectionId, string detail, long count);
 
     [LoggerMessage(22, LogLevel.Warning, "Listener {Listener}: refused a connection from {RemoteEndPoint}: {Detail} ({Count} refused so far)", EventName = "ConnectionRefused")]
     public static partial void ConnectionRefused(ILogger logger, string listener, EndPoint? remoteEndPoint, string detail, long count);
@@ -69,8 +69,11 @@ internal static partial class GatewayLog
     [LoggerMessage(25, LogLevel.Warning, "Connection {ConnectionId}: {Reason}: {Detail} Closing. ({Count} so far on this listener)", EventName = "ClockLimitHit")]
     public static partial void ClockLimitHit(ILogger logger, string connectionId, ConnectionCloseReason reason, string detail, long count);
 
-    [LoggerMessage(24, LogLevel.Warning, "Connection {ConnectionId}: {Detail} Dropped without a grain.", EventName = "ProxyHeaderRejected")]
-    public static partial void ProxyHeaderRejected(ILogger logger, string connectionId, string detail);
+    [LoggerMessage(24, LogLevel.Warning, "Connection {ConnectionId}: {Detail} Dropped without a grain. ({Count} so far on this listener)", EventName = "ProxyHeaderRejected")]
+    public static partial void ProxyHeaderRejected(ILogger logger, string connectionId, string detail, long count);
+
+    [LoggerMessage(26, LogLevel.Debug, "Connection {ConnectionId}: {Kind}: {Detail}", EventName = "RejectionNotSampled")]
+    public static partial void RejectionNotSampled(ILogger logger, string connectionId, string kind, string detail);
 
     [LoggerMessage(16, LogLevel.Trace, "Connection {ConnectionId}: delivering {Length} bytes", EventName = "DataDelivered")]
     public static partial void DataDelivered(ILogger logger, string connectionId, int length);

@@ -34,7 +34,7 @@ public abstract class IntNStringReceiverGrain : ProtocolGrain
     protected virtual Task LengthLimitExceeded(ulong length)
     {
         var message = $"A string of {length} bytes exceeds the maximum of {MaxLength} bytes.";
-        Logger.LogWarning("Connection {ConnectionId}: {Message} Closing.", Transport.Connection.ConnectionId, message);
+        LogSampled(LogLevel.Warning, "frame_too_large", message + " Closing.");
         Transport.Close(ConnectionCloseReason.FrameTooLarge, message);
         return Task.CompletedTask;
     }
