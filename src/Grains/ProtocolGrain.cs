@@ -77,6 +77,17 @@ public abstract partial class ProtocolGrain : Grain, IProtocolGrain, IProtocolCo
     /// </summary>
     protected virtual Task ConnectionLost(Exception? exception) => Task.CompletedTask;
 
+    /// <summary>
+    /// The server is about to close the connection: a clock ran out (idle, first data, receive rate), a frame was too
+    /// large, the listener is closing or the silo is stopping. What the protocol writes here — a goodbye, an error line
+    /// the client understands — is sent before the FIN; then the connection closes and <see cref="ConnectionLost"/>
+    /// follows with <paramref name="reason"/>. Not an asyncio callback (asyncio has no server-side limits); by default
+    /// nothing is written.
+    /// </summary>
+    /// <param name="reason">Why the server closes the connection.</param>
+    /// <param name="message">Detail for <paramref name="reason"/>, as logged.</param>
+    protected virtual Task CloseRequested(ConnectionCloseReason reason, string? message) => Task.CompletedTask;
+
     /// <summary>The write buffer went over the high-water mark (asyncio <c>pause_writing</c>): stop producing.</summary>
     protected virtual Task PauseWriting() => Task.CompletedTask;
 
@@ -174,16 +185,21 @@ public abstract partial class ProtocolGrain : Grain, IProtocolGrain, IProtocolCo
 
     Task<ProtocolReply> IProtocolGrain.ResumeWriting(long bytesSent) => WriteFlowCallback(bytesSent, pause: false);
 
-    Task<ProtocolReply> IProtocolGrain.CloseRequested(ConnectionCloseReason reason, string? message, long bytesSent)
+    async Task<ProtocolReply> IProtocolGrain.CloseRequested(ConnectionCloseReason reason, string? message, long bytesSent)
     {
         if (_transport is not { } transport || _lostDelivered)
         {
-            return Task.FromResult(Unknown());
+            return Unknown();
         }
 
         transport.OnBytesSent(bytesSent);
+        if (!transport.IsClosing)
+        {
+            await RunCallback(nameof(CloseRequested), static (g, r) => g.CloseRequested(r.reason, r.message), (reason, message));
+        }
+
         transport.Close(reason, message);
-        return Task.FromResult(Reply());
+        return Reply();
     }
 
     async Task IProtocolGrain.ConnectionLost(ConnectionCloseReason reason, string? message)

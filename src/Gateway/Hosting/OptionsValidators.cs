@@ -52,8 +52,8 @@ internal sealed class ProtocolListenerOptionsValidator : IValidateOptions<Protoc
             failures.Add($"{prefix} MaxConnectionsPerAddress {options.MaxConnectionsPerAddress} must be positive, or null for no limit (the default).");
         }
 
-        SettingChecks.Timeout(failures, prefix, nameof(options.IdleTimeout), options.IdleTimeout, "00:02:10");
-        SettingChecks.Timeout(failures, prefix, nameof(options.FirstDataTimeout), options.FirstDataTimeout, "00:00:30");
+        SettingChecks.Timeout(failures, prefix, nameof(options.IdleTimeout), options.IdleTimeout, "off");
+        SettingChecks.Timeout(failures, prefix, nameof(options.FirstDataTimeout), options.FirstDataTimeout, "off");
         SettingChecks.Timeout(failures, prefix, nameof(options.ProxyHeaderTimeout), options.ProxyHeaderTimeout, "00:00:10");
         Rate(nameof(options.MinReceiveDataRate), options.MinReceiveDataRate, options.MinReceiveDataRateGracePeriod);
         Rate(nameof(options.MinSendDataRate), options.MinSendDataRate, options.MinSendDataRateGracePeriod);

@@ -118,21 +118,24 @@ public sealed class ProtocolListenerOptions
     public string? RefusalMessage { get; set; }
 
     /// <summary>
-    /// A connection with no byte either way for this long is closed with <see cref="ConnectionCloseReason.IdleTimeout"/>.
-    /// Defaults to 130 seconds, Kestrel's keep-alive timeout. <see cref="Timeout.InfiniteTimeSpan"/> turns it off:
-    /// a risk, since dead peers that never send a FIN then hold their connections forever.
+    /// A connection with no byte either way for this long is closed with <see cref="ConnectionCloseReason.IdleTimeout"/>
+    /// (the protocol's <c>CloseRequested</c> can say goodbye first). Off (<see cref="Timeout.InfiniteTimeSpan"/>) by
+    /// default, as Redis' <c>timeout 0</c>, asyncio and Netty: a generic protocol's clients may rightly wait in silence
+    /// (a subscriber, a client between commands). Kestrel's 130 s is HTTP's keep-alive, not a TCP rule. Set it where
+    /// silence means a dead peer; dead peers that never send a FIN otherwise hold their connections until the
+    /// connection limits or TCP keep-alive end them.
     /// </summary>
-    public TimeSpan IdleTimeout { get; set; } = TimeSpan.FromSeconds(130);
+    public TimeSpan IdleTimeout { get; set; } = Timeout.InfiniteTimeSpan;
 
     /// <summary>
     /// A connection whose peer sends nothing for this long after connecting (after its PROXY header and TLS handshake,
-    /// which have their own deadlines) is closed with <see cref="ConnectionCloseReason.FirstDataTimeout"/>. Defaults to
-    /// 30 seconds, Kestrel's <c>RequestHeadersTimeout</c>. Protocols where the client may rightly stay silent (the
-    /// server speaks first and waits for a human, or only pushes) raise it or set <see cref="Timeout.InfiniteTimeSpan"/>
-    /// (off): a risk, since connections that never say anything then last until the idle timeout. Outbound
-    /// connections have none.
+    /// which have their own deadlines) is closed with <see cref="ConnectionCloseReason.FirstDataTimeout"/> (the
+    /// protocol's <c>CloseRequested</c> can say why first). Off (<see cref="Timeout.InfiniteTimeSpan"/>) by default: in
+    /// many protocols the client waits silently at first (a Redis client before its first command, a server that speaks
+    /// first). Kestrel's 30 s <c>RequestHeadersTimeout</c> fits protocols where the client always speaks first; set
+    /// it for those. Outbound connections have none.
     /// </summary>
-    public TimeSpan FirstDataTimeout { get; set; } = TimeSpan.FromSeconds(30);
+    public TimeSpan FirstDataTimeout { get; set; } = Timeout.InfiniteTimeSpan;
 
     /// <summary>
     /// Slowloris protection on framed listeners: while the gateway holds an incomplete frame and waits on the peer for

@@ -48,3 +48,32 @@ public sealed class WriteThenUpgradeGrain : ProtocolGrain
         return Task.CompletedTask;
     }
 }
+
+/// <summary>Echoes lines; when the server closes the connection (a clock, a limit, a drain), says why first.</summary>
+public sealed class GoodbyeGrain(Infrastructure.CallbackRecorder recorder) : ProtocolGrain
+{
+    protected override Task ConnectionMade(ProtocolTransport transport)
+    {
+        recorder.For(transport.Connection).Add("CM");
+        return Task.CompletedTask;
+    }
+
+    protected override Task DataReceived(ReadOnlyMemory<byte> data)
+    {
+        Transport.Write(data.Span);
+        return Task.CompletedTask;
+    }
+
+    protected override Task CloseRequested(ConnectionCloseReason reason, string? message)
+    {
+        recorder.For(Transport.Connection).Add($"CR {reason}");
+        Transport.Write(System.Text.Encoding.UTF8.GetBytes($"-ERR closing: {reason}\r\n"));
+        return Task.CompletedTask;
+    }
+
+    protected override Task ConnectionLost(Exception? exception)
+    {
+        recorder.For(Transport.Connection).Lost(exception, CloseReason);
+        return Task.CompletedTask;
+    }
+}
