@@ -62,7 +62,6 @@ public sealed class TimerHandle
         }
 
         Cancelled = true;
-        Timer?.Dispose();
         _onCancel(this);
     }
 }

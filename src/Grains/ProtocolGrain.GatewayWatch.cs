@@ -25,6 +25,7 @@ public abstract partial class ProtocolGrain
         }
 
         _gatewayWatch = new CancellationTokenSource();
+        _counts?.GatewayWatch(1);
         _ = WatchGatewayAsync(membership, gatewaySilo, _gatewayWatch.Token);
     }
 
@@ -48,6 +49,10 @@ public abstract partial class ProtocolGrain
         }
         catch (OperationCanceledException) when (cancellation.IsCancellationRequested)
         {
+        }
+        finally
+        {
+            _counts?.GatewayWatch(-1);
         }
     }
 

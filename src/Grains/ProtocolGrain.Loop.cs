@@ -38,6 +38,7 @@ public abstract partial class ProtocolGrain
         EnsureNurseryOpen();
         var task = new ConnectionTask(name ?? $"task {_tasks.Count + 1}");
         _tasks.Add(task);
+        _counts?.Task(1);
         task.Completion = RunTaskAsync(task, work);
         return task;
     }
@@ -68,7 +69,11 @@ public abstract partial class ProtocolGrain
     {
         ArgumentNullException.ThrowIfNull(callback);
         EnsureNurseryOpen();
-        var handle = new TimerHandle(when, callback, h => _timers.Remove(h));
+        var handle = new TimerHandle(when, callback, h =>
+        {
+            _timers.Remove(h);
+            DisarmTimer(h);
+        });
         ArmTimer(handle);
         _timers.Add(handle);
         return handle;
@@ -77,6 +82,7 @@ public abstract partial class ProtocolGrain
     /// <summary>A one-shot grain timer for the handle; it does not interleave with requests, so the callback is its own turn.</summary>
     private void ArmTimer(TimerHandle handle)
     {
+        _counts?.Timer(1);
         handle.Timer = this.RegisterGrainTimer(
             static (state, _) =>
             {
@@ -91,9 +97,19 @@ public abstract partial class ProtocolGrain
             });
     }
 
+    private void DisarmTimer(TimerHandle handle)
+    {
+        if (handle.Timer is { } timer)
+        {
+            handle.Timer = null;
+            timer.Dispose();
+            _counts?.Timer(-1);
+        }
+    }
+
     private void FireTimer(TimerHandle handle)
     {
-        handle.Timer?.Dispose();
+        DisarmTimer(handle);
         if (!_timers.Contains(handle) || handle.Cancelled || _nurseryClosed)
         {
             return;
@@ -158,6 +174,7 @@ public abstract partial class ProtocolGrain
         finally
         {
             _tasks.Remove(task);
+            _counts?.Task(-1);
         }
     }
 

@@ -34,6 +34,7 @@ public abstract partial class ProtocolGrain : Grain, IProtocolGrain, IProtocolCo
     private UnsolicitedSender<TransportBatch>? _sender;
     private bool _lostDelivered;
     private bool _keepOpen;
+    private Diagnostics.ConnectionGrainCounters.Counts? _counts;
 
     /// <summary>The connection's transport; available from <see cref="ConnectionMade"/> on.</summary>
     /// <exception cref="InvalidOperationException">Before the connection was made.</exception>
@@ -103,6 +104,8 @@ public abstract partial class ProtocolGrain : Grain, IProtocolGrain, IProtocolCo
 
         _observer = transport;
         _transport = new ProtocolTransport(this, connection);
+        _counts = ServiceProvider.GetService<Diagnostics.ConnectionGrainCounters>()?.For(connection.ListenerName);
+        _counts?.Connection(1);
         await RunCallback(nameof(ConnectionMade), static (g, t) => g.ConnectionMade(t), _transport);
         if (!_lostDelivered)
         {
@@ -304,6 +307,7 @@ public abstract partial class ProtocolGrain : Grain, IProtocolGrain, IProtocolCo
         {
             // Handed to another protocol: this one is done. No ConnectionLost, as asyncio's set_protocol.
             _lostDelivered = true;
+            _counts?.Connection(-1);
             StopWatchingGateway();
             await ExitNurseryAsync();
             DeactivateOnIdle();
@@ -427,6 +431,7 @@ public abstract partial class ProtocolGrain : Grain, IProtocolGrain, IProtocolCo
         }
 
         _lostDelivered = true;
+        _counts?.Connection(-1);
         CloseReason = reason;
         _transport!.MarkLost();
 

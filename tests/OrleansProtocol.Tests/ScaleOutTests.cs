@@ -232,4 +232,47 @@ public sealed class ScaleOutTests(ThreeSiloFixture fixture)
         await fixture.Cluster.WaitForDeactivationAsync(stray.GetGrainId()).WaitAsync(TestTimeouts.Default);
         Assert.False(fixture.Cluster.TryGetGrainContext(stray.GetGrainId(), out _));
     }
+
+    [Fact]
+    public async Task Grains_away_from_their_sockets_give_back_their_gateway_watches_after_hundreds_of_connections()
+    {
+        // Each remote grain watches its socket's silo (one watch while this connection lives); closed or reset, every
+        // watch ends with its connection.
+        var counts = fixture.Cluster.Silos
+            .Select(s => s.ServiceProvider.GetRequiredService<OrleansProtocol.Diagnostics.ConnectionGrainCounters>().For("remote-echo"))
+            .ToArray();
+        await using (var watched = await TestClient.ConnectAsync(fixture.EndPoint(0, "remote-echo")))
+        {
+            await watched.SendAsync("watched\n");
+            Assert.Equal("watched", await watched.ReadLineAsync());
+            Assert.True(counts.Sum(c => c.GatewayWatches) >= 1);
+        }
+
+        await Task.WhenAll(Enumerable.Range(0, 3).Select(silo => Task.Run(async () =>
+        {
+            for (var i = 0; i < 100; i++)
+            {
+                var client = await TestClient.ConnectAsync(fixture.EndPoint(silo, "remote-echo"));
+                await client.SendAsync($"round {i}\n");
+                Assert.Equal($"round {i}", await client.ReadLineAsync());
+                if (i % 2 == 0)
+                {
+                    client.Reset();
+                }
+                else
+                {
+                    client.ShutdownSend();
+                    Assert.Empty(await client.ReadToEndAsync());
+                    await client.DisposeAsync();
+                }
+            }
+        })));
+
+        var deadline = System.Diagnostics.Stopwatch.StartNew();
+        while (counts.Any(c => c.GatewayWatches != 0 || c.Connections != 0))
+        {
+            Assert.True(deadline.Elapsed < TestTimeouts.Default, string.Join(", ", counts.Select(c => $"{c.Connections} connections, {c.GatewayWatches} watches")));
+            await Task.Delay(20);
+        }
+    }
 }

@@ -302,6 +302,7 @@ internal sealed partial class GatewayConnection
     {
         _observer = new TransportObserver(this, _epoch);
         _observerReference = _grainFactory.CreateObjectReference<ITransportObserver>(_observer);
+        _metrics.ObserverReference(1);
 
         // ConnectionMade activates the grain: a placement hint on this one call decides its silo.
         Task<ProtocolReply> made;
@@ -338,11 +339,15 @@ internal sealed partial class GatewayConnection
     /// <summary>The silo the connection's grain lives on, as it said in its <c>ConnectionMade</c> reply.</summary>
     public string? GrainSilo { get; private set; }
 
+    /// <summary>True while the connection holds an observer reference (from its grain's ConnectionMade to its end).</summary>
+    internal bool HasObserver => Volatile.Read(ref _observerReference) is not null;
+
     private void DeleteObserver()
     {
         if (_observerReference is not null)
         {
             _grainFactory.DeleteObjectReference<ITransportObserver>(_observerReference);
+            _metrics.ObserverReference(-1);
             _observerReference = null;
             _observer = null;
         }
@@ -746,7 +751,13 @@ internal sealed partial class GatewayConnection
         {
             if (_grainLost)
             {
-                // Calling would only activate a fresh grain that knows nothing of this connection.
+                // Calling would only activate a fresh grain that knows nothing of this connection. A grain that was
+                // made and then lost (its silo died) never removed its directory entry: remove it for it.
+                if (Made.IsCompletedSuccessfully && Made.Result)
+                {
+                    _ = ForgetInDirectoryAsync();
+                }
+
                 return;
             }
 
@@ -761,6 +772,18 @@ internal sealed partial class GatewayConnection
         catch (Exception ex)
         {
             GatewayLog.ConnectionLostFailed(_logger, Id, ex);
+        }
+    }
+
+    private async Task ForgetInDirectoryAsync()
+    {
+        try
+        {
+            await _grainFactory.GetGrain<IConnectionDirectory>(Info.ListenerName).Remove(Id);
+        }
+        catch (Exception ex)
+        {
+            _logger.LogDebug(ex, "Connection {ConnectionId}: could not remove it from the connection directory.", Id);
         }
     }
 

@@ -7,6 +7,9 @@ internal sealed class SiloConnectionBudget(int? max)
 
     public int? Max => max;
 
+    /// <summary>Connections counted as open (every listener's, and outbound ones).</summary>
+    public int Open => Volatile.Read(ref _open);
+
     public bool Exhausted => max is { } limit && Volatile.Read(ref _open) >= limit;
 
     public void Opened() => Interlocked.Increment(ref _open);

@@ -72,4 +72,14 @@ public sealed class GatewayMetrics
 
     internal void FrameOverLimit(string listener) =>
         _framesOverLimit.Add(1, new KeyValuePair<string, object?>("orleansprotocol.listener", listener));
+
+    private long _observerReferences;
+
+    /// <summary>
+    /// Observer references the silo's connections hold (one per connection and protocol). Not a meter instrument: the
+    /// give-back tests assert it returns to zero.
+    /// </summary>
+    internal long ObserverReferences => Interlocked.Read(ref _observerReferences);
+
+    internal void ObserverReference(int delta) => Interlocked.Add(ref _observerReferences, delta);
 }

@@ -117,6 +117,9 @@ public sealed class ProtocolGateway : ILifecycleParticipant<ISiloLifecycle>
     /// <summary>Outbound connections currently open from this silo.</summary>
     public int OutboundConnectionCount => _outbound?.ConnectionCount ?? 0;
 
+    /// <summary>Connections counted against the silo's limit; equals every server's connections plus the outbound ones.</summary>
+    internal int BudgetedConnections => _budget.IsValueCreated ? _budget.Value.Open : 0;
+
     /// <summary>The server named <paramref name="name"/>.</summary>
     /// <exception cref="KeyNotFoundException">No server has that name.</exception>
     public ProtocolServer GetServer(string name) =>

@@ -26,6 +26,7 @@ public static class ProtocolGatewaySiloBuilderExtensions
         services.TryAddSingleton<ProtocolGateway>();
         services.AddMetrics();
         services.TryAddSingleton<OrleansProtocol.Gateway.Diagnostics.GatewayMetrics>();
+        services.TryAddSingleton<OrleansProtocol.Diagnostics.ConnectionGrainCounters>();
         services.TryAddEnumerable(ServiceDescriptor.Singleton<ILifecycleParticipant<ISiloLifecycle>, ProtocolGatewayParticipant>());
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<ProtocolGatewayOptions>, ProtocolGatewayOptionsValidator>());
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<ProtocolListenerOptions>, ProtocolListenerOptionsValidator>());

@@ -77,3 +77,63 @@ public sealed class GoodbyeGrain(Infrastructure.CallbackRecorder recorder) : Pro
         return Task.CompletedTask;
     }
 }
+
+/// <summary>
+/// Holds one of everything a connection grain can hold — a timer armed far ahead, a running task — and takes commands:
+/// <c>echo X</c>, <c>upgrade</c> (hands the connection to <see cref="Samples.EchoGrain"/>), <c>stall</c> (pauses reading and
+/// writes 16 MiB, more than the kernel's buffers take, so both directions are paused while the peer reads nothing).
+/// </summary>
+public sealed class GiveBackGrain : ProtocolGrain
+{
+    private readonly System.Text.StringBuilder _line = new();
+
+    protected override Task ConnectionMade(ProtocolTransport transport)
+    {
+        CallLater(TimeSpan.FromHours(1), () => transport.Write("late\n"u8));
+        CreateTask(ct => Task.Delay(Timeout.Infinite, ct), "forever");
+        return Task.CompletedTask;
+    }
+
+    protected override Task DataReceived(ReadOnlyMemory<byte> data)
+    {
+        var span = data.Span;
+        for (var i = 0; i < span.Length; i++)
+        {
+            if (span[i] != (byte)'\n')
+            {
+                _line.Append((char)span[i]);
+                continue;
+            }
+
+            var line = _line.ToString();
+            _line.Clear();
+            if (line == "upgrade")
+            {
+                // What followed the command in this read is the new protocol's.
+                Transport.SetProtocol<Samples.EchoGrain>(span[(i + 1)..]);
+                return Task.CompletedTask;
+            }
+
+            if (line == "stall")
+            {
+                Transport.PauseReading();
+                Transport.Write(new byte[16 * 1024 * 1024]);
+                continue;
+            }
+
+            Transport.Write(System.Text.Encoding.UTF8.GetBytes(line + "\n"));
+        }
+
+        return Task.CompletedTask;
+    }
+}
+
+/// <summary>A protocol whose ConnectionMade fails: the connection is aborted before it is ever read.</summary>
+public sealed class ThrowOnMadeGrain : ProtocolGrain
+{
+    protected override Task ConnectionMade(ProtocolTransport transport)
+    {
+        CallLater(TimeSpan.FromHours(1), () => { });
+        throw new InvalidOperationException("ConnectionMade fails on purpose");
+    }
+}

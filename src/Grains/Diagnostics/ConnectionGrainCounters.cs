@@ -1,0 +1,45 @@
+using System.Collections.Concurrent;
+
+namespace OrleansProtocol.Diagnostics;
+
+/// <summary>
+/// What this silo's connection grains hold, per listener: live connections, watches on a gateway's silo, armed timers
+/// and running tasks. Each is taken and given back by the grain; the give-back tests drive thousands of connections
+/// through every path (refused, aborted, upgraded, drained) and assert each returns to zero. Registered per silo by
+/// the gateway; a grain in a silo without it counts nothing.
+/// </summary>
+internal sealed class ConnectionGrainCounters
+{
+    private readonly ConcurrentDictionary<string, Counts> _byListener = new();
+
+    /// <summary>The counts of one listener (created at first use).</summary>
+    public Counts For(string listener) => _byListener.GetOrAdd(listener, static _ => new Counts());
+
+    internal sealed class Counts
+    {
+        private long _connections;
+        private long _gatewayWatches;
+        private long _timers;
+        private long _tasks;
+
+        /// <summary>Grains that hold a live connection (from ConnectionMade to ConnectionLost or a hand-over).</summary>
+        public long Connections => Interlocked.Read(ref _connections);
+
+        /// <summary>Grains watching the membership of their socket's silo.</summary>
+        public long GatewayWatches => Interlocked.Read(ref _gatewayWatches);
+
+        /// <summary>Grain timers armed for <c>CallLater</c>/<c>CallAt</c>.</summary>
+        public long Timers => Interlocked.Read(ref _timers);
+
+        /// <summary>Tasks started with <c>CreateTask</c> that have not finished.</summary>
+        public long Tasks => Interlocked.Read(ref _tasks);
+
+        public void Connection(int delta) => Interlocked.Add(ref _connections, delta);
+
+        public void GatewayWatch(int delta) => Interlocked.Add(ref _gatewayWatches, delta);
+
+        public void Timer(int delta) => Interlocked.Add(ref _timers, delta);
+
+        public void Task(int delta) => Interlocked.Add(ref _tasks, delta);
+    }
+}
