@@ -28,16 +28,6 @@ public sealed class GiveBackTests(GatewayClusterFixture fixture)
         })));
     }
 
-    private static async Task PollAsync(Func<bool> condition)
-    {
-        var deadline = Stopwatch.StartNew();
-        while (!condition())
-        {
-            Assert.True(deadline.Elapsed < TestTimeouts.Default, "the condition never held");
-            await Task.Delay(10);
-        }
-    }
-
     private static async Task EchoAsync(TestClient client, string line)
     {
         await client.SendAsync(line + "\n");
@@ -110,7 +100,7 @@ public sealed class GiveBackTests(GatewayClusterFixture fixture)
             // The reply's first bytes arrive once the gateway holds the rest; the kernel's buffers fill soon after.
             // The gateway's buffer is state with no event to await: it is polled.
             await client.ReadExactlyAsync(1);
-            await PollAsync(() => main.Connections.Any(c => Equals(c.Info.RemoteEndPoint, client.LocalEndPoint) && c.WriteBufferSize > ProtocolTransport.DefaultWriteBufferHigh));
+            await Poll.UntilAsync(() => main.Connections.Any(c => Equals(c.Info.RemoteEndPoint, client.LocalEndPoint) && c.WriteBufferSize > ProtocolTransport.DefaultWriteBufferHigh));
             client.Reset();
         });
 
@@ -182,7 +172,6 @@ public sealed class GiveBackTests(GatewayClusterFixture fixture)
             .Where(m => names.Contains((string)m.Tags["orleansprotocol.listener"]!)).Sum(m => m.Value);
 
         // Grains finish their ConnectionLost (and deactivate) just after the gateway let go of the socket.
-        var deadline = Stopwatch.StartNew();
         string Pending()
         {
             var live = gateway.Servers.SelectMany(s => s.Connections).ToList();
@@ -216,11 +205,7 @@ public sealed class GiveBackTests(GatewayClusterFixture fixture)
             return string.Join("; ", problems);
         }
 
-        while (Pending() is { Length: > 0 } problems)
-        {
-            Assert.True(deadline.Elapsed < TestTimeouts.Default, problems);
-            await Task.Delay(50);
-        }
+        await Poll.UntilAsync(() => Pending().Length == 0, Pending);
 
         // Directory entries and activations: nothing left of any of these connections' grains.
         foreach (var name in names)

@@ -52,17 +52,6 @@ public sealed class ProxyLimitTests(GatewayClusterFixture fixture)
         await client.DisposeAsync();
     }
 
-    private static async Task WaitForAsync(Func<bool> condition)
-    {
-        // The server gives a place back when the connection has ended on its side, just after the client saw the FIN.
-        var deadline = Stopwatch.StartNew();
-        while (!condition())
-        {
-            Assert.True(deadline.Elapsed < TestTimeouts.Default, "the per-address count never returned to zero");
-            await Task.Delay(10);
-        }
-    }
-
     [Fact]
     public async Task Two_thousand_sequential_proxied_connections_from_one_client_are_all_served()
     {
@@ -75,7 +64,7 @@ public sealed class ProxyLimitTests(GatewayClusterFixture fixture)
             await CloseAsync(client);
         }
 
-        await WaitForAsync(() => server.CountedAddresses == 0);
+        await Poll.UntilAsync(() => server.CountedAddresses == 0, () => $"{server.CountedAddresses} per-address places still taken");
         Assert.Equal(0, server.RefusedConnections);
     }
 
@@ -118,7 +107,7 @@ public sealed class ProxyLimitTests(GatewayClusterFixture fixture)
             await CloseAsync(client);
         }
 
-        await WaitForAsync(() => server.CountedAddresses == 0);
+        await Poll.UntilAsync(() => server.CountedAddresses == 0, () => $"{server.CountedAddresses} per-address places still taken");
     }
 
     [SkippableFact]
@@ -196,7 +185,7 @@ public sealed class ProxyLimitTests(GatewayClusterFixture fixture)
                 await CloseAsync(client);
             }
 
-            await WaitForAsync(() => server.CountedAddresses == 0);
+            await Poll.UntilAsync(() => server.CountedAddresses == 0, () => $"{server.CountedAddresses} per-address places still taken");
         }
         finally
         {

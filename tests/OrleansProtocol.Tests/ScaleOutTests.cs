@@ -268,11 +268,8 @@ public sealed class ScaleOutTests(ThreeSiloFixture fixture)
             }
         })));
 
-        var deadline = System.Diagnostics.Stopwatch.StartNew();
-        while (counts.Any(c => c.GatewayWatches != 0 || c.Connections != 0))
-        {
-            Assert.True(deadline.Elapsed < TestTimeouts.Default, string.Join(", ", counts.Select(c => $"{c.Connections} connections, {c.GatewayWatches} watches")));
-            await Task.Delay(20);
-        }
+        await Poll.UntilAsync(
+            () => counts.All(c => c.GatewayWatches == 0 && c.Connections == 0),
+            () => string.Join(", ", counts.Select(c => $"{c.Connections} connections, {c.GatewayWatches} watches")));
     }
 }
