@@ -330,7 +330,7 @@ public abstract partial class ProtocolGrain : Grain, IProtocolGrain, IProtocolCo
 
     Task IProtocolConnection.Close()
     {
-        if (IsLive)
+        if (IsLiveConnection())
         {
             _transport!.Close();
         }
@@ -340,7 +340,7 @@ public abstract partial class ProtocolGrain : Grain, IProtocolGrain, IProtocolCo
 
     Task IProtocolConnection.Abort()
     {
-        if (IsLive)
+        if (IsLiveConnection())
         {
             _transport!.Abort();
         }
@@ -349,26 +349,24 @@ public abstract partial class ProtocolGrain : Grain, IProtocolGrain, IProtocolCo
     }
 
     Task<ConnectionInfo?> IProtocolConnection.GetInfo() =>
-        Task.FromResult(IsLive ? _transport!.Connection : null);
+        Task.FromResult(IsLiveConnection() ? _transport!.Connection : null);
 
-    private bool IsLive
+    /// <summary>True while this grain serves a live connection. A grain that never had one goes away.</summary>
+    private bool IsLiveConnection()
     {
-        get
+        if (_transport is null)
         {
-            if (_transport is null)
-            {
-                // Not a connection's grain: a call by id after the connection ended (or its silo died) activated it
-                // afresh. Nothing will ever come of it; let it go rather than keep it alive forever.
-                DeactivateOnIdle();
-            }
-
-            return _transport is not null && !_lostDelivered;
+            // Not a connection's grain: a call by id after the connection ended (or its silo died) activated it
+            // afresh. Nothing will ever come of it; let it go rather than keep it alive forever.
+            DeactivateOnIdle();
         }
+
+        return _transport is not null && !_lostDelivered;
     }
 
     /// <summary>The transport of the live connection, for a call from outside.</summary>
     /// <exception cref="ConnectionClosedException">The connection is gone.</exception>
-    private ProtocolTransport LiveTransport() => IsLive
+    private ProtocolTransport LiveTransport() => IsLiveConnection()
         ? _transport!
         : throw new ConnectionClosedException(
             CloseReason == ConnectionCloseReason.None ? ConnectionCloseReason.GrainUnavailable : CloseReason,

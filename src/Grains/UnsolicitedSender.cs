@@ -92,7 +92,7 @@ internal sealed class UnsolicitedSender<TBatch>(
             {
                 if (overHighWater?.Invoke() == true && pendingData?.Invoke() != false)
                 {
-                    await (_released ??= new TaskCompletionSource()).Task;
+                    await (_released ??= new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously)).Task;
                     continue;
                 }
 
