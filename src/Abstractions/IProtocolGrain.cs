@@ -73,6 +73,16 @@ public interface IProtocolGrain : IGrainWithStringKey
     Task<ProtocolReply> CloseRequested(ConnectionCloseReason reason, string? message, long bytesSent);
 
     /// <summary>
+    /// The silo the grain lives on is stopping gracefully while its socket lives on another one (the gateway of the
+    /// stopping silo asks). A protocol that can move migrates to <paramref name="targetSilo"/> with its connection;
+    /// one that cannot is closed cleanly when the silo deactivates it.
+    /// </summary>
+    /// <param name="targetSilo">Where to move (<c>SiloAddress.ToParsableString()</c>): the socket's silo.</param>
+    /// <returns>True when the grain is moving; false when it stays until it is closed.</returns>
+    [Alias("LeaveSilo")]
+    Task<bool> LeaveSilo(string targetSilo);
+
+    /// <summary>
     /// The connection ended. Called once per connection by the gateway; the grain delivers it to the protocol exactly
     /// once even if it already ended the connection itself (a callback that threw).
     /// </summary>

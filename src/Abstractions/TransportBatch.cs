@@ -51,6 +51,10 @@ public sealed class TransportBatch
     /// </summary>
     [Id(8)]
     public ReadOnlyMemory<byte> HandOffData { get; init; }
+
+    /// <summary>With <see cref="TransportBatchFlags.Moved"/>: the silo the grain lives on now (<c>SiloAddress.ToString()</c>).</summary>
+    [Id(9)]
+    public string? GrainSilo { get; init; }
 }
 
 /// <summary>Operations carried by a <see cref="TransportBatch"/> besides its data.</summary>
@@ -82,4 +86,16 @@ public enum TransportBatchFlags
     /// Hand the connection to another protocol grain (asyncio <c>set_protocol</c>): the last batch of this grain.
     /// </summary>
     SetProtocol = 64,
+
+    /// <summary>
+    /// The grain moved to another silo with its connection (<see cref="TransportBatch.GrainSilo"/>), so the gateway
+    /// follows it there rather than taking the old silo's end for the grain's.
+    /// </summary>
+    Moved = 128,
+
+    /// <summary>
+    /// The grain is going away and has delivered <c>ConnectionLost</c> to its protocol itself (its silo stops and the
+    /// protocol cannot move): the gateway finishes the connection (flush, close) without calling the grain again.
+    /// </summary>
+    Detach = 256,
 }

@@ -26,6 +26,7 @@ public abstract partial class ProtocolGrain
 
         _gatewayWatch = new CancellationTokenSource();
         _counts?.GatewayWatch(1);
+        _counters?.AwayFromSocket(this.GetGrainId(), gateway);
         _ = WatchGatewayAsync(membership, gatewaySilo, _gatewayWatch.Token);
     }
 
@@ -58,7 +59,11 @@ public abstract partial class ProtocolGrain
 
     private void StopWatchingGateway()
     {
-        _gatewayWatch?.Cancel();
-        _gatewayWatch = null;
+        if (_gatewayWatch is { } watch)
+        {
+            watch.Cancel();
+            _gatewayWatch = null;
+            _counters?.NoLongerAway(this.GetGrainId());
+        }
     }
 }

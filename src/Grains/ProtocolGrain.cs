@@ -34,6 +34,7 @@ public abstract partial class ProtocolGrain : Grain, IProtocolGrain, IProtocolCo
     private UnsolicitedSender<TransportBatch>? _sender;
     private bool _lostDelivered;
     private bool _keepOpen;
+    private Diagnostics.ConnectionGrainCounters? _counters;
     private Diagnostics.ConnectionGrainCounters.Counts? _counts;
 
     /// <summary>The connection's transport; available from <see cref="ConnectionMade"/> on.</summary>
@@ -104,8 +105,7 @@ public abstract partial class ProtocolGrain : Grain, IProtocolGrain, IProtocolCo
 
         _observer = transport;
         _transport = new ProtocolTransport(this, connection);
-        _counts = ServiceProvider.GetService<Diagnostics.ConnectionGrainCounters>()?.For(connection.ListenerName);
-        _counts?.Connection(1);
+        CountConnection();
         await RunCallback(nameof(ConnectionMade), static (g, t) => g.ConnectionMade(t), _transport);
         if (!_lostDelivered)
         {
@@ -218,32 +218,54 @@ public abstract partial class ProtocolGrain : Grain, IProtocolGrain, IProtocolCo
     }
 
     /// <inheritdoc />
+    /// <remarks>
+    /// Deactivated while the connection lives: a protocol that can move and is migrating takes its connection along
+    /// (<see cref="Migratable"/>); otherwise (its silo is stopping, an operator or Orleans let it go) the connection is
+    /// closed cleanly — what the protocol wrote is flushed, then a FIN — and the protocol gets <see cref="ConnectionLost"/>
+    /// once, with <see cref="ConnectionCloseReason.ServerShutdown"/> when the silo is stopping. Never a reset.
+    /// </remarks>
     public override async Task OnDeactivateAsync(DeactivationReason reason, CancellationToken cancellationToken)
     {
-        // Deactivated while the connection lives (its silo is going away, or Orleans lost the activation): tell the
-        // gateway to drop the socket, and the protocol that its connection is gone.
         if (_transport is { } transport && !_lostDelivered && _observer is { } observer)
         {
-            var message = $"The connection's grain was deactivated: {reason}.";
-            transport.Abort(ConnectionCloseReason.GrainUnavailable, message);
-            if (transport.TakeBatch() is { } batch)
+            // Nothing is pushed from here on but what this method sends: a push in flight completes first.
+            if (_sender is { } sender)
             {
-                try
-                {
-                    await observer.Send(batch).WaitAsync(cancellationToken);
-                }
-                catch (Exception ex)
-                {
-                    Logger.LogDebug(ex, "Connection {ConnectionId}: could not ask the gateway to abort.", transport.Connection.ConnectionId);
-                }
+                await sender.StopAsync();
             }
 
-            await DeliverConnectionLost(
-                ConnectionCloseReason.GrainUnavailable,
-                new ConnectionClosedException(ConnectionCloseReason.GrainUnavailable, message));
+            if (reason.ReasonCode == DeactivationReasonCode.Migrating && Migratable)
+            {
+                await PrepareToMoveAsync(transport, observer);
+            }
+            else
+            {
+                await LetGoAsync(transport, observer, reason, cancellationToken);
+            }
         }
 
         await base.OnDeactivateAsync(reason, cancellationToken);
+    }
+
+    private async Task LetGoAsync(ProtocolTransport transport, ITransportObserver observer, DeactivationReason reason, CancellationToken cancellationToken)
+    {
+        var (closeReason, message) = reason.ReasonCode == DeactivationReasonCode.ShuttingDown
+            ? (ConnectionCloseReason.ServerShutdown, "The silo holding the connection's grain is stopping.")
+            : (ConnectionCloseReason.GrainUnavailable, $"The connection's grain was deactivated: {reason}.");
+        transport.Detach(closeReason, message);
+        if (transport.TakeBatch() is { } batch)
+        {
+            try
+            {
+                await observer.Send(batch).WaitAsync(cancellationToken);
+            }
+            catch (Exception ex)
+            {
+                Logger.LogDebug(ex, "Connection {ConnectionId}: could not ask the gateway to close.", transport.Connection.ConnectionId);
+            }
+        }
+
+        await DeliverConnectionLost(closeReason, new ConnectionClosedException(closeReason, message));
     }
 
     /// <summary>

@@ -46,6 +46,7 @@ public sealed class ProtocolTransport
     private string? _newProtocol;
     private ReadOnlyMemory<byte> _handOffData;
     private int _droppedWrites;
+    private string? _movedTo;
 
     internal ProtocolTransport(ProtocolGrain owner, ConnectionInfo connection)
     {
@@ -60,6 +61,9 @@ public sealed class ProtocolTransport
 
     /// <summary>The highest batch sequence number assigned so far.</summary>
     internal long LastSequence { get; private set; }
+
+    /// <summary>The bytes of writes not yet sealed into a batch (they move with the grain).</summary>
+    internal int PendingBytes => _data?.WrittenCount ?? 0;
 
     /// <summary>
     /// True once <see cref="Close()"/> or <see cref="Abort()"/> was called, the connection was lost, or it was handed
@@ -336,6 +340,79 @@ public sealed class ProtocolTransport
     /// <summary>Marks the transport closing without a Close operation: the gateway closes it (EOF not kept open).</summary>
     internal void MarkClosing() => _closing = true;
 
+    /// <summary>The transport as it moves with its grain: see <see cref="MigratedConnection"/>.</summary>
+    internal MigratedConnection Dehydrate(ITransportObserver observer) => new()
+    {
+        Connection = Connection,
+        Observer = observer,
+        LastSequence = LastSequence,
+        BytesWritten = _bytesWritten,
+        BytesTaken = _bytesTaken,
+        BytesSent = _bytesSent,
+        High = _high,
+        Low = _low,
+        Closing = _closing,
+        EofWritten = _eofWritten,
+        ReadingPaused = _readingPaused,
+        PendingData = _data?.WrittenMemory.ToArray(),
+        PendingFlags = _flags,
+        CloseReason = _closeReason,
+        CloseMessage = _closeMessage,
+        DroppedWrites = _droppedWrites,
+    };
+
+    /// <summary>The transport of a connection that moved here with its grain, as it was on the old silo.</summary>
+    internal static ProtocolTransport Rehydrate(ProtocolGrain owner, MigratedConnection state)
+    {
+        var transport = new ProtocolTransport(owner, state.Connection)
+        {
+            LastSequence = state.LastSequence,
+            _bytesWritten = state.BytesWritten,
+            _bytesTaken = state.BytesTaken,
+            _bytesSent = state.BytesSent,
+            _high = state.High,
+            _low = state.Low,
+            _closing = state.Closing,
+            _eofWritten = state.EofWritten,
+            _readingPaused = state.ReadingPaused,
+            _flags = state.PendingFlags,
+            _closeReason = state.CloseReason,
+            _closeMessage = state.CloseMessage,
+            _droppedWrites = state.DroppedWrites,
+        };
+        if (state.PendingData is { Length: > 0 } pending)
+        {
+            (transport._data = new ArrayBufferWriter<byte>(pending.Length)).Write(pending);
+        }
+
+        return transport;
+    }
+
+    /// <summary>Tells the gateway, with the next batch, that the grain now lives on <paramref name="silo"/>.</summary>
+    internal void MarkMoved(string silo)
+    {
+        _movedTo = silo;
+        _flags |= TransportBatchFlags.Moved;
+        _owner.OnTransportChanged();
+    }
+
+    /// <summary>
+    /// The grain goes away without moving: close after flushing (unless already closing or aborted) and tell the
+    /// gateway not to call the grain again; the grain delivers <c>ConnectionLost</c> itself.
+    /// </summary>
+    internal void Detach(ConnectionCloseReason reason, string message)
+    {
+        if ((_flags & TransportBatchFlags.Abort) == 0 && !_closing)
+        {
+            _closing = true;
+            _flags |= TransportBatchFlags.Close;
+            _closeReason = reason;
+            _closeMessage = message;
+        }
+
+        _flags |= TransportBatchFlags.Detach;
+    }
+
     /// <summary>Seals what was recorded since the last batch, or returns null when nothing was.</summary>
     internal TransportBatch? TakeBatch()
     {
@@ -356,6 +433,7 @@ public sealed class ProtocolTransport
             CloseMessage = _closeMessage,
             NewProtocol = _newProtocol,
             HandOffData = _handOffData,
+            GrainSilo = (_flags & TransportBatchFlags.Moved) != 0 ? _movedTo : null,
         };
 
         // A new buffer per batch: the gateway may hold this one (local calls skip the copy for [Immutable] types).

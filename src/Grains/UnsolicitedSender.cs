@@ -21,13 +21,15 @@ internal sealed class UnsolicitedSender<TBatch>(
     where TBatch : class
 {
     private bool _pushing;
+    private bool _stopped;
+    private Task _push = Task.CompletedTask;
     private TaskCompletionSource? _released;
     private TaskCompletionSource? _flushed;
 
     /// <summary>Something was recorded: push it unless a callback's reply will carry it, or a push is under way.</summary>
     public void Changed()
     {
-        if (inCallback())
+        if (inCallback() || _stopped)
         {
             return;
         }
@@ -40,7 +42,18 @@ internal sealed class UnsolicitedSender<TBatch>(
         }
 
         _pushing = true;
-        _ = PushAsync();
+        _push = PushAsync();
+    }
+
+    /// <summary>
+    /// Stops pushing (the grain is leaving): a push in flight completes, a held one is given up; what is not pushed
+    /// stays with the transport.
+    /// </summary>
+    public Task StopAsync()
+    {
+        _stopped = true;
+        Release();
+        return _push;
     }
 
     /// <summary>The hold may be over (the gateway reported bytes sent, or the connection ended): look again.</summary>
@@ -88,7 +101,7 @@ internal sealed class UnsolicitedSender<TBatch>(
         {
             // Let the current turn finish, so its operations travel together. Runs on the grain's scheduler.
             await Task.Yield();
-            while (!inCallback())
+            while (!inCallback() && !_stopped)
             {
                 if (overHighWater?.Invoke() == true && pendingData?.Invoke() != false)
                 {
@@ -96,7 +109,7 @@ internal sealed class UnsolicitedSender<TBatch>(
                     continue;
                 }
 
-                if (take() is not { } batch)
+                if (_stopped || take() is not { } batch)
                 {
                     break;
                 }

@@ -1,4 +1,5 @@
 using System.Net.Sockets;
+using Microsoft.AspNetCore.Connections;
 using Microsoft.Extensions.Logging;
 using OrleansProtocol.Gateway.Diagnostics;
 
@@ -33,6 +34,12 @@ internal sealed partial class GatewayConnection
     private int _writeLow = ProtocolTransport.DefaultWriteBufferLow;
     private bool _writePaused;
     private bool _outputShut;
+
+    // Set by the writer once it closed gracefully: the socket is closed after the linger.
+    private bool _linger;
+
+    /// <summary>How long a gracefully closed connection waits for the peer's FIN before the socket is closed.</summary>
+    private static readonly TimeSpan LingerTimeout = TimeSpan.FromSeconds(2);
 
     private enum OutboundKind
     {
@@ -121,6 +128,21 @@ internal sealed partial class GatewayConnection
         {
             AbortLocked(Reason(batch, ConnectionCloseReason.LocalAbort), batch.CloseMessage);
             return;
+        }
+
+        if ((flags & TransportBatchFlags.Moved) != 0 && batch.GrainSilo is { } grainSilo)
+        {
+            // The grain moved with the connection (its old silo is stopping, say): follow it, so the old silo's end is
+            // not taken for the grain's death.
+            GrainSilo = grainSilo;
+            GatewayLog.GrainMoved(_logger, Id, grainSilo);
+        }
+
+        if ((flags & TransportBatchFlags.Detach) != 0)
+        {
+            // The grain is going away and has told its protocol: finish the connection without calling it again.
+            _grainLost = true;
+            _detached = true;
         }
 
         if ((flags & TransportBatchFlags.SetWriteBufferLimits) != 0)
@@ -274,18 +296,24 @@ internal sealed partial class GatewayConnection
                         break;
 
                     case OutboundKind.WriteEof:
-                        _socket.Shutdown(SocketShutdown.Send);
+                        ShutdownSend();
                         break;
 
                     case OutboundKind.Close:
                         if (_tls is not null)
                         {
+                            // close_notify goes through Kestrel's output pipe; completing it makes Kestrel send what
+                            // it holds, then shut the socket down and close it: FIN after the data.
                             await CloseTlsAsync();
+                            await _context.Transport.Output.CompleteAsync();
+                            return;
                         }
 
-                        // Everything is in the kernel (or, with TLS, in Kestrel's output pipe, which it sends first);
-                        // completing Kestrel's output makes it shut the socket down and close it: FIN after the data.
-                        await _context.Transport.Output.CompleteAsync();
+                        // Everything is in the kernel: FIN after it. The socket is closed only once the peer has
+                        // closed too (or the linger passed), reading what it still sends, so that closing on unread
+                        // bytes does not turn into a reset that could destroy the last of the output at the peer.
+                        ShutdownSend();
+                        _linger = true;
                         return;
                 }
             }
@@ -300,6 +328,43 @@ internal sealed partial class GatewayConnection
                     AbortLocked(ConnectionCloseReason.PeerReset, ex.Message);
                 }
             }
+        }
+    }
+
+    private void ShutdownSend()
+    {
+        try
+        {
+            _socket.Shutdown(SocketShutdown.Send);
+        }
+        catch (SocketException)
+        {
+            // Already shut (a WriteEof before the close) or reset by the peer: nothing more to send either way.
+        }
+    }
+
+    /// <summary>
+    /// Lingering close (as nginx and Apache do): after our FIN, read and drop what the peer still sends until it closes
+    /// or <see cref="LingerTimeout"/> passes.
+    /// </summary>
+    private async Task LingerAsync()
+    {
+        using var linger = new CancellationTokenSource(LingerTimeout);
+        try
+        {
+            while (true)
+            {
+                var read = await _input.ReadAsync(linger.Token);
+                _input.AdvanceTo(read.Buffer.End);
+                if (read.IsCompleted || read.IsCanceled)
+                {
+                    return;
+                }
+            }
+        }
+        catch (Exception ex) when (ex is OperationCanceledException or ConnectionResetException or IOException or ObjectDisposedException or InvalidOperationException)
+        {
+            // The peer did not close in time, or reset: the socket closes now.
         }
     }
 

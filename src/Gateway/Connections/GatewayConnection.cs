@@ -62,6 +62,7 @@ internal sealed partial class GatewayConnection
     private bool _readPaused;
     private bool _peerEof;
     private bool _grainLost;
+    private bool _detached;
     private int _epoch;
     private (string Protocol, ReadOnlyMemory<byte> Data)? _handOff;
 
@@ -152,6 +153,10 @@ internal sealed partial class GatewayConnection
             await _writer;
             await NotifyConnectionLostAsync();
             DeleteObserver();
+            if (_linger)
+            {
+                await LingerAsync();
+            }
 
             await _context.DisposeAsync();
             GatewayLog.ConnectionClosed(
@@ -706,6 +711,16 @@ internal sealed partial class GatewayConnection
     {
         if (reply.Status == ProtocolReplyStatus.UnknownConnection)
         {
+            lock (_lock)
+            {
+                if (_detached)
+                {
+                    // The grain closed the connection as it went away; a callback already on its way found a new
+                    // activation. The close in progress stands: flush, then FIN.
+                    return;
+                }
+            }
+
             GatewayLog.GrainLostConnection(_logger, Id);
             lock (_lock)
             {
@@ -753,7 +768,7 @@ internal sealed partial class GatewayConnection
             {
                 // Calling would only activate a fresh grain that knows nothing of this connection. A grain that was
                 // made and then lost (its silo died) never removed its directory entry: remove it for it.
-                if (Made.IsCompletedSuccessfully && Made.Result)
+                if (Made.IsCompletedSuccessfully && Made.Result && !_detached)
                 {
                     _ = ForgetInDirectoryAsync();
                 }

@@ -75,6 +75,12 @@ internal static partial class GatewayLog
     [LoggerMessage(26, LogLevel.Debug, "Connection {ConnectionId}: {Kind}: {Detail}", EventName = "RejectionNotSampled")]
     public static partial void RejectionNotSampled(ILogger logger, string connectionId, string kind, string detail);
 
+    [LoggerMessage(27, LogLevel.Debug, "Connection {ConnectionId}: its grain moved to silo {Silo}", EventName = "GrainMoved")]
+    public static partial void GrainMoved(ILogger logger, string connectionId, string silo);
+
+    [LoggerMessage(28, LogLevel.Information, "{Count} connection grain(s) moved to the silos of their sockets; {Closed} could not move and close cleanly", EventName = "GrainsMovedAway")]
+    public static partial void GrainsMovedAway(ILogger logger, int count, int closed);
+
     [LoggerMessage(16, LogLevel.Trace, "Connection {ConnectionId}: delivering {Length} bytes", EventName = "DataDelivered")]
     public static partial void DataDelivered(ILogger logger, string connectionId, int length);
 }

@@ -392,8 +392,49 @@ public sealed class ProtocolGateway : ILifecycleParticipant<ISiloLifecycle>
         var servers = _outbound is { } outbound ? _servers.Add(outbound) : _servers;
         await Task.WhenAll(servers
             .Select(s => s.ShutdownAsync(ConnectionCloseReason.ServerShutdown, _options.Value.DrainTimeout, cancellationToken))
-            .Concat(_datagramEndpoints.Select(e => e.StopAsync())));
+            .Concat(_datagramEndpoints.Select(e => e.StopAsync()))
+            .Append(MoveGrainsAwayAsync(cancellationToken)));
         _socketContexts?.Dispose();
+    }
+
+    /// <summary>
+    /// The silo stops while some of its connection grains serve sockets on other silos: each protocol that can move
+    /// goes to the silo of its socket with its connection (grain migration), before Orleans deactivates what is left.
+    /// The others close cleanly when they are deactivated. Waits up to the drain timeout for the moves.
+    /// </summary>
+    private async Task MoveGrainsAwayAsync(CancellationToken cancellationToken)
+    {
+        if (_services.GetService<OrleansProtocol.Diagnostics.ConnectionGrainCounters>() is not { } counters
+            || counters.GrainsAwayFromSocket is not { Count: > 0 } away)
+        {
+            return;
+        }
+
+        var grains = _services.GetRequiredService<IGrainFactory>();
+        var moving = await Task.WhenAll(away.Select(async grain =>
+        {
+            try
+            {
+                return await grains.GetGrain<IProtocolGrain>(grain.Grain).LeaveSilo(grain.GatewaySilo) ? grain.Left.Task : null;
+            }
+            catch (Exception ex)
+            {
+                _services.GetRequiredService<ILoggerFactory>().CreateLogger<ProtocolGateway>()
+                    .LogWarning(ex, "Connection grain {Grain} could not be asked to move; it closes when the silo deactivates it.", grain.Grain);
+                return null;
+            }
+        }));
+
+        var moves = moving.OfType<Task>().ToArray();
+        try
+        {
+            await Task.WhenAll(moves).WaitAsync(_options.Value.DrainTimeout, cancellationToken);
+        }
+        catch (Exception ex) when (ex is TimeoutException or OperationCanceledException)
+        {
+        }
+
+        GatewayLog.GrainsMovedAway(_services.GetRequiredService<ILoggerFactory>().CreateLogger<ProtocolGateway>(), moves.Count(t => t.IsCompleted), moving.Length - moves.Length);
     }
 }
 

@@ -11,9 +11,31 @@ namespace OrleansProtocol.Diagnostics;
 internal sealed class ConnectionGrainCounters
 {
     private readonly ConcurrentDictionary<string, Counts> _byListener = new();
+    private readonly ConcurrentDictionary<GrainId, AwayGrain> _awayFromSocket = new();
+
+    /// <summary>This silo's connection grains whose socket is on another silo: the ones a graceful stop moves away.</summary>
+    public IReadOnlyCollection<AwayGrain> GrainsAwayFromSocket => [.. _awayFromSocket.Values];
+
+    /// <summary>A grain here serves a socket on <paramref name="gatewaySilo"/>.</summary>
+    public void AwayFromSocket(GrainId grain, string gatewaySilo) => _awayFromSocket[grain] = new AwayGrain(grain, gatewaySilo);
+
+    /// <summary>That grain no longer serves its connection here (it ended, or the grain is moving).</summary>
+    public void NoLongerAway(GrainId grain)
+    {
+        if (_awayFromSocket.TryRemove(grain, out var away))
+        {
+            away.Left.TrySetResult();
+        }
+    }
 
     /// <summary>The counts of one listener (created at first use).</summary>
     public Counts For(string listener) => _byListener.GetOrAdd(listener, static _ => new Counts());
+
+    /// <summary>A grain away from its socket; <see cref="Left"/> completes when it no longer serves the connection here.</summary>
+    internal sealed record AwayGrain(GrainId Grain, string GatewaySilo)
+    {
+        public TaskCompletionSource Left { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    }
 
     internal sealed class Counts
     {
