@@ -140,9 +140,11 @@ internal sealed partial class GatewayConnection
 
         if ((flags & TransportBatchFlags.Detach) != 0)
         {
-            // The grain is going away and has told its protocol: finish the connection without calling it again.
+            // The grain is going away and has told its protocol: finish the connection without calling it again, and
+            // without taking its silo's end for a reason to reset (the flush may outlast the silo).
             _grainLost = true;
             _detached = true;
+            GrainSilo = null;
         }
 
         if ((flags & TransportBatchFlags.SetWriteBufferLimits) != 0)

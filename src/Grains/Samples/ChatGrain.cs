@@ -5,16 +5,46 @@ using Orleans.Placement;
 namespace OrleansProtocol.Samples;
 
 /// <summary>
-/// A line chat: <c>/nick name</c>, <c>/join room</c>, and any other line goes to everyone else in the room. The room
-/// is a grain that holds its members' connection addresses and writes to them through <see cref="IProtocolConnection"/>,
-/// so clients on different silos' gateways talk to each other. Served on 127.0.0.1:7001 by the gateway host.
+/// A line chat: <c>/nick name</c>, <c>/join room</c>, <c>/whoami</c>, and any other line goes to everyone else in the
+/// room. The room is a grain that holds its members' connection addresses and writes to them through
+/// <see cref="IProtocolConnection"/>, so clients on different silos' gateways talk to each other. Served on
+/// 127.0.0.1:7001 by the gateway host.
 /// </summary>
+/// <remarks>
+/// The connection's state — nick, room, the line being read, lines received — moves with the grain when its silo
+/// stops (<see cref="Migratable"/>, <see cref="Dehydrate"/>, <see cref="Rehydrate"/>): <c>/whoami</c> goes on counting.
+/// </remarks>
 public sealed class ChatGrain : ProtocolGrain
 {
     private const int MaxLineLength = 4096;
     private readonly List<byte> _line = [];
     private string _nick = "guest";
     private string? _room;
+    private long _lines;
+
+    /// <inheritdoc />
+    protected override bool Migratable => true;
+
+    /// <inheritdoc />
+    protected override void Dehydrate(IDehydrationContext context)
+    {
+        context.TryAddValue("nick", _nick);
+        context.TryAddValue("room", _room);
+        context.TryAddValue("lines", _lines);
+        context.TryAddValue("partial", _line.ToArray());
+    }
+
+    /// <inheritdoc />
+    protected override void Rehydrate(IRehydrationContext context)
+    {
+        _nick = context.TryGetValue("nick", out string? nick) ? nick : _nick;
+        _room = context.TryGetValue("room", out string? room) ? room : null;
+        _lines = context.TryGetValue("lines", out long lines) ? lines : 0;
+        if (context.TryGetValue("partial", out byte[]? partial))
+        {
+            _line.AddRange(partial);
+        }
+    }
 
     /// <inheritdoc />
     protected override Task ConnectionMade(ProtocolTransport transport)
@@ -43,6 +73,7 @@ public sealed class ChatGrain : ProtocolGrain
 
             var line = Encoding.UTF8.GetString(_line.ToArray()).TrimEnd('\r');
             _line.Clear();
+            _lines++;
             await HandleLine(line);
         }
     }
@@ -73,6 +104,10 @@ public sealed class ChatGrain : ProtocolGrain
             _room = line[6..].Trim();
             var others = await GrainFactory.GetGrain<IChatRoomGrain>(_room).Join(Transport.Connection, _nick);
             Transport.Write(Encoding.UTF8.GetBytes($"* joined {_room} ({others} others here)\n"));
+        }
+        else if (line == "/whoami")
+        {
+            Transport.Write(Encoding.UTF8.GetBytes($"* you are {_nick} in {_room ?? "no room"}; {_lines} lines received\n"));
         }
         else if (_room is null)
         {

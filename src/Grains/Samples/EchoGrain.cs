@@ -18,6 +18,10 @@ namespace OrleansProtocol.Samples;
 public sealed class EchoGrain : ProtocolGrain
 {
     /// <inheritdoc />
+    /// <remarks>Echo keeps nothing of its own: its connections move with the grain as they are.</remarks>
+    protected override bool Migratable => true;
+
+    /// <inheritdoc />
     protected override Task DataReceived(ReadOnlyMemory<byte> data)
     {
         Transport.Write(data.Span);

@@ -1,0 +1,135 @@
+using System.Net.Sockets;
+using Microsoft.Extensions.DependencyInjection;
+using Orleans.Hosting;
+using Orleans.TestingHost;
+using OrleansProtocol.Gateway;
+using OrleansProtocol.Samples;
+using OrleansProtocol.Tests.Infrastructure;
+using OrleansProtocol.Tests.TestGrains;
+
+namespace OrleansProtocol.Tests;
+
+/// <summary>
+/// A connection outlives the silo of its grain: a graceful stop of that silo moves the grains of protocols that can
+/// move to their sockets' silos, byte-exact, and closes the others cleanly (flush, FIN, ConnectionLost once).
+/// </summary>
+public sealed class MigrationTests
+{
+    private static async Task<InProcessTestCluster> StartClusterAsync(CallbackRecorder recorder)
+    {
+        var builder = new InProcessTestClusterBuilder(3);
+        builder.Options.UseDistributedGrainDirectory = true;
+        builder.ConfigureSilo((_, silo) =>
+        {
+            silo.Services.AddSingleton(recorder);
+            silo.AddProtocolGateway(o => o.DrainTimeout = TimeSpan.FromSeconds(10));
+            silo.AddProtocolListener<EchoGrain>("remote-echo", o =>
+            {
+                o.Port = 0;
+                o.Placement = ConnectionPlacement.Remote;
+            });
+            silo.AddProtocolListener<ScriptGrain>("remote-script", o =>
+            {
+                o.Port = 0;
+                o.Placement = ConnectionPlacement.Remote;
+            });
+        });
+        var cluster = builder.Build();
+        await cluster.DeployAsync();
+        await cluster.WaitForLivenessToStabilizeAsync();
+        return cluster;
+    }
+
+    [Fact]
+    public async Task A_graceful_stop_of_the_grains_silo_moves_echo_connections_byte_exact_and_closes_the_others_after_their_data()
+    {
+        var recorder = new CallbackRecorder();
+        await using var cluster = await StartClusterAsync(recorder);
+        var gateway = cluster.Silos[0].ServiceProvider.GetRequiredService<ProtocolGateway>();
+        var stopping = cluster.Silos[1];
+
+        // Streams on silo 0 whose grains are on silo 1 or 2 (Remote placement picks at random).
+        var streams = new List<StreamingEchoClient>();
+        for (var i = 0; i < 20; i++)
+        {
+            streams.Add(await StreamingEchoClient.StartAsync(gateway.GetServer("remote-echo").EndPoints[0], seed: i));
+        }
+
+        await Task.WhenAll(streams.Select(s => s.WaitForProgressAsync()));
+        Assert.Contains(gateway.GetServer("remote-echo").Connections, c => c.GrainSilo == stopping.SiloAddress.ToString());
+
+        // A protocol that cannot move, on the stopping silo, with 3 MB written that the client has not read yet.
+        TestClient script;
+        while (true)
+        {
+            script = await TestClient.ConnectAsync(gateway.GetServer("remote-script").EndPoints[0]);
+            await script.SendAsync("whereami\n");
+            if (await script.ReadLineAsync() == stopping.SiloAddress.ToString())
+            {
+                break;
+            }
+
+            await script.DisposeAsync();
+        }
+
+        await using var disposeScript = script;
+        var record = await recorder.ForClientAsync(script.LocalEndPoint);
+        await script.SendAsync("blast 3000000\n");
+        await script.ReadExactlyAsync(1);
+        var expected = 3_000_000 - 1;
+
+        await cluster.StopSiloAsync(stopping);
+
+        // Every stream goes on: no reset, no byte lost, duplicated or out of order, and the gateway follows its grain.
+        await Task.WhenAll(streams.Select(s => s.WaitForProgressAsync()));
+        foreach (var stream in streams)
+        {
+            await stream.StopAsync();
+            Assert.Null(stream.Failure);
+            Assert.False(stream.EndedByServer);
+        }
+
+        Assert.DoesNotContain(gateway.GetServer("remote-echo").Connections, c => c.GrainSilo == stopping.SiloAddress.ToString());
+
+        // The protocol that could not move: everything it wrote, then a FIN (no reset), and ConnectionLost once, saying
+        // the server was stopping.
+        Assert.Equal(expected, (await script.ReadToEndAsync()).Length);
+        await recorder.WaitUntilAsync(() => record.Count("CL") == 1);
+        Assert.Equal(ConnectionCloseReason.ServerShutdown, Assert.IsType<ConnectionClosedException>(record.LostException).Reason);
+        Assert.Equal(1, record.Count("CL"));
+
+        foreach (var stream in streams)
+        {
+            await stream.DisposeAsync();
+        }
+    }
+
+    [Fact]
+    public async Task An_operator_moves_a_busy_connections_grain_to_another_silo_without_the_peer_noticing()
+    {
+        var recorder = new CallbackRecorder();
+        await using var cluster = await StartClusterAsync(recorder);
+        var gateway = cluster.Silos[0].ServiceProvider.GetRequiredService<ProtocolGateway>();
+        var grains = cluster.Silos[0].ServiceProvider.GetRequiredService<IGrainFactory>();
+        await using var stream = await StreamingEchoClient.StartAsync(gateway.GetServer("remote-echo").EndPoints[0], seed: 7, pace: TimeSpan.Zero);
+        await stream.WaitForProgressAsync();
+        var connection = gateway.GetServer("remote-echo").Connections.Single();
+
+        // Twice, to the silo it is not on (neither is the socket's): Orleans migration, as the rebalancer would.
+        for (var move = 0; move < 2; move++)
+        {
+            var from = connection.GrainSilo;
+            var to = cluster.Silos.Select(s => s.SiloAddress).First(s => s != cluster.Silos[0].SiloAddress && s.ToString() != from);
+            RequestContext.Set(Orleans.Runtime.Placement.IPlacementDirector.PlacementHintKey, to);
+            await grains.GetGrain<IProtocolGrain>(Orleans.Runtime.GrainId.Create(Orleans.Runtime.GrainType.Create(connection.Info.GrainType!), connection.Id))
+                .AsReference<Orleans.Core.Internal.IGrainManagementExtension>().MigrateOnIdle();
+            RequestContext.Remove(Orleans.Runtime.Placement.IPlacementDirector.PlacementHintKey);
+            await Poll.UntilAsync(() => connection.GrainSilo == to.ToString(), () => $"the grain is on {connection.GrainSilo}, not {to}");
+            await stream.WaitForProgressAsync();
+        }
+
+        await stream.StopAsync();
+        Assert.Null(stream.Failure);
+        Assert.False(stream.EndedByServer);
+    }
+}
