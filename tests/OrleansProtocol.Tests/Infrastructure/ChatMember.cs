@@ -10,6 +10,7 @@ public sealed class ChatMember : IAsyncDisposable
 {
     private readonly TestClient _client;
     private readonly Dictionary<string, List<string>> _heard = [];
+    private readonly List<string> _notices = [];
     private readonly CallbackRecorder.Signal _changed = new();
     private Task? _reading;
 
@@ -23,6 +24,41 @@ public sealed class ChatMember : IAsyncDisposable
 
     public TestClient Client => _client;
 
+    /// <summary>Lines this member sent, each of which its connection's grain counts (<c>/whoami</c>).</summary>
+    public long LinesSent { get; private set; }
+
+    /// <summary>True once the server closed the connection (a clean EOF).</summary>
+    public bool Ended => _reading?.IsCompletedSuccessfully == true;
+
+    /// <summary>Asks the grain what it knows of this connection; returns its <c>* you are …</c> line.</summary>
+    public async Task<string> WhoAmIAsync()
+    {
+        int before;
+        lock (_heard)
+        {
+            before = _notices.Count;
+        }
+
+        var next = _changed.Next;
+        await _client.SendAsync("/whoami\n");
+        LinesSent++;
+        using var timeout = new CancellationTokenSource(TestTimeouts.Default);
+        while (true)
+        {
+            lock (_heard)
+            {
+                if (_notices.Skip(before).FirstOrDefault(n => n.StartsWith("* you are", StringComparison.Ordinal)) is { } answer)
+                {
+                    return answer;
+                }
+            }
+
+            Assert.False(_reading!.IsCompleted, $"{Nick}: the connection ended");
+            await next.WaitAsync(timeout.Token);
+            next = _changed.Next;
+        }
+    }
+
     /// <summary>Connects, takes <paramref name="nick"/> and joins <paramref name="room"/>; returns once the room confirmed.</summary>
     public static async Task<ChatMember> JoinAsync(EndPoint endPoint, string nick, string room)
     {
@@ -31,7 +67,7 @@ public sealed class ChatMember : IAsyncDisposable
         await client.SendAsync($"/nick {nick}\n/join {room}\n");
         Assert.Equal($"* you are now {nick}", await client.ReadLineAsync());
         Assert.StartsWith($"* joined {room}", await client.ReadLineAsync());
-        var member = new ChatMember(client, nick);
+        var member = new ChatMember(client, nick) { LinesSent = 2 };
         member._reading = member.ReadAsync();
         return member;
     }
@@ -42,6 +78,7 @@ public sealed class ChatMember : IAsyncDisposable
         for (var i = 0; i < count; i++)
         {
             await _client.SendAsync($"line {i}\n");
+            LinesSent++;
             if (gap > TimeSpan.Zero)
             {
                 await Task.Delay(gap);
@@ -106,6 +143,15 @@ public sealed class ChatMember : IAsyncDisposable
                     }
 
                     lines.Add(line[(end + 2)..]);
+                }
+
+                _changed.Fire();
+            }
+            else if (line.StartsWith("* ", StringComparison.Ordinal))
+            {
+                lock (_heard)
+                {
+                    _notices.Add(line);
                 }
 
                 _changed.Fire();
