@@ -64,6 +64,11 @@ public sealed class DeployManifestTests
         Assert.True(drain.TotalSeconds < shutdown, $"drain {drain} must fit in the host's shutdown timeout {shutdown}s");
         Assert.True(shutdown < grace, $"shutdown timeout {shutdown}s must fit in the grace period {grace}s");
 
+        // A rolling update resets nothing: the pod leaves the endpoints before its listeners close, and the pre-stop
+        // wait, the drain and the stop fit in the grace period together.
+        var preStop = int.Parse(Regex.Match(silo, @"preStop:\s+exec:\s+command:\s+- sleep\s+- ""?(\d+)""?").Groups[1].Value);
+        Assert.True(preStop + shutdown < grace, $"pre-stop {preStop}s plus shutdown {shutdown}s must fit in the grace period {grace}s");
+
         // A LoadBalancer for the protocol ports only, a disruption budget, and Redis for membership.
         var service = Regex.Split(yaml, "^---$", RegexOptions.Multiline).Single(d => d.Contains("kind: Service") && d.Contains("type: LoadBalancer"));
         Assert.DoesNotContain("11111", service);
