@@ -115,16 +115,18 @@ public sealed class MigrationTests
         await stream.WaitForProgressAsync();
         var connection = gateway.GetServer("remote-echo").Connections.Single();
 
-        // Twice, to the silo it is not on (neither is the socket's): Orleans migration, as the rebalancer would.
-        for (var move = 0; move < 2; move++)
+        // Twice, as the rebalancer would (Orleans migration): to the other silo that is not the socket's, then to the
+        // socket's silo.
+        var other = cluster.Silos.Skip(1).Select(s => s.SiloAddress).Single(s => s.ToString() != connection.GrainSilo);
+        foreach (var (move, to) in new[] { (0, other), (1, cluster.Silos[0].SiloAddress) })
         {
-            var from = connection.GrainSilo;
-            var to = cluster.Silos.Select(s => s.SiloAddress).First(s => s != cluster.Silos[0].SiloAddress && s.ToString() != from);
             RequestContext.Set(Orleans.Runtime.Placement.IPlacementDirector.PlacementHintKey, to);
             await grains.GetGrain<IProtocolGrain>(Orleans.Runtime.GrainId.Create(Orleans.Runtime.GrainType.Create(connection.Info.GrainType!), connection.Id))
                 .AsReference<Orleans.Core.Internal.IGrainManagementExtension>().MigrateOnIdle();
             RequestContext.Remove(Orleans.Runtime.Placement.IPlacementDirector.PlacementHintKey);
-            await Poll.UntilAsync(() => connection.GrainSilo == to.ToString(), () => $"the grain is on {connection.GrainSilo}, not {to}");
+            await Poll.UntilAsync(
+                () => connection.GrainSilo == to.ToString(),
+                () => $"move {move}: the grain is on {connection.GrainSilo}, not {to}; echoed {stream.Echoed}, failure {stream.Failure?.Message}, buffered {connection.WriteBufferSize}");
             await stream.WaitForProgressAsync();
         }
 
