@@ -19,15 +19,21 @@ public static class Program
             return 0;
         }
 
-        var settings = Settings.Parse(args);
+        var settings = SettingsParser.Parse(args);
         if (settings.IdleConnections > 0)
         {
             await IdleMemory.RunAsync(settings);
             return 0;
         }
 
+        if (settings.Churn)
+        {
+            await Churn.RunAsync(settings);
+            return 0;
+        }
+
         Console.WriteLine(
-            $"echo request/response, {settings.Size} B messages, {settings.Rounds} rounds of {settings.Duration.TotalSeconds:0} s per server and " +
+            $"echo request/response, {(settings.Pipeline > 1 ? $"{settings.Pipeline} pipelined messages of " : "")}{settings.Size} B messages, {settings.Rounds} rounds of {settings.Duration.TotalSeconds:0} s per server and " +
             $"connection count after {settings.Warmup.TotalSeconds:0} s warm-up each, medians shown; {Environment.ProcessorCount} cores shared by client and servers");
 
         using var baseline = await ServerProcess.StartBaselineAsync();
@@ -64,8 +70,18 @@ public static class Program
 
 internal sealed record Settings(int Size, TimeSpan Warmup, TimeSpan Duration, int Rounds, int[] Connections, int IdleConnections, string Configuration)
 {
+    /// <summary>Connect, one echo, close, over and over (<c>--churn</c>): connections per second.</summary>
+    public bool Churn { get; init; }
+
+    /// <summary>Messages per write, read back together (<c>--pipeline 16</c>, as <c>redis-benchmark -P 16</c>); each counts as a request.</summary>
+    public int Pipeline { get; init; } = 1;
+}
+
+internal static class SettingsParser
+{
     public static Settings Parse(string[] args)
     {
+        var churn = args.Contains("--churn");
         string Get(string name, string fallback)
         {
             var i = Array.IndexOf(args, name);
@@ -76,14 +92,18 @@ internal sealed record Settings(int Size, TimeSpan Warmup, TimeSpan Duration, in
             int.Parse(Get("--size", "1024")),
             TimeSpan.FromSeconds(double.Parse(Get("--warmup", "1"))),
             TimeSpan.FromSeconds(double.Parse(Get("--duration", "5"))),
-            int.Parse(Get("--rounds", "3")),
-            Get("--connections", "1,16,64").Split(',').Select(int.Parse).ToArray(),
+            int.Parse(Get("--rounds", churn ? "5" : "3")),
+            Get("--connections", churn ? "16" : "1,16,64").Split(',').Select(int.Parse).ToArray(),
             int.Parse(Get("--idle", "0")),
 #if DEBUG
-            "Debug");
+            "Debug")
 #else
-            "Release");
+            "Release")
 #endif
+        {
+            Churn = churn,
+            Pipeline = int.Parse(Get("--pipeline", "1")),
+        };
     }
 }
 
@@ -115,8 +135,8 @@ internal static class LoadRun
         var workers = sockets.Select((socket, i) => Task.Run(async () =>
         {
             var list = latencies[i] = new List<long>(1 << 20);
-            var request = new byte[settings.Size];
-            var response = new byte[settings.Size];
+            var request = new byte[settings.Size * settings.Pipeline];
+            var response = new byte[request.Length];
             var random = new Random(i);
             while (Volatile.Read(ref stop) == 0)
             {
@@ -132,7 +152,10 @@ internal static class LoadRun
 
                 if (Volatile.Read(ref measuring) == 1)
                 {
-                    list.Add(elapsed);
+                    for (var m = 0; m < settings.Pipeline; m++)
+                    {
+                        list.Add(elapsed);
+                    }
                 }
             }
         })).ToArray();
@@ -398,5 +421,94 @@ internal static class IdleMemory
         {
             socket.Dispose();
         }
+    }
+}
+
+/// <summary>
+/// Connection churn: each worker connects, makes one 64 B echo round trip, half-closes and waits for the server's FIN,
+/// over and over — on the gateway the whole lifecycle: accept, <c>ConnectionMade</c>, <c>DataReceived</c>,
+/// <c>EofReceived</c>, close, <c>ConnectionLost</c>, deactivation. Connections per second and server CPU per connection.
+/// </summary>
+internal static class Churn
+{
+    public static async Task RunAsync(Settings settings)
+    {
+        Console.WriteLine(
+            $"connection churn (connect, one 64 B echo, close), {settings.Rounds} rounds of {settings.Duration.TotalSeconds:0} s per server and worker count " +
+            $"after {settings.Warmup.TotalSeconds:0} s warm-up each, medians shown; {Environment.ProcessorCount} cores shared by client and servers");
+        using var baseline = await ServerProcess.StartBaselineAsync();
+        using var gateway = await ServerProcess.StartGatewayAsync(settings.Configuration);
+        Console.WriteLine();
+        Console.WriteLine("| workers | server | connections/s | server CPU µs/connection | p50 µs | p99 µs | connections/s vs baseline | CPU vs baseline |");
+        Console.WriteLine("|---:|---|---:|---:|---:|---:|---:|---:|");
+        foreach (var workers in settings.Connections)
+        {
+            var baseRuns = new List<LoadResult>();
+            var gatewayRuns = new List<LoadResult>();
+            for (var round = 0; round < settings.Rounds; round++)
+            {
+                baseRuns.Add(await RunOnceAsync(baseline, workers, settings));
+                gatewayRuns.Add(await RunOnceAsync(gateway, workers, settings));
+            }
+
+            var b = LoadResult.Median(baseRuns);
+            var g = LoadResult.Median(gatewayRuns);
+            Console.WriteLine($"| {workers} | baseline | {b.RequestsPerSecond:N0} | {b.ServerCpuMicrosPerRequest:N0} | {b.P50Micros:N0} | {b.P99Micros:N0} | | |");
+            Console.WriteLine($"| {workers} | gateway | {g.RequestsPerSecond:N0} | {g.ServerCpuMicrosPerRequest:N0} | {g.P50Micros:N0} | {g.P99Micros:N0} | "
+                + $"{g.RequestsPerSecond / b.RequestsPerSecond:P0} | {g.ServerCpuMicrosPerRequest / b.ServerCpuMicrosPerRequest:N2}× |");
+        }
+    }
+
+    private static async Task<LoadResult> RunOnceAsync(ServerProcess server, int workers, Settings settings)
+    {
+        var measuring = 0;
+        var stop = 0;
+        var latencies = new List<long>[workers];
+        var tasks = Enumerable.Range(0, workers).Select(i => Task.Run(async () =>
+        {
+            var list = latencies[i] = new List<long>(1 << 16);
+            var message = new byte[64];
+            var echo = new byte[64];
+            while (Volatile.Read(ref stop) == 0)
+            {
+                var start = Stopwatch.GetTimestamp();
+                using (var socket = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp) { NoDelay = true })
+                {
+                    await socket.ConnectAsync(server.EndPoint);
+                    await socket.SendAsync(message);
+                    for (var read = 0; read < echo.Length;)
+                    {
+                        var n = await socket.ReceiveAsync(echo.AsMemory(read));
+                        read += n > 0 ? n : throw new IOException("the server closed before echoing");
+                    }
+
+                    // Half-close and wait for the server's FIN: the connection's whole life is in the figure.
+                    socket.Shutdown(SocketShutdown.Send);
+                    while (await socket.ReceiveAsync(echo) > 0)
+                    {
+                    }
+                }
+
+                if (Volatile.Read(ref measuring) == 1)
+                {
+                    list.Add(Stopwatch.GetTimestamp() - start);
+                }
+            }
+        })).ToArray();
+
+        await Task.Delay(settings.Warmup);
+        var cpuBefore = server.CpuTime;
+        var wallBefore = Stopwatch.GetTimestamp();
+        Volatile.Write(ref measuring, 1);
+        await Task.Delay(settings.Duration);
+        Volatile.Write(ref measuring, 0);
+        var wall = Stopwatch.GetElapsedTime(wallBefore);
+        var cpu = server.CpuTime - cpuBefore;
+        Volatile.Write(ref stop, 1);
+        await Task.WhenAll(tasks);
+        var all = latencies.SelectMany(l => l).ToArray();
+        Array.Sort(all);
+        double Percentile(double p) => all.Length == 0 ? 0 : all[(int)Math.Min(all.Length - 1, p * all.Length)] * 1e6 / Stopwatch.Frequency;
+        return new LoadResult(all.Length / wall.TotalSeconds, all.Length == 0 ? 0 : cpu.TotalMicroseconds / all.Length, Percentile(0.50), Percentile(0.99));
     }
 }

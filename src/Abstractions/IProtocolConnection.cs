@@ -62,26 +62,35 @@ public interface IProtocolConnection : IGrainWithStringKey
 }
 
 /// <summary>
-/// The live connections of one listener, cluster-wide (every silo's listener of that name registers here). Kept by the
-/// connections' grains themselves: added after <c>ConnectionMade</c>, removed when the connection is lost, including
-/// when its gateway's silo died.
+/// The live connections of one listener, cluster-wide. Nothing is registered per connection: every silo's gateway
+/// knows its own connections, and a query asks every active silo's gateway and merges the answers, so the answer is
+/// exactly the live connections, also after a silo failed. A stateless worker: callable from grains, silo code and
+/// external clients alike. Use <c>ProtocolConnections.ListConnectionsAsync</c> / <c>FindConnectionAsync</c>.
 /// </summary>
 [Alias("OrleansProtocol.IConnectionDirectory")]
 public interface IConnectionDirectory : IGrainWithStringKey
 {
-    /// <summary>Registers a live connection.</summary>
-    [Alias("Add")]
-    Task Add(ConnectionInfo connection);
-
-    /// <summary>Forgets a connection.</summary>
-    [Alias("Remove")]
-    Task Remove(string connectionId);
-
-    /// <summary>The live connections.</summary>
+    /// <summary>The live connections of the listener this grain is keyed by, across every silo.</summary>
     [Alias("List")]
     Task<ConnectionInfo[]> List();
 
     /// <summary>The live connection with that id, or null.</summary>
+    [Alias("Find")]
+    Task<ConnectionInfo?> Find(string connectionId);
+}
+
+/// <summary>
+/// One silo's gateway, asked for its own connections (an Orleans grain service, one per silo). The wire contract
+/// behind <see cref="IConnectionDirectory"/>; protocol code does not call it.
+/// </summary>
+[Alias("OrleansProtocol.IConnectionRegistry")]
+public interface IConnectionRegistry : Orleans.Services.IGrainService
+{
+    /// <summary>This silo's live connections of <paramref name="listenerName"/>.</summary>
+    [Alias("List")]
+    Task<ConnectionInfo[]> List(string listenerName);
+
+    /// <summary>This silo's live connection with that id, or null.</summary>
     [Alias("Find")]
     Task<ConnectionInfo?> Find(string connectionId);
 }

@@ -1,31 +1,62 @@
+using Orleans.Concurrency;
+using Orleans.Runtime.Services;
+using Orleans.Services;
+
 namespace OrleansProtocol;
 
-/// <summary>
-/// The live connections of one listener, cluster-wide, kept in memory by one activation per listener name. If its
-/// silo fails the directory starts empty again; the connections themselves are unaffected.
-/// </summary>
-public sealed class ConnectionDirectoryGrain : Grain, IConnectionDirectory
+/// <summary>Reaches one silo's <see cref="IConnectionRegistry"/>.</summary>
+public interface IConnectionRegistryClient : IGrainServiceClient<IConnectionRegistry>
 {
-    private readonly Dictionary<string, ConnectionInfo> _connections = [];
+    /// <summary>The registry of <paramref name="silo"/>'s gateway.</summary>
+    IConnectionRegistry On(SiloAddress silo);
+}
 
+/// <summary>The Orleans grain-service client for <see cref="IConnectionRegistry"/>.</summary>
+public sealed class ConnectionRegistryClient(IServiceProvider services) : GrainServiceClient<IConnectionRegistry>(services), IConnectionRegistryClient
+{
     /// <inheritdoc />
-    public Task Add(ConnectionInfo connection)
+    public IConnectionRegistry On(SiloAddress silo) => GetGrainService(silo);
+}
+
+/// <summary>
+/// A listener's live connections, cluster-wide: asks every active silo's gateway (<see cref="IConnectionRegistry"/>)
+/// and merges. Costs nothing per connection — opening or closing one makes no call here — and is exact after a silo
+/// failure, since nothing is kept: a dead silo's connections are gone with it.
+/// </summary>
+[StatelessWorker]
+public sealed class ConnectionDirectoryGrain(IConnectionRegistryClient registries, IClusterMembershipService membership) : Grain, IConnectionDirectory
+{
+    /// <inheritdoc />
+    public async Task<ConnectionInfo[]> List()
     {
-        _connections[connection.ConnectionId] = connection;
-        return Task.CompletedTask;
+        var listener = this.GetPrimaryKeyString();
+        var answers = await Task.WhenAll(ActiveSilos().Select(silo => Ask(silo, r => r.List(listener), [])));
+        return [.. answers.SelectMany(a => a)];
     }
 
     /// <inheritdoc />
-    public Task Remove(string connectionId)
+    public async Task<ConnectionInfo?> Find(string connectionId)
     {
-        _connections.Remove(connectionId);
-        return Task.CompletedTask;
+        var answers = await Task.WhenAll(ActiveSilos().Select(silo => Ask(silo, r => r.Find(connectionId), null)));
+        return answers.FirstOrDefault(a => a is not null);
     }
 
-    /// <inheritdoc />
-    public Task<ConnectionInfo[]> List() => Task.FromResult(_connections.Values.ToArray());
+    /// <summary>
+    /// Asks one silo. A silo that died since the membership snapshot has no live connections: it answers
+    /// <paramref name="none"/>. Any other failure is the caller's to see, rather than a silently partial answer.
+    /// </summary>
+    private async Task<T> Ask<T>(SiloAddress silo, Func<IConnectionRegistry, Task<T>> ask, T none)
+    {
+        try
+        {
+            return await ask(registries.On(silo));
+        }
+        catch (Exception ex) when (ex is SiloUnavailableException or OrleansMessageRejectionException && membership.CurrentSnapshot.GetSiloStatus(silo) != SiloStatus.Active)
+        {
+            return none;
+        }
+    }
 
-    /// <inheritdoc />
-    public Task<ConnectionInfo?> Find(string connectionId) =>
-        Task.FromResult(_connections.GetValueOrDefault(connectionId));
+    private IEnumerable<SiloAddress> ActiveSilos() =>
+        membership.CurrentSnapshot.Members.Values.Where(m => m.Status == SiloStatus.Active).Select(m => m.SiloAddress);
 }

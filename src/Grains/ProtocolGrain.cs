@@ -109,7 +109,6 @@ public abstract partial class ProtocolGrain : Grain, IProtocolGrain, IProtocolCo
         await RunCallback(nameof(ConnectionMade), static (g, t) => g.ConnectionMade(t), _transport);
         if (!_lostDelivered)
         {
-            await UpdateDirectory(add: true);
             WatchGateway();
         }
 
@@ -403,21 +402,6 @@ public abstract partial class ProtocolGrain : Grain, IProtocolGrain, IProtocolCo
     /// <summary>The gateway reported more bytes sent: a push held by the high-water mark may go.</summary>
     internal void OnBytesSentReported() => _sender?.Released();
 
-    /// <summary>Keeps the listener's cluster-wide directory of live connections (best effort: a failure is logged).</summary>
-    private async Task UpdateDirectory(bool add)
-    {
-        var connection = _transport!.Connection;
-        try
-        {
-            var directory = GrainFactory.GetGrain<IConnectionDirectory>(connection.ListenerName);
-            await (add ? directory.Add(connection) : directory.Remove(connection.ConnectionId));
-        }
-        catch (Exception ex)
-        {
-            Logger.LogWarning(ex, "Connection {ConnectionId}: could not update the connection directory of {Listener}.", connection.ConnectionId, connection.ListenerName);
-        }
-    }
-
     /// <summary>
     /// Logs what a client can cause on every connection it opens (an oversized frame, say) sampled per listener and
     /// kind: the first and every 1,000th at <paramref name="level"/> with the count so far, the others at Debug.
@@ -458,7 +442,6 @@ public abstract partial class ProtocolGrain : Grain, IProtocolGrain, IProtocolCo
         // Callers waiting for their sends to drain learn nothing more will drain.
         _sender?.Released();
         StopWatchingGateway();
-        await UpdateDirectory(add: false);
 
         // Nothing the connection started outlives it, and nothing of it runs once ConnectionLost begins.
         await ExitNurseryAsync();

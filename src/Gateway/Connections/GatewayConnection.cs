@@ -766,13 +766,7 @@ internal sealed partial class GatewayConnection
         {
             if (_grainLost)
             {
-                // Calling would only activate a fresh grain that knows nothing of this connection. A grain that was
-                // made and then lost (its silo died) never removed its directory entry: remove it for it.
-                if (Made.IsCompletedSuccessfully && Made.Result && !_detached)
-                {
-                    _ = ForgetInDirectoryAsync();
-                }
-
+                // Calling would only activate a fresh grain that knows nothing of this connection.
                 return;
             }
 
@@ -787,18 +781,6 @@ internal sealed partial class GatewayConnection
         catch (Exception ex)
         {
             GatewayLog.ConnectionLostFailed(_logger, Id, ex);
-        }
-    }
-
-    private async Task ForgetInDirectoryAsync()
-    {
-        try
-        {
-            await _grainFactory.GetGrain<IConnectionDirectory>(Info.ListenerName).Remove(Id);
-        }
-        catch (Exception ex)
-        {
-            _logger.LogDebug(ex, "Connection {ConnectionId}: could not remove it from the connection directory.", Id);
         }
     }
 

@@ -117,6 +117,10 @@ public sealed class ProtocolGateway : ILifecycleParticipant<ISiloLifecycle>
     /// <summary>Outbound connections currently open from this silo.</summary>
     public int OutboundConnectionCount => _outbound?.ConnectionCount ?? 0;
 
+    /// <summary>Every connection of this silo: each server's and the outbound ones.</summary>
+    internal IEnumerable<GatewayConnection> AllConnections =>
+        (_outbound is { } outbound ? _servers.Add(outbound) : _servers).SelectMany(s => s.Connections);
+
     /// <summary>Connections counted against the silo's limit; equals every server's connections plus the outbound ones.</summary>
     internal int BudgetedConnections => _budget.IsValueCreated ? _budget.Value.Open : 0;
 

@@ -27,6 +27,13 @@ public static class ProtocolGatewaySiloBuilderExtensions
         services.AddMetrics();
         services.TryAddSingleton<OrleansProtocol.Gateway.Diagnostics.GatewayMetrics>();
         services.TryAddSingleton<OrleansProtocol.Diagnostics.ConnectionGrainCounters>();
+
+        // The connection directory asks every silo's gateway: one registry grain service per silo.
+        if (!services.Any(d => d.ServiceType == typeof(IConnectionRegistryClient)))
+        {
+            services.AddGrainService<OrleansProtocol.Gateway.Connections.ConnectionRegistryService>();
+            services.AddSingleton<IConnectionRegistryClient, ConnectionRegistryClient>();
+        }
         services.TryAddEnumerable(ServiceDescriptor.Singleton<ILifecycleParticipant<ISiloLifecycle>, ProtocolGatewayParticipant>());
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<ProtocolGatewayOptions>, ProtocolGatewayOptionsValidator>());
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<ProtocolListenerOptions>, ProtocolListenerOptionsValidator>());
