@@ -30,46 +30,58 @@ public sealed class ChatMember : IAsyncDisposable
     /// <summary>True once the server closed the connection (a clean EOF).</summary>
     public bool Ended => _reading?.IsCompletedSuccessfully == true;
 
-    /// <summary>Asks the grain what it knows of this connection; returns its <c>* you are …</c> line.</summary>
-    public async Task<string> WhoAmIAsync()
-    {
-        int before;
-        lock (_heard)
-        {
-            before = _notices.Count;
-        }
-
-        var next = _changed.Next;
-        await _client.SendAsync("/whoami\n");
-        LinesSent++;
-        using var timeout = new CancellationTokenSource(TestTimeouts.Default);
-        while (true)
-        {
-            lock (_heard)
-            {
-                if (_notices.Skip(before).FirstOrDefault(n => n.StartsWith("* you are", StringComparison.Ordinal)) is { } answer)
-                {
-                    return answer;
-                }
-            }
-
-            Assert.False(_reading!.IsCompleted, $"{Nick}: the connection ended");
-            await next.WaitAsync(timeout.Token);
-            next = _changed.Next;
-        }
-    }
-
     /// <summary>Connects, takes <paramref name="nick"/> and joins <paramref name="room"/>; returns once the room confirmed.</summary>
+    /// <remarks>
+    /// Members' lines may arrive before the confirmation: the room writes to a new member as soon as it is one, between
+    /// the awaits of the callback that is joining (connection calls interleave).
+    /// </remarks>
     public static async Task<ChatMember> JoinAsync(EndPoint endPoint, string nick, string room)
     {
         var client = await TestClient.ConnectAsync(endPoint);
         Assert.StartsWith("* welcome", await client.ReadLineAsync());
-        await client.SendAsync($"/nick {nick}\n/join {room}\n");
-        Assert.Equal($"* you are now {nick}", await client.ReadLineAsync());
-        Assert.StartsWith($"* joined {room}", await client.ReadLineAsync());
         var member = new ChatMember(client, nick) { LinesSent = 2 };
         member._reading = member.ReadAsync();
+        await client.SendAsync($"/nick {nick}\n/join {room}\n");
+        await member.WaitForNoticeAsync($"* joined {room}");
+        Assert.Contains($"* you are now {nick}", member.Notices);
         return member;
+    }
+
+    /// <summary>The room's and the grain's notices (<c>* …</c> lines), in order.</summary>
+    public IReadOnlyList<string> Notices
+    {
+        get
+        {
+            lock (_heard)
+            {
+                return [.. _notices];
+            }
+        }
+    }
+
+    private async Task<string> WaitForNoticeAsync(string prefix, int after = 0)
+    {
+        using var timeout = new CancellationTokenSource(TestTimeouts.Default);
+        while (true)
+        {
+            var next = _changed.Next;
+            if (Notices.Skip(after).FirstOrDefault(n => n.StartsWith(prefix, StringComparison.Ordinal)) is { } notice)
+            {
+                return notice;
+            }
+
+            Assert.False(_reading!.IsCompleted, $"{Nick}: the connection ended before '{prefix}'");
+            await next.WaitAsync(timeout.Token);
+        }
+    }
+
+    /// <summary>Asks the grain what it knows of this connection; returns its <c>* you are …</c> line.</summary>
+    public async Task<string> WhoAmIAsync()
+    {
+        var before = Notices.Count;
+        await _client.SendAsync("/whoami\n");
+        LinesSent++;
+        return await WaitForNoticeAsync("* you are ", before);
     }
 
     /// <summary>Says <paramref name="count"/> numbered lines, <paramref name="gap"/> apart.</summary>
