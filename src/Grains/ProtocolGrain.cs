@@ -256,7 +256,7 @@ public abstract partial class ProtocolGrain : Grain, IProtocolGrain, IProtocolCo
         {
             try
             {
-                await observer.Send(batch).WaitAsync(cancellationToken);
+                await observer.Send(this.GetGrainId(), batch).WaitAsync(cancellationToken);
             }
             catch (Exception ex)
             {
@@ -274,9 +274,16 @@ public abstract partial class ProtocolGrain : Grain, IProtocolGrain, IProtocolCo
     internal void OnTransportChanged() => (_sender ??= new UnsolicitedSender<TransportBatch>(
         () => _callbackDepth > 0 || _observer is null,
         () => _transport!.TakeBatch(),
-        async batch => _transport!.OnBytesSent(await _observer!.Send(batch)),
+        async batch => _transport!.OnBytesSent(await _observer!.Send(this.GetGrainId(), batch)),
         onFailure: async ex =>
         {
+            if (ex is ConnectionClosedException)
+            {
+                // The connection ended while this push was on its way; the gateway tells the grain in its own time.
+                Logger.LogDebug("Connection {ConnectionId}: a push found the connection ended.", _transport!.Connection.ConnectionId);
+                return;
+            }
+
             Logger.LogWarning(ex, "Connection {ConnectionId}: the gateway could not be reached; the connection is lost.", _transport!.Connection.ConnectionId);
             await DeliverConnectionLost(
                 ConnectionCloseReason.GatewayUnavailable,

@@ -74,6 +74,23 @@ internal sealed partial class GatewayConnection
     internal long PeakWriteBufferSize { get; private set; }
 
     /// <summary>
+    /// Applies a push from <paramref name="grain"/>: from the connection's current protocol, unless it is one that
+    /// handed the connection over (another grain type), whose pushes are dropped.
+    /// </summary>
+    /// <returns>The bytes sent so far, as the current protocol counts them.</returns>
+    internal long ApplyPush(GrainId grain, TransportBatch batch)
+    {
+        int epoch;
+        lock (_lock)
+        {
+            epoch = string.Equals(grain.Type.ToString(), Info.GrainType, StringComparison.Ordinal) ? _epoch : -1;
+        }
+
+        Apply(batch, epoch);
+        return ProtocolBytesSent;
+    }
+
+    /// <summary>
     /// Applies a batch from the protocol of <paramref name="epoch"/> (a reply or an observer push) in sequence order.
     /// </summary>
     internal void Apply(TransportBatch batch, int epoch)

@@ -30,8 +30,6 @@ internal sealed partial class GatewayConnection
     private readonly Socket _socket;
     private PipeReader _input;
     private IProtocolGrain _grain;
-    private TransportObserver? _observer;
-    private ITransportObserver? _observerReference;
     private readonly IGrainFactory _grainFactory;
     private readonly int _maxDataReceivedSize;
     private readonly long? _maxWriteBufferSize;
@@ -152,7 +150,6 @@ internal sealed partial class GatewayConnection
         {
             await _writer;
             await NotifyConnectionLostAsync();
-            DeleteObserver();
             if (_linger)
             {
                 await LingerAsync();
@@ -305,21 +302,17 @@ internal sealed partial class GatewayConnection
     /// </summary>
     private async Task ConnectGrainAsync()
     {
-        _observer = new TransportObserver(this, _epoch);
-        _observerReference = _grainFactory.CreateObjectReference<ITransportObserver>(_observer);
-        _metrics.ObserverReference(1);
-
         // ConnectionMade activates the grain: a placement hint on this one call decides its silo.
         Task<ProtocolReply> made;
         if (_siting.PickSilo(Id) is { } silo)
         {
             RequestContext.Set(IPlacementDirector.PlacementHintKey, silo);
-            made = _grain.ConnectionMade(Info, _observerReference);
+            made = _grain.ConnectionMade(Info, Observer);
             RequestContext.Remove(IPlacementDirector.PlacementHintKey);
         }
         else
         {
-            made = _grain.ConnectionMade(Info, _observerReference);
+            made = _grain.ConnectionMade(Info, Observer);
         }
 
         var started = Stopwatch.GetTimestamp();
@@ -344,19 +337,8 @@ internal sealed partial class GatewayConnection
     /// <summary>The silo the connection's grain lives on, as it said in its <c>ConnectionMade</c> reply.</summary>
     public string? GrainSilo { get; private set; }
 
-    /// <summary>True while the connection holds an observer reference (from its grain's ConnectionMade to its end).</summary>
-    internal bool HasObserver => Volatile.Read(ref _observerReference) is not null;
-
-    private void DeleteObserver()
-    {
-        if (_observerReference is not null)
-        {
-            _grainFactory.DeleteObjectReference<ITransportObserver>(_observerReference);
-            _metrics.ObserverReference(-1);
-            _observerReference = null;
-            _observer = null;
-        }
-    }
+    /// <summary>The silo's transport observer, where the grain pushes what it does outside callbacks.</summary>
+    internal required ITransportObserver Observer { get; init; }
 
     /// <summary>
     /// asyncio's <c>set_protocol</c>: the connection goes to a new grain of the requested type (same connection id),
@@ -365,7 +347,6 @@ internal sealed partial class GatewayConnection
     /// <returns>The handed-over bytes to deliver first, or null.</returns>
     private async Task<byte[]?> SwitchProtocolAsync(string protocol, ReadOnlyMemory<byte> data)
     {
-        DeleteObserver();
         lock (_lock)
         {
             _epoch++;

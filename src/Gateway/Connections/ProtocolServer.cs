@@ -29,6 +29,7 @@ public sealed class ProtocolServer : IAsyncDisposable
     private readonly ConnectionSiting _siting;
     private readonly GatewayMetrics _metrics;
     private readonly SiloConnectionBudget _budget;
+    private readonly ITransportObserver _observer;
     private readonly ILogger _logger;
     private readonly ILogger _connectionLogger;
     private readonly ConcurrentDictionary<string, GatewayConnection> _connections = new();
@@ -59,8 +60,10 @@ public sealed class ProtocolServer : IAsyncDisposable
         Action<ProtocolServer> forget,
         ConnectionSiting siting,
         GatewayMetrics metrics,
-        SiloConnectionBudget budget)
+        SiloConnectionBudget budget,
+        ITransportObserver observer)
     {
+        _observer = observer;
         _budget = budget;
         _metrics = metrics;
         _forget = forget;
@@ -104,6 +107,8 @@ public sealed class ProtocolServer : IAsyncDisposable
     public long RefusedConnections => Interlocked.Read(ref _refused);
 
     internal IEnumerable<GatewayConnection> Connections => _connections.Values;
+
+    internal GatewayConnection? FindConnection(string connectionId) => _connections.GetValueOrDefault(connectionId);
 
     /// <summary>
     /// Starts accepting connections (asyncio <c>start_serving</c>); idempotent. A server created with
@@ -406,6 +411,7 @@ public sealed class ProtocolServer : IAsyncDisposable
             {
                 connection = new GatewayConnection(context, Name, _grainType, _grainFactory, _options, _connectionLogger, _siting, _metrics, _certificate)
                 {
+                    Observer = _observer,
                     CountedAddress = counted,
                     AdmitProxiedClient = _options.ProxyProtocol ? AdmitProxiedClient : null,
                 };

@@ -32,6 +32,8 @@ public sealed class ProtocolGateway : ILifecycleParticipant<ISiloLifecycle>
     private readonly Lock _lock = new();
     private ImmutableList<ProtocolServer> _servers = [];
     private ProtocolServer? _outbound;
+    private TransportObserver? _observerTarget;
+    private ITransportObserver? _observer;
     private ImmutableList<DatagramEndpoint> _datagramEndpoints = [];
     private SocketConnectionContextFactory? _socketContexts;
     private readonly CancellationTokenSource _stoppingWatch = new();
@@ -116,6 +118,26 @@ public sealed class ProtocolGateway : ILifecycleParticipant<ISiloLifecycle>
 
     /// <summary>Outbound connections currently open from this silo.</summary>
     public int OutboundConnectionCount => _outbound?.ConnectionCount ?? 0;
+
+    /// <summary>The connection with that id on this silo, or null (ids are <c>"{listener}/{guid}"</c>).</summary>
+    internal GatewayConnection? FindConnection(string connectionId)
+    {
+        var listener = OrleansProtocol.Diagnostics.LogSampling.ListenerOf(connectionId);
+        if (listener.StartsWith("outbound:", StringComparison.Ordinal))
+        {
+            return _outbound?.FindConnection(connectionId);
+        }
+
+        foreach (var server in _servers)
+        {
+            if (server.Name == listener)
+            {
+                return server.FindConnection(connectionId);
+            }
+        }
+
+        return null;
+    }
 
     /// <summary>Every connection of this silo: each server's and the outbound ones.</summary>
     internal IEnumerable<GatewayConnection> AllConnections =>
@@ -237,7 +259,10 @@ public sealed class ProtocolGateway : ILifecycleParticipant<ISiloLifecycle>
             options,
             _services.GetRequiredService<ILoggerFactory>().CreateLogger<GatewayConnection>(),
             Siting(ConnectionPlacement.Local),
-            _services.GetRequiredService<GatewayMetrics>());
+            _services.GetRequiredService<GatewayMetrics>())
+        {
+            Observer = _observer!,
+        };
         if (request.Tls is { } tls)
         {
             connection.UseClientTls(
@@ -274,6 +299,12 @@ public sealed class ProtocolGateway : ILifecycleParticipant<ISiloLifecycle>
     private async Task StartAsync(CancellationToken cancellationToken)
     {
         var loggerFactory = _services.GetRequiredService<ILoggerFactory>();
+
+        // One observer for the silo (outside any grain turn, so Orleans registers it with the hosted client), held
+        // strongly until the gateway stops: a connection costs no observer registration of its own.
+        _observerTarget = new TransportObserver(FindConnection);
+        _observer = _services.GetRequiredService<IGrainFactory>().CreateObjectReference<ITransportObserver>(_observerTarget);
+        _services.GetRequiredService<GatewayMetrics>().ObserverReference(1);
         lock (_lock)
         {
             _started = true;
@@ -281,7 +312,7 @@ public sealed class ProtocolGateway : ILifecycleParticipant<ISiloLifecycle>
             // Outbound connections live in a server of their own that never listens: tracked and drained the same way.
             _outbound = new ProtocolServer(
                 "outbound", new ProtocolListenerOptions(), default, _services.GetRequiredService<IGrainFactory>(),
-                loggerFactory, _options.Value.DrainTimeout, static _ => { }, Siting(ConnectionPlacement.Local), _services.GetRequiredService<GatewayMetrics>(), _budget.Value);
+                loggerFactory, _options.Value.DrainTimeout, static _ => { }, Siting(ConnectionPlacement.Local), _services.GetRequiredService<GatewayMetrics>(), _budget.Value, _observer);
             _outbound.StartClocks();
             _socketContexts = new SocketConnectionContextFactory(
                 new SocketConnectionFactoryOptions { WaitForDataBeforeAllocatingBuffer = true, UnsafePreferInlineScheduling = true },
@@ -314,7 +345,8 @@ public sealed class ProtocolGateway : ILifecycleParticipant<ISiloLifecycle>
             Forget,
             Siting(options.Placement),
             _services.GetRequiredService<GatewayMetrics>(),
-            _budget.Value);
+            _budget.Value,
+            _observer ?? throw new InvalidOperationException("Servers can be created only while the silo is active."));
         lock (_lock)
         {
             if (_servers.Any(s => s.Name == name))
@@ -399,6 +431,13 @@ public sealed class ProtocolGateway : ILifecycleParticipant<ISiloLifecycle>
             .Concat(_datagramEndpoints.Select(e => e.StopAsync()))
             .Append(MoveGrainsAwayAsync(cancellationToken)));
         _socketContexts?.Dispose();
+        if (_observer is { } observer)
+        {
+            _services.GetRequiredService<IGrainFactory>().DeleteObjectReference<ITransportObserver>(observer);
+            _services.GetRequiredService<GatewayMetrics>().ObserverReference(-1);
+            _observer = null;
+            _observerTarget = null;
+        }
     }
 
     /// <summary>
