@@ -117,6 +117,50 @@ internal sealed record LoadResult(double RequestsPerSecond, double ServerCpuMicr
     }
 }
 
+/// <summary>
+/// The measuring window every mode shares: workers run in a closed loop and record each completion's latency; after
+/// the warm-up, completions, latencies and the server's CPU time are taken over the measured duration.
+/// </summary>
+internal static class Measurement
+{
+    /// <param name="worker">Runs until its stop flag is set; calls record(elapsed ticks, completions) after each round.</param>
+    public static async Task<LoadResult> RunAsync(ServerProcess server, int workers, Settings settings, Func<int, Func<bool>, Action<long, int>, Task> worker)
+    {
+        var measuring = 0;
+        var stop = 0;
+        var latencies = new List<long>[workers];
+        var tasks = Enumerable.Range(0, workers).Select(i => Task.Run(() =>
+        {
+            var list = latencies[i] = new List<long>(1 << 16);
+            return worker(i, () => Volatile.Read(ref stop) == 1, (elapsed, completions) =>
+            {
+                if (Volatile.Read(ref measuring) == 1)
+                {
+                    for (var c = 0; c < completions; c++)
+                    {
+                        list.Add(elapsed);
+                    }
+                }
+            });
+        })).ToArray();
+
+        await Task.Delay(settings.Warmup);
+        var cpuBefore = server.CpuTime;
+        var wallBefore = Stopwatch.GetTimestamp();
+        Volatile.Write(ref measuring, 1);
+        await Task.Delay(settings.Duration);
+        Volatile.Write(ref measuring, 0);
+        var wall = Stopwatch.GetElapsedTime(wallBefore);
+        var cpu = server.CpuTime - cpuBefore;
+        Volatile.Write(ref stop, 1);
+        await Task.WhenAll(tasks);
+        var all = latencies.SelectMany(l => l).ToArray();
+        Array.Sort(all);
+        double Percentile(double p) => all.Length == 0 ? 0 : all[(int)Math.Min(all.Length - 1, p * all.Length)] * 1e6 / Stopwatch.Frequency;
+        return new LoadResult(all.Length / wall.TotalSeconds, all.Length == 0 ? 0 : cpu.TotalMicroseconds / all.Length, Percentile(0.50), Percentile(0.99));
+    }
+}
+
 internal static class LoadRun
 {
     public static async Task<LoadResult> RunAsync(ServerProcess server, int connections, Settings settings)
@@ -129,16 +173,13 @@ internal static class LoadRun
             sockets.Add(socket);
         }
 
-        var measuring = 0;
-        var stop = 0;
-        var latencies = new List<long>[connections];
-        var workers = sockets.Select((socket, i) => Task.Run(async () =>
+        var result = await Measurement.RunAsync(server, connections, settings, async (i, stopped, record) =>
         {
-            var list = latencies[i] = new List<long>(1 << 20);
+            var socket = sockets[i];
             var request = new byte[settings.Size * settings.Pipeline];
             var response = new byte[request.Length];
             var random = new Random(i);
-            while (Volatile.Read(ref stop) == 0)
+            while (!stopped())
             {
                 random.NextBytes(request.AsSpan(0, Math.Min(16, request.Length)));
                 var start = Stopwatch.GetTimestamp();
@@ -150,39 +191,16 @@ internal static class LoadRun
                     throw new InvalidDataException("echo mismatch");
                 }
 
-                if (Volatile.Read(ref measuring) == 1)
-                {
-                    for (var m = 0; m < settings.Pipeline; m++)
-                    {
-                        list.Add(elapsed);
-                    }
-                }
+                record(elapsed, settings.Pipeline);
             }
-        })).ToArray();
+        });
 
-        await Task.Delay(settings.Warmup);
-        var cpuBefore = server.CpuTime;
-        var wallBefore = Stopwatch.GetTimestamp();
-        Volatile.Write(ref measuring, 1);
-        await Task.Delay(settings.Duration);
-        Volatile.Write(ref measuring, 0);
-        var wall = Stopwatch.GetElapsedTime(wallBefore);
-        var cpu = server.CpuTime - cpuBefore;
-        Volatile.Write(ref stop, 1);
-        await Task.WhenAll(workers);
         foreach (var socket in sockets)
         {
             socket.Dispose();
         }
 
-        var all = latencies.SelectMany(l => l).ToArray();
-        Array.Sort(all);
-        double Percentile(double p) => all.Length == 0 ? 0 : all[(int)Math.Min(all.Length - 1, p * all.Length)] * 1e6 / Stopwatch.Frequency;
-        return new LoadResult(
-            all.Length / wall.TotalSeconds,
-            all.Length == 0 ? 0 : cpu.TotalMicroseconds / all.Length,
-            Percentile(0.50),
-            Percentile(0.99));
+        return result;
     }
 
     private static async Task SendAllAsync(Socket socket, ReadOnlyMemory<byte> data)
@@ -459,17 +477,12 @@ internal static class Churn
         }
     }
 
-    private static async Task<LoadResult> RunOnceAsync(ServerProcess server, int workers, Settings settings)
-    {
-        var measuring = 0;
-        var stop = 0;
-        var latencies = new List<long>[workers];
-        var tasks = Enumerable.Range(0, workers).Select(i => Task.Run(async () =>
+    private static Task<LoadResult> RunOnceAsync(ServerProcess server, int workers, Settings settings) =>
+        Measurement.RunAsync(server, workers, settings, async (_, stopped, record) =>
         {
-            var list = latencies[i] = new List<long>(1 << 16);
             var message = new byte[64];
             var echo = new byte[64];
-            while (Volatile.Read(ref stop) == 0)
+            while (!stopped())
             {
                 var start = Stopwatch.GetTimestamp();
                 using (var socket = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp) { NoDelay = true })
@@ -489,26 +502,7 @@ internal static class Churn
                     }
                 }
 
-                if (Volatile.Read(ref measuring) == 1)
-                {
-                    list.Add(Stopwatch.GetTimestamp() - start);
-                }
+                record(Stopwatch.GetTimestamp() - start, 1);
             }
-        })).ToArray();
-
-        await Task.Delay(settings.Warmup);
-        var cpuBefore = server.CpuTime;
-        var wallBefore = Stopwatch.GetTimestamp();
-        Volatile.Write(ref measuring, 1);
-        await Task.Delay(settings.Duration);
-        Volatile.Write(ref measuring, 0);
-        var wall = Stopwatch.GetElapsedTime(wallBefore);
-        var cpu = server.CpuTime - cpuBefore;
-        Volatile.Write(ref stop, 1);
-        await Task.WhenAll(tasks);
-        var all = latencies.SelectMany(l => l).ToArray();
-        Array.Sort(all);
-        double Percentile(double p) => all.Length == 0 ? 0 : all[(int)Math.Min(all.Length - 1, p * all.Length)] * 1e6 / Stopwatch.Frequency;
-        return new LoadResult(all.Length / wall.TotalSeconds, all.Length == 0 ? 0 : cpu.TotalMicroseconds / all.Length, Percentile(0.50), Percentile(0.99));
-    }
+        });
 }
