@@ -37,8 +37,11 @@ public static class Program
             $"connection count after {settings.Warmup.TotalSeconds:0} s warm-up each, medians shown; {Environment.ProcessorCount} cores shared by client and servers");
 
         using var baseline = await ServerProcess.StartBaselineAsync();
-        using var gateway = await ServerProcess.StartGatewayAsync(settings.Configuration);
-        Console.WriteLine($"baseline: plain .NET socket echo (pid {baseline.Pid}) on {baseline.EndPoint}; gateway: Echo grain (pid {gateway.Pid}) on {gateway.EndPoint}");
+        using var gateway = settings.Remote
+            ? await ServerProcess.StartGatewayPairAsync(settings.Configuration)
+            : await ServerProcess.StartGatewayAsync(settings.Configuration);
+        Console.WriteLine($"baseline: plain .NET socket echo (pid {baseline.Pid}) on {baseline.EndPoint}; gateway: Echo grain (pid {gateway.Pid}) on {gateway.EndPoint}"
+            + (settings.Remote ? $", every grain on a second silo (pid {gateway.Companion!.Pid}); server CPU is both silos'" : ""));
         Console.WriteLine();
         Console.WriteLine("| connections | server | req/s | server CPU µs/req | p50 µs | p99 µs | req/s vs baseline |");
         Console.WriteLine("|---:|---|---:|---:|---:|---:|---:|");
@@ -73,6 +76,9 @@ internal sealed record Settings(int Size, TimeSpan Warmup, TimeSpan Duration, in
     /// <summary>Connect, one echo, close, over and over (<c>--churn</c>): connections per second.</summary>
     public bool Churn { get; init; }
 
+    /// <summary>The grains on a second silo process, away from their sockets (<c>--remote</c>, Placement=Remote).</summary>
+    public bool Remote { get; init; }
+
     /// <summary>Messages per write, read back together (<c>--pipeline 16</c>, as <c>redis-benchmark -P 16</c>); each counts as a request.</summary>
     public int Pipeline { get; init; } = 1;
 }
@@ -102,6 +108,7 @@ internal static class SettingsParser
 #endif
         {
             Churn = churn,
+            Remote = args.Contains("--remote"),
             Pipeline = int.Parse(Get("--pipeline", "1")),
         };
     }
@@ -291,6 +298,9 @@ internal sealed class ServerProcess : IDisposable
 
     public int Pid => _process.Id;
 
+    /// <summary>A second silo whose CPU counts with this one's (the grains' silo in <c>--remote</c> runs).</summary>
+    public ServerProcess? Companion { get; private set; }
+
     /// <summary>The process's resident set size, from /proc (Linux).</summary>
     public long ResidentBytes =>
         File.ReadLines($"/proc/{Pid}/status").Where(l => l.StartsWith("VmRSS:", StringComparison.Ordinal))
@@ -301,7 +311,7 @@ internal sealed class ServerProcess : IDisposable
         get
         {
             _process.Refresh();
-            return _process.TotalProcessorTime;
+            return _process.TotalProcessorTime + (Companion?.CpuTime ?? TimeSpan.Zero);
         }
     }
 
@@ -314,7 +324,22 @@ internal sealed class ServerProcess : IDisposable
         return StartAsync(start, BaselineListener);
     }
 
-    public static Task<ServerProcess> StartGatewayAsync(string configuration)
+    /// <summary>
+    /// Two silos: the sockets on the first, every grain on the second (<c>Placement=Remote</c>). Returns the first,
+    /// with the second as its companion, once the first sees the second.
+    /// </summary>
+    public static async Task<ServerProcess> StartGatewayPairAsync(string configuration)
+    {
+        var primary = await StartGatewayAsync(configuration, "--OrleansProtocol:Listeners:echo:Placement=Remote");
+        primary.Companion = await StartGatewayAsync(
+            configuration, "--Silo:SiloPort=21112", "--Silo:GatewayPort=21301", "--Clustering:PrimarySiloPort=21111");
+
+        // Membership reaches the first silo on its next refresh; Remote placement falls back to local until then.
+        await Task.Delay(TimeSpan.FromSeconds(5));
+        return primary;
+    }
+
+    public static Task<ServerProcess> StartGatewayAsync(string configuration, params string[] extra)
     {
         var root = AppContext.BaseDirectory;
         while (!File.Exists(Path.Combine(root, "OrleansProtocol.sln")))
@@ -338,7 +363,7 @@ internal sealed class ServerProcess : IDisposable
 
             // Every bench connection comes from 127.0.0.1: lift the per-address limit (the listener's 10,000 stays).
             "--OrleansProtocol:Listeners:echo:MaxConnectionsPerAddress=100000",
-        })
+        }.Concat(extra))
         {
             start.ArgumentList.Add(argument);
         }
@@ -363,6 +388,7 @@ internal sealed class ServerProcess : IDisposable
 
     public void Dispose()
     {
+        Companion?.Dispose();
         _process.Kill(entireProcessTree: true);
         _process.WaitForExit();
         _process.Dispose();
