@@ -1,0 +1,105 @@
+using System.Diagnostics;
+using System.Net;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+using OrleansProtocol;
+using OrleansProtocol.Samples;
+
+// One silo in this process; N callers, each driving its own EchoGrain as the gateway's pump drives a connection's:
+// ConnectionMade once, then DataReceived(1 KiB) awaited in a closed loop. Calls per second and this process's CPU per
+// call (the caller's loop included, as the pump's is in the gateway's figure), medians of the rounds.
+var connections = Arg("--connections", "16,64").Split(',').Select(int.Parse).ToArray();
+var rounds = int.Parse(Arg("--rounds", "3"));
+var duration = TimeSpan.FromSeconds(double.Parse(Arg("--duration", "5")));
+var size = int.Parse(Arg("--size", "1024"));
+
+var builder = Host.CreateApplicationBuilder();
+builder.Logging.SetMinimumLevel(LogLevel.Warning);
+builder.UseOrleans(silo => silo.UseLocalhostClustering(siloPort: 21211, gatewayPort: 21400));
+using var host = builder.Build();
+await host.StartAsync();
+var grains = host.Services.GetRequiredService<IGrainFactory>();
+var observer = grains.CreateObjectReference<ITransportObserver>(new NullObserver());
+
+Console.WriteLine($"floor: IProtocolGrain.DataReceived({size} B) on EchoGrain from the silo's hosted client, no socket; {rounds} rounds of {duration.TotalSeconds:0} s, medians; {Environment.ProcessorCount} cores");
+Console.WriteLine();
+Console.WriteLine("| callers | calls/s | process CPU µs/call | p50 µs | p99 µs |");
+Console.WriteLine("|---:|---:|---:|---:|---:|");
+foreach (var callers in connections)
+{
+    var runs = new List<(double Rate, double Cpu, double P50, double P99)>();
+    for (var round = 0; round < rounds + 1; round++)
+    {
+        var result = await RunAsync(callers);
+        if (round > 0)
+        {
+            // The first round warms the JIT and the grains' paths.
+            runs.Add(result);
+        }
+    }
+
+    double M(Func<(double Rate, double Cpu, double P50, double P99), double> f) => runs.Select(f).Order().ElementAt(runs.Count / 2);
+    Console.WriteLine($"| {callers} | {M(r => r.Rate):N0} | {M(r => r.Cpu):N1} | {M(r => r.P50):N0} | {M(r => r.P99):N0} |");
+}
+
+await host.StopAsync();
+return 0;
+
+async Task<(double Rate, double Cpu, double P50, double P99)> RunAsync(int callers)
+{
+    var stop = 0;
+    var latencies = new List<long>[callers];
+    var payload = new byte[size];
+    var grainList = new List<IProtocolGrain>();
+    for (var i = 0; i < callers; i++)
+    {
+        var id = $"floor/{Guid.NewGuid():N}";
+        var grain = grains.GetGrain<IProtocolGrain>(GrainId.Create("echo", id));
+        await grain.ConnectionMade(new ConnectionInfo(id, "floor", new IPEndPoint(IPAddress.Loopback, 1), new IPEndPoint(IPAddress.Loopback, 2)) { GrainType = "echo" }, observer);
+        grainList.Add(grain);
+    }
+
+    var process = Process.GetCurrentProcess();
+    var cpuBefore = process.TotalProcessorTime;
+    var started = Stopwatch.GetTimestamp();
+    var tasks = Enumerable.Range(0, callers).Select(i => Task.Run(async () =>
+    {
+        var list = latencies[i] = new List<long>(1 << 20);
+        long sent = 0;
+        while (Volatile.Read(ref stop) == 0)
+        {
+            var start = Stopwatch.GetTimestamp();
+            var reply = await grainList[i].DataReceived(payload, sent);
+            list.Add(Stopwatch.GetTimestamp() - start);
+            if (reply.Status != ProtocolReplyStatus.Accepted || reply.Batch is not { } batch || !batch.Data.Span.SequenceEqual(payload))
+            {
+                throw new InvalidDataException($"not an echo: {reply.Status}, {reply.Batch?.Data.Length} bytes");
+            }
+
+            sent += batch.Data.Length;
+        }
+    })).ToArray();
+    await Task.Delay(duration);
+    Volatile.Write(ref stop, 1);
+    await Task.WhenAll(tasks);
+    var wall = Stopwatch.GetElapsedTime(started);
+    process.Refresh();
+    var cpu = process.TotalProcessorTime - cpuBefore;
+    foreach (var grain in grainList)
+    {
+        await grain.ConnectionLost(ConnectionCloseReason.PeerClosed, null);
+    }
+
+    var all = latencies.SelectMany(l => l).Order().ToArray();
+    double Percentile(double p) => all[(int)Math.Min(all.Length - 1, p * all.Length)] * 1e6 / Stopwatch.Frequency;
+    return (all.Length / wall.TotalSeconds, cpu.TotalMicroseconds / all.Length, Percentile(0.5), Percentile(0.99));
+}
+
+string Arg(string name, string fallback) => Array.IndexOf(args, name) is var i and >= 0 && i + 1 < args.Length ? args[i + 1] : fallback;
+
+/// <summary>The floor pushes nothing: the echo travels with each reply.</summary>
+internal sealed class NullObserver : ITransportObserver
+{
+    public Task<long> Send(GrainId grain, TransportBatch batch) => Task.FromResult(0L);
+}
