@@ -41,30 +41,14 @@ public sealed class MultiProcessClusterTests(Xunit.Abstractions.ITestOutputHelpe
     public async Task Three_silo_processes_survive_a_SIGKILL_and_a_graceful_stop_with_nothing_lost_silently()
     {
         Skip.IfNot(File.Exists("/usr/bin/redis-server"), "redis-server is not installed on this machine (.ci/run installs it)");
-        var redisPort = TestPorts.Free();
-        using var redis = Process.Start(new ProcessStartInfo("redis-server", ["--port", $"{redisPort}", "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
-        {
-            RedirectStandardOutput = true,
-        })!;
+        var (redis, redisPort) = await StartRedisAsync();
         try
         {
-            await WaitForRedisAsync(redisPort);
             var clusterId = $"test-{Guid.NewGuid():N}";
-            var silos = Enumerable.Range(0, 3).Select(i => GatewayHostProcess.Start(
-                [
-                    "--Clustering:Provider=Redis",
-                    $"--Clustering:Redis:ConnectionString=127.0.0.1:{redisPort}",
-                    $"--Orleans:ClusterId={clusterId}",
-                    $"--Silo:SiloPort={TestPorts.Free()}",
-                    $"--Silo:GatewayPort={TestPorts.Free()}",
-                    "--Silo:AdvertisedIP=127.0.0.1",
-                    $"--OrleansProtocol:PortOffset={21000 + (i * 100)}",
-                    "--Health:Urls=http://127.0.0.1:0",
 
-                    // echo: grains on another silo than the socket; upgrade (a line echo): grains next to the socket.
-                    "--OrleansProtocol:Listeners:echo:Placement=Remote",
-                    .. FastDetection,
-                ])).ToList();
+            // echo: grains on another silo than the socket; upgrade (a line echo): grains next to the socket.
+            var silos = Enumerable.Range(0, 3).Select(i => GatewayHostProcess.Start(
+                HostSettings(redisPort, clusterId, 21000 + (i * 100), "--OrleansProtocol:Listeners:echo:Placement=Remote"))).ToList();
             try
             {
                 var endPoints = new List<Dictionary<string, IPEndPoint>>();
@@ -175,6 +159,21 @@ public sealed class MultiProcessClusterTests(Xunit.Abstractions.ITestOutputHelpe
         }
     }
 
+    /// <summary>One silo process of a test cluster on Redis membership: fresh silo ports, the sample ports moved by <paramref name="portOffset"/>.</summary>
+    private static string[] HostSettings(int redisPort, string clusterId, int portOffset, params string[] extra) =>
+    [
+        "--Clustering:Provider=Redis",
+        $"--Clustering:Redis:ConnectionString=127.0.0.1:{redisPort}",
+        $"--Orleans:ClusterId={clusterId}",
+        $"--Silo:SiloPort={TestPorts.Free()}",
+        $"--Silo:GatewayPort={TestPorts.Free()}",
+        "--Silo:AdvertisedIP=127.0.0.1",
+        $"--OrleansProtocol:PortOffset={portOffset}",
+        "--Health:Urls=http://127.0.0.1:0",
+        .. FastDetection,
+        .. extra,
+    ];
+
     /// <summary>Starts a redis-server for membership on a free port; the caller kills it.</summary>
     private static async Task<(Process Redis, int Port)> StartRedisAsync()
     {
@@ -194,20 +193,8 @@ public sealed class MultiProcessClusterTests(Xunit.Abstractions.ITestOutputHelpe
         const int perSilo = 100;
         var (redis, redisPort) = await StartRedisAsync();
         var clusterId = $"test-{Guid.NewGuid():N}";
-        string[] Settings(int i) =>
-        [
-            "--Clustering:Provider=Redis",
-            $"--Clustering:Redis:ConnectionString=127.0.0.1:{redisPort}",
-            $"--Orleans:ClusterId={clusterId}",
-            $"--Silo:SiloPort={TestPorts.Free()}",
-            $"--Silo:GatewayPort={TestPorts.Free()}",
-            "--Silo:AdvertisedIP=127.0.0.1",
-            $"--OrleansProtocol:PortOffset={22000 + (i * 100)}",
-            "--Health:Urls=http://127.0.0.1:0",
-            "--OrleansProtocol:Listeners:echo:Placement=Random",
-            "--OrleansProtocol:Listeners:chat:Placement=Random",
-            .. FastDetection,
-        ];
+        string[] Settings(int i) => HostSettings(
+            redisPort, clusterId, 22000 + (i * 100), "--OrleansProtocol:Listeners:echo:Placement=Random", "--OrleansProtocol:Listeners:chat:Placement=Random");
 
         var silos = new GatewayHostProcess[3];
         var endPoints = new Dictionary<string, IPEndPoint>[3];
