@@ -83,6 +83,14 @@ public interface IProtocolGrain : IGrainWithStringKey
     Task<bool> LeaveSilo(string targetSilo);
 
     /// <summary>
+    /// Membership declared the silo holding this connection's socket dead (sent by the watch of the grain's own silo):
+    /// the connection is gone, and the grain ends it.
+    /// </summary>
+    /// <param name="gatewaySilo">The dead silo (<c>SiloAddress.ToParsableString()</c>).</param>
+    [Alias("GatewayLost")]
+    Task GatewayLost(string gatewaySilo);
+
+    /// <summary>
     /// The connection ended. Called once per connection by the gateway; the grain delivers it to the protocol exactly
     /// once even if it already ended the connection itself (a callback that threw).
     /// </summary>

@@ -4,8 +4,9 @@ using Microsoft.Extensions.Logging;
 namespace OrleansProtocol;
 
 /// <summary>
-/// A grain on another silo than its socket watches that silo: if membership declares it dead (the process crashed),
-/// nobody else can tell the grain its connection is gone, so it tells itself — <c>ConnectionLost</c> with
+/// A grain on another silo than its socket watches that silo — through its silo's one <see cref="GatewayWatch"/>, or
+/// by itself on a silo without the gateway: if membership declares it dead (the process crashed), nobody else can
+/// tell the grain its connection is gone, so it tells itself — <c>ConnectionLost</c> with
 /// <see cref="ConnectionCloseReason.GatewayUnavailable"/> — and deactivates. Detection takes the cluster's failure
 /// detection time (Orleans' <c>ClusterMembershipOptions</c>: probes every 5 s, 3 missed probes, 2 votes by default).
 /// </summary>
@@ -26,8 +27,31 @@ public abstract partial class ProtocolGrain
 
         _gatewayWatch = new CancellationTokenSource();
         _counts?.GatewayWatch(1);
-        _counters?.AwayFromSocket(this.GetGrainId(), gateway);
-        _ = WatchGatewayAsync(membership, gatewaySilo, _gatewayWatch.Token);
+        if (ServiceProvider.GetService<GatewayWatch>() is { } silosWatch)
+        {
+            // The silo's one watch tells this grain (GatewayLost): no membership subscription per grain.
+            silosWatch.Watch(this.GetGrainId(), gateway);
+        }
+        else
+        {
+            // A silo without the gateway registered: the grain watches for itself.
+            _ = WatchGatewayAsync(membership, gatewaySilo, _gatewayWatch.Token);
+        }
+    }
+
+    Task IProtocolGrain.GatewayLost(string gatewaySilo) =>
+        _gatewayWatch is not null && _transport?.Connection.GatewaySilo == gatewaySilo && !_lostDelivered
+            ? GatewayDiedAsync(gatewaySilo)
+            : Task.CompletedTask;
+
+    private async Task GatewayDiedAsync(string gateway)
+    {
+        var message = $"The silo holding the socket ({SiloAddress.FromParsableString(gateway)}) died.";
+        Logger.LogWarning("Connection {ConnectionId}: {Message}", _transport!.Connection.ConnectionId, message);
+        await DeliverConnectionLost(
+            ConnectionCloseReason.GatewayUnavailable,
+            new ConnectionClosedException(ConnectionCloseReason.GatewayUnavailable, message));
+        DeactivateOnIdle();
     }
 
     private async Task WatchGatewayAsync(IClusterMembershipService membership, SiloAddress gateway, CancellationToken cancellation)
@@ -38,22 +62,13 @@ public abstract partial class ProtocolGrain
             {
                 if (snapshot.GetSiloStatus(gateway) is SiloStatus.Dead)
                 {
-                    var message = $"The silo holding the socket ({gateway}) died.";
-                    Logger.LogWarning("Connection {ConnectionId}: {Message}", _transport!.Connection.ConnectionId, message);
-                    await DeliverConnectionLost(
-                        ConnectionCloseReason.GatewayUnavailable,
-                        new ConnectionClosedException(ConnectionCloseReason.GatewayUnavailable, message));
-                    DeactivateOnIdle();
+                    await GatewayDiedAsync(gateway.ToParsableString());
                     return;
                 }
             }
         }
         catch (OperationCanceledException) when (cancellation.IsCancellationRequested)
         {
-        }
-        finally
-        {
-            _counts?.GatewayWatch(-1);
         }
     }
 
@@ -63,6 +78,7 @@ public abstract partial class ProtocolGrain
         {
             watch.Cancel();
             _gatewayWatch = null;
+            _counts?.GatewayWatch(-1);
             _counters?.NoLongerAway(this.GetGrainId());
         }
     }

@@ -27,6 +27,7 @@ public static class ProtocolGatewaySiloBuilderExtensions
         services.AddMetrics();
         services.TryAddSingleton<OrleansProtocol.Gateway.Diagnostics.GatewayMetrics>();
         services.TryAddSingleton<OrleansProtocol.Diagnostics.ConnectionGrainCounters>();
+        services.TryAddSingleton<GatewayWatch>();
 
         // The connection directory asks every silo's gateway: one registry grain service per silo.
         if (!services.Any(d => d.ServiceType == typeof(IConnectionRegistryClient)))
