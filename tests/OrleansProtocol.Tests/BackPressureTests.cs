@@ -31,6 +31,7 @@ public sealed class BackPressureTests(GatewayClusterFixture fixture)
             read += n;
             if (readPause > TimeSpan.Zero)
             {
+                // The client's own pace (a slow reader is the case under test), not a synchronisation.
                 await Task.Delay(readPause);
             }
         }
@@ -123,6 +124,8 @@ public sealed class BackPressureTests(GatewayClusterFixture fixture)
         while (read < 1_600_000)
         {
             read += await client.ReceiveAsync(buffer.AsMemory(0, Math.Min(buffer.Length, 1_600_000 - read)));
+
+            // The client's own pace (a slow reader is the case under test), not a synchronisation.
             await Task.Delay(5);
         }
 

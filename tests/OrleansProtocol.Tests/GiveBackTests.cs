@@ -97,10 +97,9 @@ public sealed class GiveBackTests(GatewayClusterFixture fixture)
             var client = await TestClient.ConnectAsync(endPoint);
             await client.SendAsync("stall\n");
 
-            // The reply's first bytes arrive once the gateway holds the rest; the kernel's buffers fill soon after.
-            // The gateway's buffer is state with no event to await: it is polled.
-            await client.ReadExactlyAsync(1);
-            await Poll.UntilAsync(() => main.Connections.Any(c => Equals(c.Info.RemoteEndPoint, client.LocalEndPoint) && c.WriteBufferSize > ProtocolTransport.DefaultWriteBufferHigh));
+            // Paused both ways once the protocol hears PauseWriting (it paused reading itself first).
+            var record = await fixture.Recorder.ForClientAsync(client.LocalEndPoint);
+            await fixture.Recorder.WaitUntilAsync(() => record.Count("PW") > 0);
             client.Reset();
         });
 
@@ -171,7 +170,8 @@ public sealed class GiveBackTests(GatewayClusterFixture fixture)
         long Sum(Microsoft.Extensions.Diagnostics.Metrics.Testing.MetricCollector<long> collector) => collector.GetMeasurementSnapshot()
             .Where(m => names.Contains((string)m.Tags["orleansprotocol.listener"]!)).Sum(m => m.Value);
 
-        // Grains finish their ConnectionLost (and deactivate) just after the gateway let go of the socket.
+        // Every server is drained: each connection has ended, and its grain delivered ConnectionLost (the gateway awaits
+        // it) — so nothing may be left, with no waiting.
         string Pending()
         {
             var live = gateway.Servers.SelectMany(s => s.Connections).ToList();
@@ -205,7 +205,7 @@ public sealed class GiveBackTests(GatewayClusterFixture fixture)
             return string.Join("; ", problems);
         }
 
-        await Poll.UntilAsync(() => Pending().Length == 0, Pending);
+        Assert.Equal("", Pending());
 
         // Directory entries and activations: nothing left of any of these connections' grains.
         foreach (var name in names)

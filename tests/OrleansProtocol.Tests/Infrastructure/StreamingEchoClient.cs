@@ -15,6 +15,7 @@ public sealed class StreamingEchoClient : IAsyncDisposable
     private readonly Random _random;
     private readonly Task _run;
     private long _echoed;
+    private readonly CallbackRecorder.Signal _progress = new();
 
     private StreamingEchoClient(TestClient client, int seed, int chunk, TimeSpan pace)
     {
@@ -41,8 +42,19 @@ public sealed class StreamingEchoClient : IAsyncDisposable
     public async Task WaitForProgressAsync(long bytes = 16 * 1024)
     {
         var target = Echoed + bytes;
-        await Poll.UntilAsync(() => Echoed >= target || _run.IsCompleted, () => $"echoed {Echoed} of {target}");
-        Assert.True(Echoed >= target, $"the stream ended: {Failure?.Message ?? "closed by the server"}");
+        using var timeout = new CancellationTokenSource(TestTimeouts.Default);
+        while (true)
+        {
+            var next = _progress.Next;
+            if (Echoed >= target || _run.IsCompleted)
+            {
+                break;
+            }
+
+            await Task.WhenAny(next, _run).WaitAsync(timeout.Token);
+        }
+
+        Assert.True(Echoed >= target, $"the stream ended after {Echoed} bytes: {Failure?.Message ?? "closed by the server"}");
     }
 
     /// <summary>Stops streaming after the round in progress; returns once every byte sent was echoed.</summary>
@@ -80,6 +92,7 @@ public sealed class StreamingEchoClient : IAsyncDisposable
 
                 Assert.True(sent.AsSpan().SequenceEqual(echoed), $"wrong bytes after {Echoed}");
                 Interlocked.Add(ref _echoed, chunk);
+                _progress.Fire();
                 await Task.Delay(pace);
             }
         }

@@ -83,9 +83,15 @@ public sealed class GoodbyeGrain(Infrastructure.CallbackRecorder recorder) : Pro
 /// <c>echo X</c>, <c>upgrade</c> (hands the connection to <see cref="Samples.EchoGrain"/>), <c>stall</c> (pauses reading and
 /// writes 16 MiB, more than the kernel's buffers take, so both directions are paused while the peer reads nothing).
 /// </summary>
-public sealed class GiveBackGrain : ProtocolGrain
+public sealed class GiveBackGrain(Infrastructure.CallbackRecorder recorder) : ProtocolGrain
 {
     private readonly System.Text.StringBuilder _line = new();
+
+    protected override Task PauseWriting()
+    {
+        recorder.For(Transport.Connection).Add("PW");
+        return Task.CompletedTask;
+    }
 
     protected override Task ConnectionMade(ProtocolTransport transport)
     {
