@@ -83,7 +83,7 @@ internal sealed partial class GatewayConnection
         int epoch;
         lock (_lock)
         {
-            epoch = string.Equals(grain.Type.ToString(), Info.GrainType, StringComparison.Ordinal) ? _epoch : -1;
+            epoch = grain.Equals(_grainId) ? _epoch : -1;
         }
 
         Apply(batch, epoch);

@@ -30,6 +30,9 @@ internal sealed partial class GatewayConnection
     private readonly Socket _socket;
     private PipeReader _input;
     private IProtocolGrain _grain;
+
+    // The current protocol's grain, guarded by _lock with _epoch: pushes from any other grain are stale.
+    private GrainId _grainId;
     private readonly IGrainFactory _grainFactory;
     private readonly int _maxDataReceivedSize;
     private readonly long? _maxWriteBufferSize;
@@ -106,7 +109,8 @@ internal sealed partial class GatewayConnection
             GatewaySilo = siting.LocalSilo.ToParsableString(),
             MaxWriteBufferSize = options.MaxWriteBufferSize,
         };
-        _grain = grainFactory.GetGrain<IProtocolGrain>(GrainId.Create(grainType, id));
+        _grainId = GrainId.Create(grainType, id);
+        _grain = grainFactory.GetGrain<IProtocolGrain>(_grainId);
     }
 
     public ConnectionInfo Info { get; private set; }
@@ -350,6 +354,7 @@ internal sealed partial class GatewayConnection
         lock (_lock)
         {
             _epoch++;
+            _grainId = GrainId.Create(GrainType.Create(protocol), Id);
             _appliedSequence = 0;
 
             // The new protocol's counts start here; what the old one left in the buffer is its inheritance.
@@ -368,7 +373,7 @@ internal sealed partial class GatewayConnection
             UpdateWriteFlowLocked();
         }
 
-        _grain = _grainFactory.GetGrain<IProtocolGrain>(GrainId.Create(GrainType.Create(protocol), Id));
+        _grain = _grainFactory.GetGrain<IProtocolGrain>(_grainId);
         GatewayLog.ProtocolSwitched(_logger, Id, protocol);
         await ConnectGrainAsync();
         return data.IsEmpty ? null : data.ToArray();

@@ -122,15 +122,16 @@ public sealed class ProtocolGateway : ILifecycleParticipant<ISiloLifecycle>
     /// <summary>The connection with that id on this silo, or null (ids are <c>"{listener}/{guid}"</c>).</summary>
     internal GatewayConnection? FindConnection(string connectionId)
     {
-        var listener = OrleansProtocol.Diagnostics.LogSampling.ListenerOf(connectionId);
-        if (listener.StartsWith("outbound:", StringComparison.Ordinal))
+        // Per push: match the listener's name in front of the id in place, rather than cutting it out.
+        if (_outbound?.FindConnection(connectionId) is { } outbound)
         {
-            return _outbound?.FindConnection(connectionId);
+            return outbound;
         }
 
         foreach (var server in _servers)
         {
-            if (server.Name == listener)
+            var name = server.Name;
+            if (connectionId.Length > name.Length && connectionId[name.Length] == '/' && connectionId.StartsWith(name, StringComparison.Ordinal))
             {
                 return server.FindConnection(connectionId);
             }
