@@ -61,6 +61,24 @@ public sealed class BackPressureTests(GatewayClusterFixture fixture)
     }
 
     [Fact]
+    public async Task With_ReadWhileWritingPaused_Echo_bounds_its_own_output_by_pausing_reading_as_asyncio_teaches()
+    {
+        // The gateway does not hold input for this listener: Echo's PauseWriting -> PauseReading pattern does the work.
+        await using var server = await fixture.Gateway.CreateServerAsync<Samples.EchoGrain>($"reads-while-paused-{Guid.NewGuid():N}", o =>
+        {
+            o.Port = 0;
+            o.ReadWhileWritingPaused = true;
+        });
+        await using var client = await TestClient.ConnectAsync(server.EndPoints[0]);
+        var data = RandomBytes(4 * 1024 * 1024, 3);
+        var echoed = await EchoAsync(client, data, 64 * 1024, TimeSpan.FromMilliseconds(20));
+        Assert.True(data.AsSpan().SequenceEqual(echoed));
+        var gateway = GatewaySide(server.Name, client);
+        Assert.True(gateway.PeakWriteBufferSize <= EchoBufferBound, $"buffered {gateway.PeakWriteBufferSize} bytes");
+        Assert.Equal(ConnectionCloseReason.None, gateway.CloseReason);
+    }
+
+    [Fact]
     public async Task Streams_of_16_MiB_sent_while_reading_come_back_whole_seven_times_in_a_row()
     {
         for (var run = 0; run < 7; run++)
