@@ -93,6 +93,14 @@ public sealed class GiveBackGrain(Infrastructure.CallbackRecorder recorder) : Pr
         return Task.CompletedTask;
     }
 
+    // Every recorded connection records its end too: a record left open would be taken for a later client's that
+    // reuses the same port.
+    protected override Task ConnectionLost(Exception? exception)
+    {
+        recorder.For(Transport.Connection).Lost(exception, CloseReason);
+        return Task.CompletedTask;
+    }
+
     protected override Task ConnectionMade(ProtocolTransport transport)
     {
         CallLater(TimeSpan.FromHours(1), () => transport.Write("late\n"u8));
