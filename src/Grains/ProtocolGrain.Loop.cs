@@ -14,9 +14,10 @@ public abstract partial class ProtocolGrain
     /// <summary>How long the nursery waits for tasks that ignore their cancellation before going on with a warning.</summary>
     private static readonly TimeSpan NurseryExitTimeout = TimeSpan.FromSeconds(10);
 
-    private readonly List<ConnectionTask> _tasks = [];
-    private readonly HashSet<TimerHandle> _timers = [];
-    private readonly Queue<TimerHandle> _soon = new();
+    // Made on first use: most connections never start a task or a timer, and an idle connection's grain should be small.
+    private List<ConnectionTask>? _tasks;
+    private HashSet<TimerHandle>? _timers;
+    private Queue<TimerHandle>? _soon;
     private TimeProvider? _timeProvider;
     private bool _nurseryClosed;
 
@@ -36,6 +37,7 @@ public abstract partial class ProtocolGrain
     {
         ArgumentNullException.ThrowIfNull(work);
         EnsureNurseryOpen();
+        _tasks ??= [];
         var task = new ConnectionTask(name ?? $"task {_tasks.Count + 1}");
         _tasks.Add(task);
         _counts?.Task(1);
@@ -50,7 +52,7 @@ public abstract partial class ProtocolGrain
         ArgumentNullException.ThrowIfNull(callback);
         EnsureNurseryOpen();
         var handle = new TimerHandle(Time(), callback, static _ => { });
-        _soon.Enqueue(handle);
+        (_soon ??= new()).Enqueue(handle);
         if (_soon.Count == 1)
         {
             _ = RunSoonAsync();
@@ -71,11 +73,11 @@ public abstract partial class ProtocolGrain
         EnsureNurseryOpen();
         var handle = new TimerHandle(when, callback, h =>
         {
-            _timers.Remove(h);
+            _timers?.Remove(h);
             DisarmTimer(h);
         });
         ArmTimer(handle);
-        _timers.Add(handle);
+        (_timers ??= []).Add(handle);
         return handle;
     }
 
@@ -110,7 +112,7 @@ public abstract partial class ProtocolGrain
     private void FireTimer(TimerHandle handle)
     {
         DisarmTimer(handle);
-        if (!_timers.Contains(handle) || handle.Cancelled || _nurseryClosed)
+        if (_timers?.Contains(handle) != true || handle.Cancelled || _nurseryClosed)
         {
             return;
         }
@@ -130,7 +132,7 @@ public abstract partial class ProtocolGrain
     {
         // After the current turn, on the grain's scheduler.
         await Task.Yield();
-        while (_soon.TryPeek(out var handle))
+        while (_soon!.TryPeek(out var handle))
         {
             if (!handle.Cancelled && !_nurseryClosed)
             {
@@ -173,7 +175,7 @@ public abstract partial class ProtocolGrain
         }
         finally
         {
-            _tasks.Remove(task);
+            _tasks!.Remove(task);
             _counts?.Task(-1);
         }
     }
@@ -198,17 +200,17 @@ public abstract partial class ProtocolGrain
     private async Task ExitNurseryAsync()
     {
         _nurseryClosed = true;
-        foreach (var timer in _timers.ToArray())
+        foreach (var timer in _timers?.ToArray() ?? [])
         {
             timer.Cancel();
         }
 
-        foreach (var soon in _soon)
+        foreach (var soon in _soon ?? [])
         {
             soon.Cancel();
         }
 
-        var running = _tasks.ToArray();
+        var running = _tasks?.ToArray() ?? [];
         foreach (var task in running)
         {
             task.Cancel();

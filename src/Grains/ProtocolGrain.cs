@@ -271,7 +271,19 @@ public abstract partial class ProtocolGrain : Grain, IProtocolGrain, IProtocolCo
     /// Called by the transport after every operation. Inside a callback the operations go back with its reply; outside
     /// one they are pushed through the observer.
     /// </summary>
-    internal void OnTransportChanged() => (_sender ??= new UnsolicitedSender<TransportBatch>(
+    internal void OnTransportChanged()
+    {
+        if (_sender is null && (_callbackDepth > 0 || _observer is null))
+        {
+            // The reply carries it. The sender (and its delegates) is made only for a grain that pushes, so a
+            // connection that only answers what it reads keeps its idle grain small.
+            return;
+        }
+
+        Sender.Changed();
+    }
+
+    private UnsolicitedSender<TransportBatch> Sender => _sender ??= new UnsolicitedSender<TransportBatch>(
         () => _callbackDepth > 0 || _observer is null,
         () => _transport!.TakeBatch(),
         async batch => _transport!.OnBytesSent(await _observer!.Send(this.GetGrainId(), batch)),
@@ -291,7 +303,7 @@ public abstract partial class ProtocolGrain : Grain, IProtocolGrain, IProtocolCo
             DeactivateOnIdle();
         },
         overHighWater: () => _transport!.IsOverHighWater,
-        pendingData: () => _transport!.HasPendingData)).Changed();
+        pendingData: () => _transport!.HasPendingData);
 
     private async Task<ProtocolReply> WriteFlowCallback(long bytesSent, bool pause)
     {

@@ -5,6 +5,9 @@ internal sealed class ConnectionSiting(ConnectionPlacement placement, SiloAddres
 {
     public SiloAddress LocalSilo => localSilo;
 
+    /// <summary><see cref="LocalSilo"/> as every connection's <see cref="ConnectionInfo.GatewaySilo"/> spells it, made once.</summary>
+    public string LocalSiloName { get; } = localSilo.ToParsableString();
+
     /// <summary>The silo for a new connection's grain, or null to let the grain class's placement decide (local).</summary>
     public SiloAddress? PickSilo(string connectionId)
     {

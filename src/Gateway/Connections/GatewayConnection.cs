@@ -106,7 +106,7 @@ internal sealed partial class GatewayConnection
         {
             Framing = framing,
             GrainType = grainType.ToString(),
-            GatewaySilo = siting.LocalSilo.ToParsableString(),
+            GatewaySilo = siting.LocalSiloName,
             MaxWriteBufferSize = options.MaxWriteBufferSize,
         };
         _grainId = GrainId.Create(grainType, id);
