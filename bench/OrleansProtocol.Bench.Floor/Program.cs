@@ -13,6 +13,7 @@ var connections = Arg("--connections", "16,64").Split(',').Select(int.Parse).ToA
 var rounds = int.Parse(Arg("--rounds", "3"));
 var duration = TimeSpan.FromSeconds(double.Parse(Arg("--duration", "5")));
 var size = int.Parse(Arg("--size", "1024"));
+var idle = int.Parse(Arg("--idle", "0"));
 
 var builder = Host.CreateApplicationBuilder();
 builder.Logging.SetMinimumLevel(LogLevel.Warning);
@@ -21,6 +22,12 @@ using var host = builder.Build();
 await host.StartAsync();
 var grains = host.Services.GetRequiredService<IGrainFactory>();
 var observer = grains.CreateObjectReference<ITransportObserver>(new NullObserver());
+if (idle > 0)
+{
+    await IdleAsync(idle);
+    await host.StopAsync();
+    return 0;
+}
 
 Console.WriteLine($"floor: IProtocolGrain.DataReceived({size} B) on EchoGrain from the silo's hosted client, no socket; {rounds} rounds of {duration.TotalSeconds:0} s, medians; {Environment.ProcessorCount} cores");
 Console.WriteLine();
@@ -96,10 +103,63 @@ async Task<(double Rate, double Cpu, double P50, double P99)> RunAsync(int calle
     return (all.Length / wall.TotalSeconds, cpu.TotalMicroseconds / all.Length, Percentile(0.5), Percentile(0.99));
 }
 
+// Memory per idle grain, no socket: N EchoGrains after ConnectionMade and one 16 B DataReceived, against N grains of
+// an empty class activated by one call (Orleans' own cost per activation). Managed heap after a full collection, and RSS.
+async Task IdleAsync(int count)
+{
+    Console.WriteLine($"floor: memory per idle activation, {count} grains, no socket; {Environment.ProcessorCount} cores");
+    Console.WriteLine();
+    Console.WriteLine("| grain | managed heap KiB/grain | RSS KiB/grain |");
+    Console.WriteLine("|---|---:|---:|");
+    await MeasureAsync("empty grain (one call)", async i => await grains.GetGrain<IEmptyGrain>(i).Ping());
+    var message = new byte[16];
+    await MeasureAsync("EchoGrain (ConnectionMade, one DataReceived)", async i =>
+    {
+        var id = $"idle/{i}";
+        var grain = grains.GetGrain<IProtocolGrain>(GrainId.Create("echo", id));
+        await grain.ConnectionMade(new ConnectionInfo(id, "floor", new IPEndPoint(IPAddress.Loopback, 1), new IPEndPoint(IPAddress.Loopback, 2)) { GrainType = "echo" }, observer);
+        await grain.DataReceived(message, 0);
+    });
+
+    async Task MeasureAsync(string name, Func<int, Task> activate)
+    {
+        await Task.WhenAll(Enumerable.Range(-16, 16).Select(activate));
+        var (heapBefore, rssBefore) = Reading();
+        for (var batch = 0; batch < count; batch += 100)
+        {
+            await Task.WhenAll(Enumerable.Range(batch, Math.Min(100, count - batch)).Select(activate));
+        }
+
+        var (heapAfter, rssAfter) = Reading();
+        Console.WriteLine($"| {name} | {(heapAfter - heapBefore) / 1024.0 / count:N2} | {(rssAfter - rssBefore) / 1024.0 / count:N2} |");
+    }
+
+    static (long Heap, long Rss) Reading()
+    {
+        GC.Collect(GC.MaxGeneration, GCCollectionMode.Forced, blocking: true, compacting: true);
+        GC.WaitForPendingFinalizers();
+        GC.Collect(GC.MaxGeneration, GCCollectionMode.Forced, blocking: true, compacting: true);
+        using var process = Process.GetCurrentProcess();
+        return (GC.GetTotalMemory(false), process.WorkingSet64);
+    }
+}
+
 string Arg(string name, string fallback) => Array.IndexOf(args, name) is var i and >= 0 && i + 1 < args.Length ? args[i + 1] : fallback;
 
 /// <summary>The floor pushes nothing: the echo travels with each reply.</summary>
 internal sealed class NullObserver : ITransportObserver
 {
     public Task<long> Send(GrainId grain, TransportBatch batch) => Task.FromResult(0L);
+}
+
+/// <summary>A grain with no state: what Orleans itself keeps per activation.</summary>
+public interface IEmptyGrain : IGrainWithIntegerKey
+{
+    Task Ping();
+}
+
+/// <inheritdoc cref="IEmptyGrain"/>
+public sealed class EmptyGrain : Grain, IEmptyGrain
+{
+    public Task Ping() => Task.CompletedTask;
 }
