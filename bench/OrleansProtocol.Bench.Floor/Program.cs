@@ -4,7 +4,6 @@ using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using OrleansProtocol;
-using OrleansProtocol.Samples;
 
 // One silo in this process; N callers, each driving its own EchoGrain as the gateway's pump drives a connection's:
 // ConnectionMade once, then DataReceived(1 KiB) awaited in a closed loop. Calls per second and this process's CPU per

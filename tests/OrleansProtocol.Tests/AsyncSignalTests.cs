@@ -3,6 +3,7 @@ using OrleansProtocol.Gateway.Connections;
 namespace OrleansProtocol.Tests;
 
 /// <summary>The pump's and the writer's wake-up: no lost and no spurious wake-ups, inline or not, reused per wait.</summary>
+[Trait("Category", "Fast")]
 public class AsyncSignalTests
 {
     [Fact]

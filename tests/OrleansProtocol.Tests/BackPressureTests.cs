@@ -1,4 +1,3 @@
-using System.Net.Sockets;
 using OrleansProtocol.Gateway.Connections;
 using OrleansProtocol.Tests.Infrastructure;
 

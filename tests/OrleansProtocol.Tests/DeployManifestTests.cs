@@ -5,6 +5,7 @@ using OrleansProtocol.Gateway.Hosting;
 namespace OrleansProtocol.Tests;
 
 /// <summary>The Kubernetes manifests render with kustomize and keep the invariants the silos rely on.</summary>
+[Trait("Category", "Fast")]
 public sealed class DeployManifestTests
 {
     private static string RepositoryRoot()

@@ -5,6 +5,7 @@ using OrleansProtocol.Tests.Infrastructure;
 namespace OrleansProtocol.Tests;
 
 /// <summary>The gateway's frame decoder on its own: every split of the stream gives the same frames.</summary>
+[Trait("Category", "Fast")]
 public sealed class FrameDecoderTests
 {
     private static readonly FrameFormat Le4 = new() { Kind = FramingKind.LengthPrefixed, PrefixLength = 4, BigEndian = false, MaxFrameSize = 1000 };

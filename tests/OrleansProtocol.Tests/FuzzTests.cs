@@ -1,5 +1,4 @@
 using System.Buffers;
-using System.Net;
 using OrleansProtocol.Framing;
 using OrleansProtocol.Gateway.Connections;
 using OrleansProtocol.Tests.Infrastructure;
@@ -13,6 +12,7 @@ namespace OrleansProtocol.Tests;
 /// <c>ORLEANSPROTOCOL_FUZZ_INPUTS</c> says otherwise); the only outcomes allowed are the documented ones, and every
 /// parse makes progress or stops.
 /// </summary>
+[Trait("Category", "Fast")]
 public sealed class FuzzTests(ITestOutputHelper output)
 {
     private static readonly int Inputs =

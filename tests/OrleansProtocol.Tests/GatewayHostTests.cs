@@ -1,8 +1,6 @@
 using System.Diagnostics;
-using System.Net.Http;
 using System.Net;
 using System.Text;
-using System.Text.RegularExpressions;
 using OrleansProtocol.Tests.Infrastructure;
 
 namespace OrleansProtocol.Tests;

@@ -1,5 +1,3 @@
-using System.Diagnostics;
-using System.Net;
 using Microsoft.Extensions.DependencyInjection;
 using OrleansProtocol.Diagnostics;
 using OrleansProtocol.Gateway;

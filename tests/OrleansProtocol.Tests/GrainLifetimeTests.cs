@@ -1,4 +1,3 @@
-using Orleans.Runtime;
 using OrleansProtocol.Tests.Infrastructure;
 
 namespace OrleansProtocol.Tests;

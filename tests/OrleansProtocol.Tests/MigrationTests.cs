@@ -1,6 +1,4 @@
-using System.Net.Sockets;
 using Microsoft.Extensions.DependencyInjection;
-using Orleans.Hosting;
 using Orleans.TestingHost;
 using OrleansProtocol.Gateway;
 using OrleansProtocol.Samples;

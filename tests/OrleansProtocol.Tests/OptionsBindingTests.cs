@@ -10,6 +10,7 @@ namespace OrleansProtocol.Tests;
 /// Every gateway, listener and datagram setting can come from configuration (appsettings.json, environment, command
 /// line all reach the same binder), and bad settings stop the host with every problem named in one error.
 /// </summary>
+[Trait("Category", "Fast")]
 public sealed class OptionsBindingTests
 {
     [Theory]

@@ -1,6 +1,5 @@
 using System.Buffers;
 using System.Net;
-using System.Net.Sockets;
 using System.Text;
 using OrleansProtocol.Gateway;
 using OrleansProtocol.Gateway.Connections;

@@ -1,7 +1,5 @@
 using System.Net;
 using Microsoft.Extensions.DependencyInjection;
-using Orleans.Hosting;
-using Orleans.Runtime;
 using Orleans.Runtime.Placement;
 using Orleans.TestingHost;
 using OrleansProtocol.Gateway;

@@ -1,5 +1,4 @@
 using System.Text;
-using Orleans.Runtime;
 using OrleansProtocol.Samples;
 using OrleansProtocol.Tests.Infrastructure;
 using OrleansProtocol.Tests.TestGrains;

@@ -1,9 +1,8 @@
+using System.Net;
 using System.Net.Sockets;
 using System.Text;
-using System.Net;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
-using Orleans.Hosting;
 using Orleans.TestingHost;
 using OrleansProtocol.Gateway;
 using OrleansProtocol.Tests.Infrastructure;

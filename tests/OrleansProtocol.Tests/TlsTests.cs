@@ -1,7 +1,6 @@
 using System.Diagnostics;
 using System.Net.Security;
 using System.Net.Sockets;
-using System.Text;
 using OrleansProtocol.Tests.Infrastructure;
 
 namespace OrleansProtocol.Tests;

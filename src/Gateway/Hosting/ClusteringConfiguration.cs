@@ -1,6 +1,6 @@
-using Microsoft.Extensions.Hosting;
 using System.Net;
 using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.Hosting;
 using Orleans.Configuration;
 
 namespace OrleansProtocol.Gateway.Hosting;

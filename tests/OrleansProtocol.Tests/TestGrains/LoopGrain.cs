@@ -57,30 +57,30 @@ public sealed class LoopGrain(CallbackRecorder recorder) : ProtocolGrain
         switch (command[0])
         {
             case "later":
-            {
-                // later NAME MILLISECONDS
-                var name = command[1];
-                var scheduledAt = Time();
-                var handle = CallLater(TimeSpan.FromMilliseconds(int.Parse(command[2], CultureInfo.InvariantCulture)), () =>
                 {
-                    Record.Add($"fired {name}");
-                    Record.Add($"on-time {name} {Time() >= _handles[name].When}");
-                    Transport.Write(Encoding.UTF8.GetBytes($"fired {name}\n"));
-                });
-                _handles[name] = handle;
-                Record.Add($"when-ok {name} {handle.When >= scheduledAt + int.Parse(command[2], CultureInfo.InvariantCulture) / 1000.0 - 0.001}");
-                break;
-            }
+                    // later NAME MILLISECONDS
+                    var name = command[1];
+                    var scheduledAt = Time();
+                    var handle = CallLater(TimeSpan.FromMilliseconds(int.Parse(command[2], CultureInfo.InvariantCulture)), () =>
+                    {
+                        Record.Add($"fired {name}");
+                        Record.Add($"on-time {name} {Time() >= _handles[name].When}");
+                        Transport.Write(Encoding.UTF8.GetBytes($"fired {name}\n"));
+                    });
+                    _handles[name] = handle;
+                    Record.Add($"when-ok {name} {handle.When >= scheduledAt + int.Parse(command[2], CultureInfo.InvariantCulture) / 1000.0 - 0.001}");
+                    break;
+                }
 
             case "cancel":
                 _handles[command[1]].Cancel();
                 break;
             case "soon":
-            {
-                var name = command[1];
-                CallSoon(() => Record.Add($"soon {name}"));
-                break;
-            }
+                {
+                    var name = command[1];
+                    CallSoon(() => Record.Add($"soon {name}"));
+                    break;
+                }
 
             case "ticker":
                 // A task that runs until cancelled, recording whether it ever ran after ConnectionLost had begun.
