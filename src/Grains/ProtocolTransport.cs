@@ -14,10 +14,10 @@ namespace OrleansProtocol;
 public sealed class ProtocolTransport
 {
     /// <summary>asyncio's default high-water mark for the write buffer: 64 KiB.</summary>
-    public const int DefaultWriteBufferHigh = 64 * 1024;
+    public const int DefaultWriteBufferHigh = WriteBufferDefaults.High;
 
     /// <summary>asyncio's default low-water mark for the write buffer: a quarter of the high-water mark, 16 KiB.</summary>
-    public const int DefaultWriteBufferLow = DefaultWriteBufferHigh / 4;
+    public const int DefaultWriteBufferLow = WriteBufferDefaults.Low;
 
     // asyncio logs from the fifth write after the connection is gone (LOG_THRESHOLD_FOR_CONNLOST_WRITES).
     private const int DroppedWriteLogThreshold = 5;

@@ -65,11 +65,11 @@ internal sealed partial class GatewayConnection
             }
 
             var rxWaited = _rxWaited + (_rxWaitingSince == 0 ? 0 : now - _rxWaitingSince);
-            if (_clocks.TxRate > 0 && _bufferedBytes > 0 && now > _txDeadline)
+            if (_clocks.TxRate > 0 && _flow.Buffered > 0 && now > _txDeadline)
             {
                 // Aborted, not closed: a close would wait for the very bytes the peer does not take. This holds while
                 // closing too (a close flushes first, and would wait forever), and the reason replaces the close's.
-                detail = $"The peer took {_bufferedBytes} buffered bytes slower than the minimum of {_clocks.TxRate * 1000:0.##} bytes/s.";
+                detail = $"The peer took {_flow.Buffered} buffered bytes slower than the minimum of {_clocks.TxRate * 1000:0.##} bytes/s.";
                 _closeReason = ConnectionCloseReason.None;
                 AbortLocked(ConnectionCloseReason.SendRateTooLow, detail);
                 (reason, abort) = (ConnectionCloseReason.SendRateTooLow, true);
@@ -170,7 +170,7 @@ internal sealed partial class GatewayConnection
         if (_clocks.TxRate > 0)
         {
             var time = (long)(bytes / _clocks.TxRate);
-            _txDeadline = _bufferedBytes == 0 ? Environment.TickCount64 + Math.Max(_clocks.TxGraceMs, time) : _txDeadline + time;
+            _txDeadline = _flow.Buffered == 0 ? Environment.TickCount64 + Math.Max(_clocks.TxGraceMs, time) : _txDeadline + time;
         }
     }
 }

@@ -24,15 +24,11 @@ internal sealed partial class GatewayConnection
     private readonly Queue<(bool Pause, long BytesSent)> _flowEvents = new();
     private Task _writer = Task.CompletedTask;
 
-    // Guarded by _lock.
-    private long _appliedSequence;
-    private SortedDictionary<long, TransportBatch>? _early;
-    private long _bufferedBytes;
+    // Guarded by _lock: the batches' order and the write buffer's accounting, each its own part.
+    private readonly BatchSequencer _sequencer = new();
+    private readonly WriteFlow _flow;
     private long _bytesSent;
     private long _protocolSentBase;
-    private int _writeHigh = ProtocolTransport.DefaultWriteBufferHigh;
-    private int _writeLow = ProtocolTransport.DefaultWriteBufferLow;
-    private bool _writePaused;
     private bool _outputShut;
 
     // Set by the writer once it closed gracefully: the socket is closed after the linger.
@@ -65,13 +61,22 @@ internal sealed partial class GatewayConnection
         {
             lock (_lock)
             {
-                return _bufferedBytes;
+                return _flow.Buffered;
             }
         }
     }
 
     /// <summary>The largest <see cref="WriteBufferSize"/> seen; for tests and diagnostics.</summary>
-    internal long PeakWriteBufferSize { get; private set; }
+    internal long PeakWriteBufferSize
+    {
+        get
+        {
+            lock (_lock)
+            {
+                return _flow.Peak;
+            }
+        }
+    }
 
     /// <summary>
     /// Applies a push from <paramref name="grain"/>: from the connection's current protocol, unless it is one that
@@ -83,7 +88,7 @@ internal sealed partial class GatewayConnection
         int epoch;
         lock (_lock)
         {
-            epoch = grain.Equals(_grainId) ? _epoch : -1;
+            epoch = grain.Equals(_grainId) ? _sequencer.Epoch : -1;
         }
 
         Apply(batch, epoch);
@@ -97,23 +102,15 @@ internal sealed partial class GatewayConnection
     {
         lock (_lock)
         {
-            if (epoch != _epoch || _handOff is not null || batch.Sequence <= _appliedSequence)
+            // Stale, duplicate or early batches stop here (the sequencer holds an early one until its turn); after a
+            // hand-off nothing more from this protocol applies.
+            if (_handOff is not null || !_sequencer.Offer(batch, epoch, this, static (connection, next) =>
             {
-                // From a protocol that handed the connection over, or a duplicate.
+                connection.ApplyInOrderLocked(next);
+                return connection._handOff is null;
+            }))
+            {
                 return;
-            }
-
-            if (batch.Sequence != _appliedSequence + 1)
-            {
-                // Overtook an earlier batch (a reply can overtake a push across silos): hold it until its turn.
-                (_early ??= []).TryAdd(batch.Sequence, batch);
-                return;
-            }
-
-            ApplyInOrderLocked(batch);
-            while (_handOff is null && _early is { Count: > 0 } && _early.Remove(_appliedSequence + 1, out var next))
-            {
-                ApplyInOrderLocked(next);
             }
 
             // The pump may be waiting for this sequence number, or for reading to resume.
@@ -134,7 +131,6 @@ internal sealed partial class GatewayConnection
 
     private void ApplyInOrderLocked(TransportBatch batch)
     {
-        _appliedSequence = batch.Sequence;
         if (_aborted)
         {
             return;
@@ -166,8 +162,7 @@ internal sealed partial class GatewayConnection
 
         if ((flags & TransportBatchFlags.SetWriteBufferLimits) != 0)
         {
-            _writeHigh = batch.WriteBufferHigh;
-            _writeLow = batch.WriteBufferLow;
+            _flow.SetLimits(batch.WriteBufferHigh, batch.WriteBufferLow);
             UpdateWriteFlowLocked();
         }
 
@@ -184,12 +179,11 @@ internal sealed partial class GatewayConnection
         {
             _outbound.Enqueue(new OutboundItem(OutboundKind.Data, batch.Data));
             ExtendSendDeadlineLocked(batch.Data.Length);
-            _bufferedBytes += batch.Data.Length;
-            PeakWriteBufferSize = Math.Max(PeakWriteBufferSize, _bufferedBytes);
-            if (_bufferedBytes > _maxWriteBufferSize)
+            _flow.Add(batch.Data.Length);
+            if (_flow.OverCap)
             {
                 // The grain's transport stops a ProtocolGrain at the same cap before this; this holds for any IProtocolGrain.
-                var detail = $"{_bufferedBytes} bytes are waiting for the peer (it has taken {BytesSent} so far), over the cap of {_maxWriteBufferSize} (MaxWriteBufferSize).";
+                var detail = $"{_flow.Buffered} bytes are waiting for the peer (it has taken {BytesSent} so far), over the cap of {_flow.Cap} (MaxWriteBufferSize).";
                 LogRejection("write_buffer_limit", detail, GatewayLog.WriteBufferLimit);
                 AbortLocked(ConnectionCloseReason.WriteBufferLimit, detail);
                 return;
@@ -228,25 +222,16 @@ internal sealed partial class GatewayConnection
     /// </summary>
     private void UpdateWriteFlowLocked()
     {
-        bool pause;
-        if (!_writePaused && _bufferedBytes > _writeHigh)
-        {
-            pause = true;
-        }
-        else if (_writePaused && _bufferedBytes <= _writeLow)
-        {
-            pause = false;
-        }
-        else
+        if (_flow.Update() is not { } pause)
         {
             return;
         }
 
         // The bytes-sent figure of this moment travels with the notification, so the grain sees a write buffer over
         // high in PauseWriting and at or below low in ResumeWriting, as asyncio's protocol does.
-        SetWritePausedLocked(pause);
+        _metrics.Paused(Info.ListenerName, "write", pause ? 1 : -1);
         _flowEvents.Enqueue((pause, ProtocolBytesSent));
-        GatewayLog.WriteFlowChanged(_logger, Id, _bufferedBytes, pause ? "paused" : "resumed");
+        GatewayLog.WriteFlowChanged(_logger, Id, _flow.Buffered, pause ? "paused" : "resumed");
         WakePumpLocked();
     }
 
@@ -259,13 +244,15 @@ internal sealed partial class GatewayConnection
         }
     }
 
-    private void SetWritePausedLocked(bool paused)
+    /// <summary>Writing is no longer paused for this protocol (it handed over, or the connection ended): leave the gauge.</summary>
+    private void RestartWriteFlowLocked()
     {
-        if (_writePaused != paused)
+        if (_flow.Paused)
         {
-            _writePaused = paused;
-            _metrics.Paused(Info.ListenerName, "write", paused ? 1 : -1);
+            _metrics.Paused(Info.ListenerName, "write", -1);
         }
+
+        _flow.Restart();
     }
 
     private async Task WriteLoopAsync()
@@ -307,7 +294,7 @@ internal sealed partial class GatewayConnection
                             _metrics.BytesSent(Info.ListenerName, item.Data.Length);
                             if (!_aborted)
                             {
-                                _bufferedBytes -= item.Data.Length;
+                                _flow.Sent(item.Data.Length);
                                 UpdateWriteFlowLocked();
                             }
                         }

@@ -31,11 +31,10 @@ internal sealed partial class GatewayConnection
     private PipeReader _input;
     private IProtocolGrain _grain;
 
-    // The current protocol's grain, guarded by _lock with _epoch: pushes from any other grain are stale.
+    // The current protocol's grain, guarded by _lock with the sequencer's epoch: pushes from any other grain are stale.
     private GrainId _grainId;
     private readonly IGrainFactory _grainFactory;
     private readonly int _maxDataReceivedSize;
-    private readonly long? _maxWriteBufferSize;
     private readonly bool _readWhileWritingPaused;
     private readonly byte[] _refusalMessage;
     private long _lastActivity = Environment.TickCount64;
@@ -64,7 +63,6 @@ internal sealed partial class GatewayConnection
     private bool _peerEof;
     private bool _grainLost;
     private bool _detached;
-    private int _epoch;
     private (string Protocol, ReadOnlyMemory<byte> Data)? _handOff;
 
     private long _bytesReceived;
@@ -91,7 +89,7 @@ internal sealed partial class GatewayConnection
         _input = context.Transport.Input;
         _grainFactory = grainFactory;
         _maxDataReceivedSize = options.MaxDataReceivedSize;
-        _maxWriteBufferSize = options.MaxWriteBufferSize;
+        _flow = new WriteFlow(options.MaxWriteBufferSize);
         _readWhileWritingPaused = options.ReadWhileWritingPaused;
         _refusalMessage = options.RefusalMessage is { Length: > 0 } refusal ? System.Text.Encoding.UTF8.GetBytes(refusal) : [];
         _clocks = ConnectionClocks.From(options);
@@ -170,7 +168,7 @@ internal sealed partial class GatewayConnection
             {
                 // A connection that ends paused leaves the paused gauges.
                 SetReadPausedLocked(false);
-                SetWritePausedLocked(false);
+                RestartWriteFlowLocked();
             }
 
             _metrics.ConnectionClosed(Info.ListenerName, _closeReason, Stopwatch.GetElapsedTime(_startTimestamp));
@@ -288,7 +286,7 @@ internal sealed partial class GatewayConnection
             if (_refusalMessage.Length > 0)
             {
                 _outbound.Enqueue(new OutboundItem(OutboundKind.Data, _refusalMessage));
-                _bufferedBytes += _refusalMessage.Length;
+                _flow.Add(_refusalMessage.Length);
                 RequestCloseLocked(ConnectionCloseReason.ConnectionLimit, detail);
             }
             else
@@ -353,23 +351,19 @@ internal sealed partial class GatewayConnection
     {
         lock (_lock)
         {
-            _epoch++;
+            _sequencer.NextEpoch();
             _grainId = GrainId.Create(GrainType.Create(protocol), Id);
-            _appliedSequence = 0;
 
             // The new protocol's counts start here; what the old one left in the buffer is its inheritance.
             Volatile.Write(ref _protocolSentBase, Interlocked.Read(ref _bytesSent));
-            Info = Info with { GrainType = protocol, InheritedWriteBufferSize = _bufferedBytes };
-            _early = null;
+            Info = Info with { GrainType = protocol, InheritedWriteBufferSize = _flow.Buffered };
             _handOff = null;
 
             // The new protocol starts as asyncio's does: reading, default watermarks, and told at once if the write
             // buffer is over the high-water mark, so its PauseWriting/ResumeWriting alternate from the start.
             SetReadPausedLocked(false);
-            _writeHigh = ProtocolTransport.DefaultWriteBufferHigh;
-            _writeLow = ProtocolTransport.DefaultWriteBufferLow;
             _flowEvents.Clear();
-            SetWritePausedLocked(false);
+            RestartWriteFlowLocked();
             UpdateWriteFlowLocked();
         }
 
@@ -450,7 +444,7 @@ internal sealed partial class GatewayConnection
 
                 // Back-pressure: while the peer has not taken what the protocol wrote (writing is paused), its next
                 // input waits, so a protocol that answers what it reads cannot outrun a peer that reads slowly.
-                paused = _readPaused || _peerEof || (_writePaused && !_readWhileWritingPaused);
+                paused = _readPaused || _peerEof || (_flow.Paused && !_readWhileWritingPaused);
             }
 
             if (handOff is { } switchTo)
@@ -724,7 +718,7 @@ internal sealed partial class GatewayConnection
             int epoch;
             lock (_lock)
             {
-                epoch = _epoch;
+                epoch = _sequencer.Epoch;
             }
 
             Apply(batch, epoch);
@@ -734,7 +728,7 @@ internal sealed partial class GatewayConnection
         {
             lock (_lock)
             {
-                if (_appliedSequence >= reply.LastSequence || _aborted || _handOff is not null)
+                if (_sequencer.Applied >= reply.LastSequence || _aborted || _handOff is not null)
                 {
                     return;
                 }
@@ -796,7 +790,7 @@ internal sealed partial class GatewayConnection
         _aborted = true;
         RecordReasonLocked(reason, detail);
         _outbound.Clear();
-        _bufferedBytes = 0;
+        _flow.Clear();
         ResetSocket();
         _writerWakeNeeded = 1;
         WakePumpLocked();
