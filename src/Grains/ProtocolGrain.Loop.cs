@@ -21,7 +21,10 @@ public abstract partial class ProtocolGrain
     private TimeProvider? _timeProvider;
     private bool _nurseryClosed;
 
-    private TimeProvider Clock => _timeProvider ??= ServiceProvider.GetService<TimeProvider>() ?? TimeProvider.System;
+    // The clock Orleans drives grain timers with (CallLater/CallAt run on grain timers), so a test's fake grain clock
+    // moves both.
+    private TimeProvider Clock => _timeProvider ??=
+        ServiceProvider.GetKeyedService<TimeProvider>(TimeProviderNames.Grains) ?? ServiceProvider.GetService<TimeProvider>() ?? TimeProvider.System;
 
     /// <summary>The loop clock (asyncio <c>loop.time()</c>): monotonic seconds, the clock of <see cref="TimerHandle.When"/>.</summary>
     protected double Time() => Clock.GetTimestamp() / (double)Clock.TimestampFrequency;

@@ -2,13 +2,12 @@ using System.Text;
 using OrleansProtocol.Gateway;
 using OrleansProtocol.Samples;
 using OrleansProtocol.Tests.Infrastructure;
-using OrleansProtocol.Tests.TestGrains;
 
 namespace OrleansProtocol.Tests;
 
 /// <summary>
 /// Defaults a generic protocol server can live with, and letting the protocol speak before a limit closes a
-/// connection: a refusal message at accept, <c>CloseRequested</c> before a clock's close.
+/// connection: a refusal message at accept (<c>CloseRequested</c> before a clock's close is in <see cref="FakeClockTests"/>).
 /// </summary>
 [Collection(GatewayCollection.Name)]
 public sealed class DefaultsTests(GatewayClusterFixture fixture)
@@ -71,32 +70,5 @@ public sealed class DefaultsTests(GatewayClusterFixture fixture)
         await third.SendAsync("PING\r\n");
         Assert.Equal(Refusal, Encoding.ASCII.GetString(await third.ReadToEndAsync()));
         Assert.Equal(1, server.RefusedConnections);
-    }
-
-    [Fact]
-    public async Task Before_a_clock_closes_a_connection_the_protocol_says_why_and_ConnectionLost_gets_the_reason()
-    {
-        await using var server = await fixture.Gateway.CreateServerAsync<GoodbyeGrain>($"goodbye-{Guid.NewGuid():N}", o =>
-        {
-            o.Port = 0;
-            o.FirstDataTimeout = TimeSpan.FromSeconds(1);
-            o.IdleTimeout = TimeSpan.FromSeconds(2);
-        });
-
-        // Silent from the start: the first-data deadline.
-        await using var silent = await TestClient.ConnectAsync(server.EndPoints[0]);
-        var silentRecord = await fixture.Recorder.ForClientAsync(silent.LocalEndPoint);
-        Assert.Equal("-ERR closing: FirstDataTimeout\r\n", Encoding.ASCII.GetString(await silent.ReadToEndAsync()));
-        await fixture.Recorder.WaitUntilAsync(() => silentRecord.Count("CL") == 1);
-        Assert.Equal(["CM", "CR FirstDataTimeout", "CL"], silentRecord.Events);
-        Assert.Equal(ConnectionCloseReason.FirstDataTimeout, Assert.IsType<ConnectionClosedException>(silentRecord.LostException).Reason);
-
-        // Spoke once, then went quiet: the idle timeout.
-        await using var quiet = await TestClient.ConnectAsync(server.EndPoints[0]);
-        var quietRecord = await fixture.Recorder.ForClientAsync(quiet.LocalEndPoint);
-        await quiet.SendAsync("hello\n");
-        Assert.Equal("hello\n-ERR closing: IdleTimeout\r\n", Encoding.ASCII.GetString(await quiet.ReadToEndAsync()));
-        await fixture.Recorder.WaitUntilAsync(() => quietRecord.Count("CL") == 1);
-        Assert.Equal(ConnectionCloseReason.IdleTimeout, Assert.IsType<ConnectionClosedException>(quietRecord.LostException).Reason);
     }
 }

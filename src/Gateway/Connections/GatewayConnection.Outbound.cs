@@ -290,7 +290,7 @@ internal sealed partial class GatewayConnection
                         lock (_lock)
                         {
                             Interlocked.Add(ref _bytesSent, item.Data.Length);
-                            Volatile.Write(ref _lastActivity, Environment.TickCount64);
+                            _clock.Touch(Now);
                             _metrics.BytesSent(Info.ListenerName, item.Data.Length);
                             if (!_aborted)
                             {
@@ -355,7 +355,7 @@ internal sealed partial class GatewayConnection
     /// </summary>
     private async Task LingerAsync()
     {
-        using var linger = new CancellationTokenSource(LingerTimeout);
+        using var linger = new CancellationTokenSource(LingerTimeout, _time);
         try
         {
             while (true)

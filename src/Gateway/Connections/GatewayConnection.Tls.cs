@@ -36,7 +36,7 @@ internal sealed partial class GatewayConnection
     {
         var ssl = new SslStream(new DuplexPipeStream(_context.Transport), leaveInnerStreamOpen: false);
         var handshakeTimeout = _tlsServer is { } server ? server.Options.HandshakeTimeout : _tlsClientTimeout;
-        using var timeout = new CancellationTokenSource(handshakeTimeout);
+        using var timeout = new CancellationTokenSource(handshakeTimeout, _time);
         try
         {
             if (_tlsServer is var (certificate, options))

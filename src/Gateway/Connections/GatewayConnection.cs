@@ -37,7 +37,6 @@ internal sealed partial class GatewayConnection
     private readonly int _maxDataReceivedSize;
     private readonly bool _readWhileWritingPaused;
     private readonly byte[] _refusalMessage;
-    private long _lastActivity = Environment.TickCount64;
     private readonly FrameDecoder? _decoder;
     private readonly ConnectionSiting _siting;
     private readonly GatewayMetrics _metrics;
@@ -76,6 +75,7 @@ internal sealed partial class GatewayConnection
         ILogger logger,
         ConnectionSiting siting,
         GatewayMetrics metrics,
+        TimeProvider time,
         X509Certificate2? serverCertificate = null)
     {
         _siting = siting;
@@ -92,7 +92,8 @@ internal sealed partial class GatewayConnection
         _flow = new WriteFlow(options.MaxWriteBufferSize);
         _readWhileWritingPaused = options.ReadWhileWritingPaused;
         _refusalMessage = options.RefusalMessage is { Length: > 0 } refusal ? System.Text.Encoding.UTF8.GetBytes(refusal) : [];
-        _clocks = ConnectionClocks.From(options);
+        _time = time;
+        _clock = new ConnectionClock(ConnectionClock.Limits.From(options), Now);
         _logger = logger;
 
         // Unique across the cluster and over time; never ip:port, which the OS reuses. The listener's name in front
@@ -118,8 +119,6 @@ internal sealed partial class GatewayConnection
     /// <summary>True once the grain's <c>ConnectionMade</c> has run; false if the connection ended first.</summary>
     public Task<bool> Made => _made.Task;
 
-    /// <summary>When a byte last went either way (<see cref="Environment.TickCount64"/>), for the idle timeout.</summary>
-    public long LastActivity => Volatile.Read(ref _lastActivity);
 
     /// <summary>Completes when the connection is closed and its grain was told.</summary>
     public Task Completion => _completion.Task;
@@ -192,7 +191,7 @@ internal sealed partial class GatewayConnection
         }
         else
         {
-            using var deadline = new CancellationTokenSource(timeout);
+            using var deadline = new CancellationTokenSource(timeout, _time);
             try
             {
                 while (failure is null)
@@ -517,7 +516,7 @@ internal sealed partial class GatewayConnection
             var buffer = result.Buffer;
             if (!buffer.IsEmpty)
             {
-                _peerSentData = true;
+                _clock.PeerSentData();
             }
 
             if (result.IsCanceled)
@@ -539,7 +538,7 @@ internal sealed partial class GatewayConnection
                 var chunk = buffer.Slice(0, Math.Min(buffer.Length, _maxDataReceivedSize)).ToArray();
                 _input.AdvanceTo(buffer.GetPosition(chunk.Length));
                 Interlocked.Add(ref _bytesReceived, chunk.Length);
-                Volatile.Write(ref _lastActivity, Environment.TickCount64);
+                _clock.Touch(Now);
                 _metrics.BytesReceived(Info.ListenerName, chunk.Length);
                 if (!await DeliverDataAsync(chunk))
                 {
@@ -605,7 +604,7 @@ internal sealed partial class GatewayConnection
 
         TrackIncompleteFrame(consumed, status == FrameReadStatus.NeedMoreData && !truncatedByEof ? buffer.Length - consumed : 0);
         Interlocked.Add(ref _bytesReceived, consumed);
-        Volatile.Write(ref _lastActivity, Environment.TickCount64);
+        _clock.Touch(Now);
         if (consumed > 0)
         {
             _metrics.BytesReceived(Info.ListenerName, consumed);

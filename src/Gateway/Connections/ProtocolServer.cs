@@ -49,6 +49,7 @@ public sealed class ProtocolServer : IAsyncDisposable
     private int _servingForever;
     private System.Security.Cryptography.X509Certificates.X509Certificate2? _certificate;
     private readonly byte[] _refusalMessage;
+    private readonly TimeProvider _time;
 
     internal ProtocolServer(
         string name,
@@ -61,8 +62,10 @@ public sealed class ProtocolServer : IAsyncDisposable
         ConnectionSiting siting,
         GatewayMetrics metrics,
         SiloConnectionBudget budget,
-        ITransportObserver observer)
+        ITransportObserver observer,
+        TimeProvider time)
     {
+        _time = time;
         _observer = observer;
         _budget = budget;
         _metrics = metrics;
@@ -337,7 +340,7 @@ public sealed class ProtocolServer : IAsyncDisposable
     {
         try
         {
-            await WaitClosed().WaitAsync(timeout, cancellationToken);
+            await WaitClosed().WaitAsync(timeout, _time, cancellationToken);
             return true;
         }
         catch (Exception ex) when (ex is TimeoutException or OperationCanceledException)
@@ -409,7 +412,7 @@ public sealed class ProtocolServer : IAsyncDisposable
             GatewayConnection connection;
             try
             {
-                connection = new GatewayConnection(context, Name, _grainType, _grainFactory, _options, _connectionLogger, _siting, _metrics, _certificate)
+                connection = new GatewayConnection(context, Name, _grainType, _grainFactory, _options, _connectionLogger, _siting, _metrics, _time, _certificate)
                 {
                     Observer = _observer,
                     CountedAddress = counted,
@@ -530,7 +533,7 @@ public sealed class ProtocolServer : IAsyncDisposable
     /// <summary>Starts the heartbeat that runs the connections' clocks; the outbound server, which never binds, calls it alone.</summary>
     internal void StartClocks()
     {
-        if (GatewayConnection.ConnectionClocks.HeartbeatPeriod(_options) is { } period)
+        if (ConnectionClock.Limits.HeartbeatPeriod(_options) is { } period)
         {
             _heartbeat = HeartbeatAsync(period);
         }
@@ -542,10 +545,10 @@ public sealed class ProtocolServer : IAsyncDisposable
     /// </summary>
     private async Task HeartbeatAsync(TimeSpan period)
     {
-        using var timer = new PeriodicTimer(period);
+        using var timer = new PeriodicTimer(period, _time);
         while (await timer.WaitForNextTickAsync() && !_closedForHeartbeat && !(_isClosed && _connections.IsEmpty))
         {
-            var now = Environment.TickCount64;
+            var now = ConnectionClock.Now(_time);
             foreach (var connection in _connections.Values)
             {
                 if (connection.CheckClocks(now) is not { } expired)

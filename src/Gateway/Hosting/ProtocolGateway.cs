@@ -20,6 +20,11 @@ namespace OrleansProtocol.Gateway;
 /// </summary>
 public sealed class ProtocolGateway : ILifecycleParticipant<ISiloLifecycle>
 {
+    private TimeProvider? _time;
+
+    /// <summary>The clock of every connection's deadlines (<see cref="ProtocolGatewayOptions.TimeProviderKey"/>).</summary>
+    internal TimeProvider Time => _time ??= _services.GetKeyedService<TimeProvider>(ProtocolGatewayOptions.TimeProviderKey) ?? TimeProvider.System;
+
     // One stage after Active: starts strictly after Orleans' own Active work and stops strictly before it, while
     // grains and this silo's observers are still reachable.
     private const int LifecycleStage = ServiceLifecycleStage.Active + 1;
@@ -260,7 +265,8 @@ public sealed class ProtocolGateway : ILifecycleParticipant<ISiloLifecycle>
             options,
             _services.GetRequiredService<ILoggerFactory>().CreateLogger<GatewayConnection>(),
             Siting(ConnectionPlacement.Local),
-            _services.GetRequiredService<GatewayMetrics>())
+            _services.GetRequiredService<GatewayMetrics>(),
+            Time)
         {
             Observer = _observer!,
         };
@@ -313,7 +319,7 @@ public sealed class ProtocolGateway : ILifecycleParticipant<ISiloLifecycle>
             // Outbound connections live in a server of their own that never listens: tracked and drained the same way.
             _outbound = new ProtocolServer(
                 "outbound", new ProtocolListenerOptions(), default, _services.GetRequiredService<IGrainFactory>(),
-                loggerFactory, _options.Value.DrainTimeout, static _ => { }, Siting(ConnectionPlacement.Local), _services.GetRequiredService<GatewayMetrics>(), _budget.Value, _observer);
+                loggerFactory, _options.Value.DrainTimeout, static _ => { }, Siting(ConnectionPlacement.Local), _services.GetRequiredService<GatewayMetrics>(), _budget.Value, _observer, Time);
             _outbound.StartClocks();
             _socketContexts = new SocketConnectionContextFactory(
                 new SocketConnectionFactoryOptions { WaitForDataBeforeAllocatingBuffer = true, UnsafePreferInlineScheduling = true },
@@ -347,7 +353,8 @@ public sealed class ProtocolGateway : ILifecycleParticipant<ISiloLifecycle>
             Siting(options.Placement),
             _services.GetRequiredService<GatewayMetrics>(),
             _budget.Value,
-            _observer ?? throw new InvalidOperationException("Servers can be created only while the silo is active."));
+            _observer ?? throw new InvalidOperationException("Servers can be created only while the silo is active."),
+            Time);
         lock (_lock)
         {
             if (_servers.Any(s => s.Name == name))
@@ -472,7 +479,7 @@ public sealed class ProtocolGateway : ILifecycleParticipant<ISiloLifecycle>
         var moves = moving.OfType<Task>().ToArray();
         try
         {
-            await Task.WhenAll(moves).WaitAsync(_options.Value.DrainTimeout, cancellationToken);
+            await Task.WhenAll(moves).WaitAsync(_options.Value.DrainTimeout, Time, cancellationToken);
         }
         catch (Exception ex) when (ex is TimeoutException or OperationCanceledException)
         {

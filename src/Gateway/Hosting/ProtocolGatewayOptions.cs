@@ -4,6 +4,13 @@ namespace OrleansProtocol.Gateway;
 public sealed class ProtocolGatewayOptions
 {
     /// <summary>
+    /// The service key of the <see cref="TimeProvider"/> the gateway's clocks read (idle, first data, data rates,
+    /// handshake and PROXY deadlines, drain). Register a keyed <c>FakeTimeProvider</c> under it to drive them in a
+    /// test without moving Orleans' own clocks; without one the gateway uses the silo's <see cref="TimeProvider"/>.
+    /// </summary>
+    public const string TimeProviderKey = "OrleansProtocol.Gateway";
+
+    /// <summary>
     /// How long a stopping silo waits for its connections to close gracefully (each is asked to flush and close)
     /// before it aborts the rest. Defaults to 20 seconds, below the host's 30-second shutdown timeout, as Kestrel
     /// drains within <c>HostOptions.ShutdownTimeout</c>.
