@@ -108,4 +108,14 @@ public sealed class ConnectionClockTests
         };
         Assert.Equal(expectedMs is { } ms ? TimeSpan.FromMilliseconds(ms) : null, ConnectionClock.Limits.HeartbeatPeriod(options));
     }
+
+    [Fact]
+    public void A_deadline_counted_from_the_accept_has_what_is_left_of_it_and_never_less_than_zero()
+    {
+        var clock = Clock();
+        Assert.Equal(TimeSpan.FromSeconds(10), clock.Remaining(TimeSpan.FromSeconds(10), now: 1_000));
+        Assert.Equal(TimeSpan.FromSeconds(4), clock.Remaining(TimeSpan.FromSeconds(10), now: 7_000));
+        Assert.Equal(TimeSpan.Zero, clock.Remaining(TimeSpan.FromSeconds(10), now: 60_000));
+        Assert.Equal(Timeout.InfiniteTimeSpan, clock.Remaining(Timeout.InfiniteTimeSpan, now: 60_000));
+    }
 }

@@ -65,6 +65,9 @@ public sealed class FakeClockTests(FakeClockClusterFixture fixture)
 
         await using var client = await TestClient.ConnectAsync(server.EndPoints[0]);
         await client.SendAsync("PROXY TCP4 ");
+
+        // The header's deadline counts from the accept: move the clock only once the server holds the connection.
+        await Poll.UntilAsync(() => server.ConnectionCount == 1);
         var dropped = client.AssertDroppedAsync();
         fixture.Time.Advance(TimeSpan.FromMinutes(59));
         Assert.False(dropped.IsCompleted);

@@ -17,7 +17,7 @@ public sealed class RunServerTests
     {
         var logs = new CapturingLoggerProvider();
         using var stop = new CancellationTokenSource();
-        var running = ProtocolHost.RunServerAsync<StringReceiverGrain>("127.0.0.1", 0, silo =>
+        var running = ProtocolHost.RunServerAsync<StringReceiverGrain>("127.0.0.1", 0, configureSilo: silo =>
         {
             silo.Services.AddSingleton<ILoggerProvider>(logs);
             silo.Configure<EndpointOptions>(o =>
@@ -25,7 +25,7 @@ public sealed class RunServerTests
                 o.SiloPort = TestPorts.Free();
                 o.GatewayPort = TestPorts.Free();
             });
-        }, stop.Token);
+        }, cancellationToken: stop.Token);
 
         var listening = await logs.WaitForAsync(m => m.Contains(" serving "));
         var endPoint = IPEndPoint.Parse(Regex.Match(listening, @"on (\S+)$").Groups[1].Value);

@@ -17,4 +17,15 @@ public static class Poll
             await Task.Delay(10);
         }
     }
+
+    /// <summary>As <see cref="UntilAsync(Func{bool}, Func{string}?)"/>, for state that takes a call to read (a grain's statistics).</summary>
+    public static async Task UntilAsync(Func<Task<bool>> condition, Func<string>? describe = null)
+    {
+        var deadline = Stopwatch.StartNew();
+        while (!await condition())
+        {
+            Assert.True(deadline.Elapsed < TestTimeouts.Default, describe?.Invoke() ?? "the condition never held");
+            await Task.Delay(10);
+        }
+    }
 }

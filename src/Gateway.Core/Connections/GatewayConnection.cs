@@ -191,7 +191,8 @@ internal sealed partial class GatewayConnection
         }
         else
         {
-            using var deadline = new CancellationTokenSource(timeout, _time);
+            // Counted from the accept, not from when this task got to run.
+            using var deadline = new CancellationTokenSource(_clock.Remaining(timeout, Now), _time);
             try
             {
                 while (failure is null)

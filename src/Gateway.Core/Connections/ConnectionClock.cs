@@ -57,6 +57,14 @@ internal sealed class ConnectionClock(ConnectionClock.Limits limits, long start)
     /// <summary>Milliseconds on <paramref name="time"/>'s monotonic clock: the unit of every time this part takes.</summary>
     public static long Now(TimeProvider time) => (long)(time.GetTimestamp() * 1000.0 / time.TimestampFrequency);
 
+    /// <summary>When the connection was accepted.</summary>
+    public long Start => _start;
+
+    /// <summary>What is left at <paramref name="now"/> of <paramref name="limit"/> counted from <see cref="Start"/> (zero once it has passed).</summary>
+    public TimeSpan Remaining(TimeSpan limit, long now) => limit == Timeout.InfiniteTimeSpan
+        ? limit
+        : limit - TimeSpan.FromMilliseconds(Math.Min(now - _start, (long)limit.TotalMilliseconds));
+
     /// <summary>When a byte last went either way.</summary>
     public long LastActivity => Volatile.Read(ref _lastActivity);
 
