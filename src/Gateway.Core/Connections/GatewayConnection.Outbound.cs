@@ -341,6 +341,13 @@ internal sealed partial class GatewayConnection
     {
         try
         {
+            if (_socket is null)
+            {
+                // In memory: completing the output is the FIN.
+                _context.Transport.Output.Complete();
+                return;
+            }
+
             _socket.Shutdown(SocketShutdown.Send);
         }
         catch (SocketException)
@@ -379,6 +386,18 @@ internal sealed partial class GatewayConnection
         if (_tls is not null)
         {
             await SendTlsAsync(data);
+            return;
+        }
+
+        if (_socket is null)
+        {
+            // In memory: the output pipe's pause threshold stands in for the kernel's send buffer.
+            var flushed = await _context.Transport.Output.WriteAsync(data);
+            if (flushed.IsCompleted)
+            {
+                throw new ConnectionResetException("The in-memory peer closed its end.");
+            }
+
             return;
         }
 

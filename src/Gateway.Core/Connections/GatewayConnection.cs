@@ -27,7 +27,7 @@ namespace OrleansProtocol.Gateway.Connections;
 internal sealed partial class GatewayConnection
 {
     private readonly ConnectionContext _context;
-    private readonly Socket _socket;
+    private readonly Socket? _socket;
     private PipeReader _input;
     private IProtocolGrain _grain;
 
@@ -83,9 +83,13 @@ internal sealed partial class GatewayConnection
         _proxy = options.ProxyProtocol ? (options.TrustedNetworks, options.ProxyHeaderTimeout) : null;
         _tlsServer = serverCertificate is null ? null : (serverCertificate, options.Tls);
         _context = context;
-        _socket = context.Features.Get<IConnectionSocketFeature>()?.Socket
-            ?? throw new InvalidOperationException("The connection has no socket: the gateway needs Kestrel's socket transport.");
-        _socket.NoDelay = options.NoDelay;
+        // Null on an in-memory connection: the writer then sends through the transport's output pipe.
+        _socket = context.Features.Get<IConnectionSocketFeature>()?.Socket;
+        if (_socket is not null)
+        {
+            _socket.NoDelay = options.NoDelay;
+        }
+
         _input = context.Transport.Input;
         _grainFactory = grainFactory;
         _maxDataReceivedSize = options.MaxDataReceivedSize;
@@ -819,8 +823,11 @@ internal sealed partial class GatewayConnection
         try
         {
             // Linger 0 makes close send RST: the peer sees the abort, as asyncio's abort and Twisted's abortConnection.
-            _socket.LingerState = new LingerOption(true, 0);
-            _socket.Dispose();
+            if (_socket is not null)
+            {
+                _socket.LingerState = new LingerOption(true, 0);
+                _socket.Dispose();
+            }
         }
         catch (ObjectDisposedException)
         {

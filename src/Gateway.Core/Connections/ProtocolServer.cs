@@ -103,6 +103,30 @@ public sealed class ProtocolServer : IAsyncDisposable
         }
     }
 
+    /// <summary>
+    /// Opens a connection to this server in-process (a listener with <see cref="ProtocolListenerOptions.InMemory"/>):
+    /// accepted, counted, limited and served exactly as a socket would be.
+    /// </summary>
+    /// <param name="remoteEndPoint">The client's address as the server sees it (per-address limits, <c>peername</c>); 127.0.0.1 with a port of its own when null.</param>
+    /// <exception cref="InvalidOperationException">The listener is not in memory, or the server is closed.</exception>
+    public InMemoryConnection ConnectInMemory(IPEndPoint? remoteEndPoint = null)
+    {
+        InMemoryConnectionListener? listener;
+        lock (_lock)
+        {
+            listener = _listeners.OfType<InMemoryConnectionListener>().FirstOrDefault();
+        }
+
+        if (listener is null)
+        {
+            throw new InvalidOperationException(_options.InMemory
+                ? $"Server '{Name}' is closed."
+                : $"Server '{Name}' listens on sockets; set InMemory on its listener options to connect in memory.");
+        }
+
+        return listener.Connect(remoteEndPoint) ?? throw new InvalidOperationException($"Server '{Name}' is closed.");
+    }
+
     /// <summary>Number of connections currently open on this server.</summary>
     public int ConnectionCount => _connections.Count;
 
@@ -263,9 +287,16 @@ public sealed class ProtocolServer : IAsyncDisposable
         var listeners = new List<IConnectionListener>();
         try
         {
-            foreach (var endPoint in _options.GetEndPoints())
+            if (_options.InMemory)
             {
-                listeners.Add(await factory.BindAsync(endPoint, cancellationToken));
+                listeners.Add(new InMemoryConnectionListener(new IPEndPoint(IPAddress.Loopback, 0), _options.EffectiveMaxReadBufferSize));
+            }
+            else
+            {
+                foreach (var endPoint in _options.GetEndPoints())
+                {
+                    listeners.Add(await factory.BindAsync(endPoint, cancellationToken));
+                }
             }
         }
         catch

@@ -60,6 +60,13 @@ public sealed class ProtocolListenerOptions
     /// </summary>
     public bool ProxyProtocol { get; set; }
 
+    /// <summary>
+    /// Accept connections in-process only, through <see cref="ProtocolServer.ConnectInMemory"/>, instead of binding
+    /// sockets (<see cref="Host"/> and <see cref="Port"/> are not used): the same pump, framing, limits, flow control
+    /// and TLS run on pipe pairs. For tests (the test kit uses it); off by default.
+    /// </summary>
+    public bool InMemory { get; set; }
+
     /// <summary>Networks allowed to send PROXY headers, as CIDR blocks separated by commas (e.g. <c>10.0.0.0/8</c>).</summary>
     public string? ProxyTrustedNetworks { get; set; }
 
