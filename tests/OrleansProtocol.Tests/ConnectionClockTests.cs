@@ -16,25 +16,25 @@ public sealed class ConnectionClockTests
     public void The_idle_timeout_fires_only_after_its_time_without_a_byte_either_way()
     {
         var clock = Clock(idle: 5_000);
-        Assert.Null(clock.Check(now: 6_000, buffered: 0, closing: false));
-        Assert.Equal(ConnectionCloseReason.IdleTimeout, clock.Check(now: 6_001, buffered: 0, closing: false)?.Reason);
+        Assert.Null(clock.Check(now: 6_000, buffered: 0, sent: 0, closing: false));
+        Assert.Equal(ConnectionCloseReason.IdleTimeout, clock.Check(now: 6_001, buffered: 0, sent: 0, closing: false)?.Reason);
 
         clock.Touch(6_000);
-        Assert.Null(clock.Check(now: 11_000, buffered: 0, closing: false));
-        Assert.Equal(ConnectionCloseReason.IdleTimeout, clock.Check(now: 11_001, buffered: 0, closing: false)?.Reason);
+        Assert.Null(clock.Check(now: 11_000, buffered: 0, sent: 0, closing: false));
+        Assert.Equal(ConnectionCloseReason.IdleTimeout, clock.Check(now: 11_001, buffered: 0, sent: 0, closing: false)?.Reason);
     }
 
     [Fact]
     public void The_first_data_deadline_is_met_by_one_byte_and_otherwise_closes_not_aborts()
     {
         var silent = Clock(firstData: 2_000);
-        Assert.Null(silent.Check(now: 3_000, buffered: 0, closing: false));
-        var expired = silent.Check(now: 3_001, buffered: 0, closing: false);
+        Assert.Null(silent.Check(now: 3_000, buffered: 0, sent: 0, closing: false));
+        var expired = silent.Check(now: 3_001, buffered: 0, sent: 0, closing: false);
         Assert.Equal((ConnectionCloseReason.FirstDataTimeout, false), (expired?.Reason, expired?.Abort));
 
         var talker = Clock(firstData: 2_000);
         talker.PeerSentData();
-        Assert.Null(talker.Check(now: 1_000_000, buffered: 0, closing: false));
+        Assert.Null(talker.Check(now: 1_000_000, buffered: 0, sent: 0, closing: false));
     }
 
     [Fact]
@@ -55,8 +55,8 @@ public sealed class ConnectionClockTests
             }
         }
 
-        Assert.Equal(ConnectionCloseReason.ReceiveRateTooLow, slow.Check(now: 11_000, buffered: 0, closing: false)?.Reason);
-        Assert.Null(steady.Check(now: 11_000, buffered: 0, closing: false));
+        Assert.Equal(ConnectionCloseReason.ReceiveRateTooLow, slow.Check(now: 11_000, buffered: 0, sent: 0, closing: false)?.Reason);
+        Assert.Null(steady.Check(now: 11_000, buffered: 0, sent: 0, closing: false));
     }
 
     [Fact]
@@ -66,7 +66,7 @@ public sealed class ConnectionClockTests
         clock.TrackIncompleteFrame(consumed: 0, partial: 10, now: 1_000);
 
         // No receive wait in progress: a minute in the grain (or paused reading) is not the peer's time.
-        Assert.Null(clock.Check(now: 61_000, buffered: 0, closing: false));
+        Assert.Null(clock.Check(now: 61_000, buffered: 0, sent: 0, closing: false));
     }
 
     [Fact]
@@ -75,20 +75,28 @@ public sealed class ConnectionClockTests
         // 1,000 bytes/s = 1 byte/ms, 2 s grace: 10,000 bytes get max(2 s, 10 s) = 10 s.
         var clock = Clock(txRate: 1, txGrace: 2_000);
         clock.ExtendSendDeadline(bytes: 10_000, buffered: 0, now: 1_000);
-        Assert.Null(clock.Check(now: 11_000, buffered: 4_000, closing: true));
-        var expired = clock.Check(now: 11_001, buffered: 4_000, closing: true);
+        Assert.Null(clock.Check(now: 11_000, buffered: 4_000, sent: 6_000, closing: true));
+
+        // Overdue: the first check only notes it (the clock may have jumped past a send not yet counted)...
+        Assert.Null(clock.Check(now: 11_001, buffered: 4_000, sent: 6_000, closing: true));
+
+        // ...progress since puts it off to the next check...
+        Assert.Null(clock.Check(now: 11_500, buffered: 3_000, sent: 7_000, closing: true));
+
+        // ...and two overdue checks with nothing sent between are a stall.
+        var expired = clock.Check(now: 12_000, buffered: 3_000, sent: 7_000, closing: true);
         Assert.Equal((ConnectionCloseReason.SendRateTooLow, true), (expired?.Reason, expired?.Abort));
 
         // Nothing buffered: no deadline, however long.
-        Assert.Null(clock.Check(now: 1_000_000, buffered: 0, closing: false));
+        Assert.Null(clock.Check(now: 1_000_000, buffered: 0, sent: 0, closing: false));
     }
 
     [Fact]
     public void While_a_close_is_on_its_way_only_the_send_rate_still_applies()
     {
         var clock = Clock(idle: 1_000, firstData: 1_000);
-        Assert.Null(clock.Check(now: 100_000, buffered: 0, closing: true));
-        Assert.NotNull(clock.Check(now: 100_000, buffered: 0, closing: false));
+        Assert.Null(clock.Check(now: 100_000, buffered: 0, sent: 0, closing: true));
+        Assert.NotNull(clock.Check(now: 100_000, buffered: 0, sent: 0, closing: false));
     }
 
     [Theory]

@@ -3,6 +3,7 @@ using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Time.Testing;
 using Orleans.TestingHost;
 using OrleansProtocol.Gateway;
+using OrleansProtocol.Samples;
 using OrleansProtocol.Tests.Infrastructure;
 using OrleansProtocol.Tests.TestGrains;
 
@@ -23,6 +24,8 @@ public sealed class FakeClockTests(FakeClockClusterFixture fixture)
             o.Port = 0;
             o.FirstDataTimeout = TimeSpan.FromHours(1);
             o.IdleTimeout = TimeSpan.FromHours(2);
+            // Not the subject here: on a clock that jumps, a reply the kernel took may not be counted as sent yet.
+            o.MinSendDataRate = null;
         });
 
         await using var silent = await TestClient.ConnectAsync(server.EndPoints[0]);
@@ -34,21 +37,19 @@ public sealed class FakeClockTests(FakeClockClusterFixture fixture)
         await fixture.Recorder.WaitUntilAsync(() => silentRecord.Count("CM") == 1);
 
         // Just inside both limits: nothing happens.
-        fixture.Time.Advance(TimeSpan.FromMinutes(59));
+        await fixture.Time.AdvanceAsync(TimeSpan.FromMinutes(59));
         await quiet.SendAsync("still here\n");
         Assert.Equal("still here", await quiet.ReadLineAsync());
 
         // Past the first-data deadline: the silent one is told why and closed; the quiet one spoke, so it stays.
-        fixture.Time.Advance(TimeSpan.FromMinutes(2));
+        await fixture.Time.AdvanceUntilAsync(TimeSpan.FromMinutes(2), () => silentRecord.Count("CL") == 1);
         Assert.Equal("-ERR closing: FirstDataTimeout\r\n", Encoding.ASCII.GetString(await silent.ReadToEndAsync()));
-        await fixture.Recorder.WaitUntilAsync(() => silentRecord.Count("CL") == 1);
         Assert.Equal(["CM", "CR FirstDataTimeout", "CL"], silentRecord.Events);
         Assert.Equal(0, quietRecord.Count("CR IdleTimeout"));
 
         // Two hours after its last byte: the idle timeout.
-        fixture.Time.Advance(TimeSpan.FromHours(2));
+        await fixture.Time.AdvanceUntilAsync(TimeSpan.FromHours(2), () => quietRecord.Count("CL") == 1);
         Assert.Equal("-ERR closing: IdleTimeout\r\n", Encoding.ASCII.GetString(await quiet.ReadToEndAsync()));
-        await fixture.Recorder.WaitUntilAsync(() => quietRecord.Count("CL") == 1);
         Assert.Equal(ConnectionCloseReason.IdleTimeout, Assert.IsType<ConnectionClosedException>(quietRecord.LostException).Reason);
     }
 
@@ -69,10 +70,60 @@ public sealed class FakeClockTests(FakeClockClusterFixture fixture)
         // The header's deadline counts from the accept: move the clock only once the server holds the connection.
         await Poll.UntilAsync(() => server.ConnectionCount == 1);
         var dropped = client.AssertDroppedAsync();
-        fixture.Time.Advance(TimeSpan.FromMinutes(59));
+        await fixture.Time.AdvanceAsync(TimeSpan.FromMinutes(59));
         Assert.False(dropped.IsCompleted);
 
-        fixture.Time.Advance(TimeSpan.FromMinutes(2));
+        await fixture.Time.AdvanceUntilAsync(TimeSpan.FromMinutes(2), () => dropped.IsCompleted);
+        await dropped;
+    }
+    [Fact]
+    public async Task An_idle_connection_is_closed_and_one_that_speaks_every_59_minutes_is_not()
+    {
+        await using var server = await fixture.Gateway.CreateServerAsync<ScriptGrain>($"fake-idle-{Guid.NewGuid():N}", o =>
+        {
+            o.Port = 0;
+            o.IdleTimeout = TimeSpan.FromHours(1);
+            // Not the subject here: on a clock that jumps, a reply the kernel took may not be counted as sent yet.
+            o.MinSendDataRate = null;
+        });
+        await using var idle = await TestClient.ConnectAsync(server.EndPoints[0]);
+        var idleRecord = await fixture.Recorder.ForClientAsync(idle.LocalEndPoint);
+        await using var busy = await TestClient.ConnectAsync(server.EndPoints[0]);
+        var busyRecord = await fixture.Recorder.ForClientAsync(busy.LocalEndPoint);
+        await idle.SendAsync("echo once\n");
+        Assert.Equal("once", await idle.ReadLineAsync());
+
+        // Just inside the limit, three times over: the busy one stays, the idle one goes once its hour is up.
+        for (var i = 0; i < 3; i++)
+        {
+            await busy.SendAsync($"echo tick {i}\n");
+            Assert.True($"tick {i}" == await busy.ReadLineAsync(), $"busy ended: {busyRecord.LostReason} {busyRecord.LostException?.Message}");
+            await fixture.Time.AdvanceAsync(TimeSpan.FromMinutes(59));
+        }
+
+        await fixture.Time.AdvanceUntilAsync(TimeSpan.Zero, () => idleRecord.Count("CL") == 1);
+        Assert.Empty(await idle.ReadToEndAsync());
+        Assert.Equal(ConnectionCloseReason.IdleTimeout, idleRecord.LostReason);
+        await busy.SendAsync("echo still here\n");
+        Assert.True("still here" == await busy.ReadLineAsync(), $"busy ended: {busyRecord.LostReason} {busyRecord.LostException?.Message}");
+    }
+
+    [Fact]
+    public async Task A_client_that_never_starts_the_TLS_handshake_is_cut_off_when_the_handshake_timeout_passes()
+    {
+        await using var server = await fixture.Gateway.CreateServerAsync<EchoGrain>($"fake-tls-{Guid.NewGuid():N}", o =>
+        {
+            o.Port = 0;
+            o.Tls.CertificatePath = fixture.CertificatePath;
+            o.Tls.HandshakeTimeout = TimeSpan.FromHours(1);
+        });
+        await using var client = await TestClient.ConnectAsync(server.EndPoints[0]);
+        await Poll.UntilAsync(() => server.ConnectionCount == 1);
+        var dropped = client.AssertDroppedAsync();
+        await fixture.Time.AdvanceAsync(TimeSpan.FromMinutes(59));
+        Assert.False(dropped.IsCompleted);
+
+        await fixture.Time.AdvanceUntilAsync(TimeSpan.FromMinutes(2), () => dropped.IsCompleted);
         await dropped;
     }
 }
@@ -81,6 +132,8 @@ public sealed class FakeClockTests(FakeClockClusterFixture fixture)
 public sealed class FakeClockClusterFixture : IAsyncLifetime
 {
     public FakeTimeProvider Time { get; } = new();
+
+    public string CertificatePath { get; } = TestCertificates.CreatePfx();
 
     public CallbackRecorder Recorder { get; } = new();
 
@@ -101,7 +154,11 @@ public sealed class FakeClockClusterFixture : IAsyncLifetime
         await Cluster.DeployAsync();
     }
 
-    public async Task DisposeAsync() => await Cluster.DisposeAsync();
+    public async Task DisposeAsync()
+    {
+        await Cluster.DisposeAsync();
+        File.Delete(CertificatePath);
+    }
 }
 
 [CollectionDefinition(Name)]

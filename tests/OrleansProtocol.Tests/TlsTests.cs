@@ -95,22 +95,4 @@ public sealed class TlsTests(GatewayClusterFixture fixture)
             File.Delete(key);
         }
     }
-
-    [Fact]
-    public async Task A_client_that_never_starts_the_handshake_is_cut_off_after_the_timeout()
-    {
-        // The tls-script listener's handshake timeout is 1 s.
-        await using var client = await TestClient.ConnectAsync(fixture.EndPoint("tls-script"));
-        var stopwatch = Stopwatch.StartNew();
-        try
-        {
-            Assert.Empty(await client.ReadToEndAsync());
-        }
-        catch (SocketException ex) when (ex.SocketErrorCode == SocketError.ConnectionReset)
-        {
-        }
-
-        // Not at once (it waited for the handshake), and not long after the 1 s timeout; timers are coarse, so the lower bound has slack.
-        Assert.InRange(stopwatch.Elapsed, TimeSpan.FromSeconds(0.5), TimeSpan.FromSeconds(10));
-    }
 }

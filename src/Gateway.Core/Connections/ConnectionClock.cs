@@ -26,8 +26,10 @@ internal sealed class ConnectionClock(ConnectionClock.Limits limits, long start)
     private long _rxWaited;
     private long _rxWaitingSince = -1;
 
-    // Send rate: when what is buffered now must have reached the kernel.
+    // Send rate: when what is buffered now must have reached the kernel, and the bytes sent when a check first found
+    // it passed (-1: none did).
     private long _txDeadline;
+    private long _txOverdueAtSent = -1;
 
     /// <summary>The limits one connection is held to, in milliseconds (0 = off) and bytes per millisecond.</summary>
     internal readonly record struct Limits(long IdleMs, long FirstDataMs, double RxRate, long RxGraceMs, double TxRate, long TxGraceMs)
@@ -130,18 +132,30 @@ internal sealed class ConnectionClock(ConnectionClock.Limits limits, long start)
     }
 
     /// <summary>
-    /// Checks every clock at <paramref name="now"/>, with <paramref name="buffered"/> bytes waiting for the peer;
-    /// <paramref name="closing"/> when a close is already on its way (then only the send rate still applies).
+    /// Checks every clock at <paramref name="now"/>, with <paramref name="buffered"/> bytes waiting for the peer and
+    /// <paramref name="sent"/> sent so far; <paramref name="closing"/> when a close is already on its way (then only the
+    /// send rate still applies). A send stall is reported by the second check that finds it, with no progress between.
     /// </summary>
     /// <returns>The first clock run out, why, and whether the connection must be aborted rather than closed; or null.</returns>
-    public (ConnectionCloseReason Reason, string Detail, bool Abort)? Check(long now, long buffered, bool closing)
+    public (ConnectionCloseReason Reason, string Detail, bool Abort)? Check(long now, long buffered, long sent, bool closing)
     {
         var rxWaited = _rxWaited + (_rxWaitingSince < 0 ? 0 : now - _rxWaitingSince);
         if (limits.TxRate > 0 && buffered > 0 && now > _txDeadline)
         {
-            // Aborted, not closed: a close would wait for the very bytes the peer does not take. This holds while
-            // closing too (a close flushes first, and would wait forever).
-            return (ConnectionCloseReason.SendRateTooLow, $"The peer took {buffered} buffered bytes slower than the minimum of {limits.TxRate * 1000:0.##} bytes/s.", true);
+            // Overdue twice with no byte sent in between: a stall. Once is not enough, as a clock that jumps (a fake
+            // one in a test, a long pause) can find bytes the kernel has taken whose send has not yet been counted.
+            if (_txOverdueAtSent == sent)
+            {
+                // Aborted, not closed: a close would wait for the very bytes the peer does not take. This holds while
+                // closing too (a close flushes first, and would wait forever).
+                return (ConnectionCloseReason.SendRateTooLow, $"The peer took {buffered} buffered bytes slower than the minimum of {limits.TxRate * 1000:0.##} bytes/s.", true);
+            }
+
+            _txOverdueAtSent = sent;
+        }
+        else
+        {
+            _txOverdueAtSent = -1;
         }
 
         if (closing)

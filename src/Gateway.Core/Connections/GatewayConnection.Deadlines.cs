@@ -22,7 +22,7 @@ internal sealed partial class GatewayConnection
         (ConnectionCloseReason Reason, string Detail, bool Abort) expired;
         lock (_lock)
         {
-            if (_aborted || _clock.Check(now, _flow.Buffered, closing: _closeRequested || _serverClose is not null) is not { } ranOut)
+            if (_aborted || _clock.Check(now, _flow.Buffered, BytesSent, closing: _closeRequested || _serverClose is not null) is not { } ranOut)
             {
                 return null;
             }

@@ -36,7 +36,8 @@ internal sealed partial class GatewayConnection
     {
         var ssl = new SslStream(new DuplexPipeStream(_context.Transport), leaveInnerStreamOpen: false);
         var handshakeTimeout = _tlsServer is { } server ? server.Options.HandshakeTimeout : _tlsClientTimeout;
-        using var timeout = new CancellationTokenSource(handshakeTimeout, _time);
+        // Counted from the accept, not from when this task got to run (nor from the end of a PROXY header).
+        using var timeout = new CancellationTokenSource(_clock.Remaining(handshakeTimeout, Now), _time);
         try
         {
             if (_tlsServer is var (certificate, options))

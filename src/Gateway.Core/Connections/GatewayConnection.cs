@@ -46,6 +46,7 @@ internal sealed partial class GatewayConnection
     private readonly AsyncSignal _pumpSignal = new();
     private readonly TaskCompletionSource _completion = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly TaskCompletionSource<bool> _made = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private readonly TaskCompletionSource _told = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly long _startTimestamp = Stopwatch.GetTimestamp();
 
     // Keeps one FramesReceived call a reasonable Orleans message even for tiny frames.
@@ -124,6 +125,9 @@ internal sealed partial class GatewayConnection
     public Task<bool> Made => _made.Task;
 
 
+    /// <summary>Completes once the connection has ended and its grain was told (before a graceful close's linger).</summary>
+    internal Task GrainTold => _told.Task;
+
     /// <summary>Completes when the connection is closed and its grain was told.</summary>
     public Task Completion => _completion.Task;
 
@@ -155,6 +159,7 @@ internal sealed partial class GatewayConnection
         {
             await _writer;
             await NotifyConnectionLostAsync();
+            _told.TrySetResult();
             if (_linger)
             {
                 await LingerAsync();
@@ -178,6 +183,7 @@ internal sealed partial class GatewayConnection
 
             // Whatever happened above, the server's drain must not wait for this connection.
             _made.TrySetResult(false);
+            _told.TrySetResult();
             _completion.TrySetResult();
         }
     }

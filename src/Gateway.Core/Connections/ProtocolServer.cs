@@ -466,9 +466,13 @@ public sealed class ProtocolServer : IAsyncDisposable
     internal void Adopt(GatewayConnection connection)
     {
         _connections[connection.Id] = connection;
+        Adopted?.Invoke(connection);
         _budget.Opened();
         _ = RunConnectionAsync(connection);
     }
+
+    /// <summary>Raised as each connection is taken on, before its grain is called (the test kit matches clients to connections with it).</summary>
+    internal event Action<GatewayConnection>? Adopted;
 
     /// <summary>Open connections counted against client addresses (<see cref="ProtocolListenerOptions.MaxConnectionsPerAddress"/>).</summary>
     internal int CountedAddresses => _perAddress.Values.Sum();

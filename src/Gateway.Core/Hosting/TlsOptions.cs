@@ -32,8 +32,9 @@ public sealed class TlsOptions
     public ClientCertificateMode ClientCertificateMode { get; set; }
 
     /// <summary>
-    /// How long a client has to complete the handshake; a stalled one is cut off. Defaults to 10 seconds, Kestrel's
-    /// <c>HandshakeTimeout</c> (asyncio waits 60 s).
+    /// How long a client has to complete the handshake, counted from the accept (after a PROXY header, the time
+    /// the header took counts too); a stalled one is cut off. Defaults to 10 seconds, Kestrel's <c>HandshakeTimeout</c>
+    /// (asyncio waits 60 s).
     /// </summary>
     public TimeSpan HandshakeTimeout { get; set; } = TimeSpan.FromSeconds(10);
 

@@ -101,7 +101,6 @@ public sealed class GatewayClusterFixture : IAsyncLifetime
         {
             o.Port = 0;
             o.Tls.CertificatePath = certificatePath;
-            o.Tls.HandshakeTimeout = TimeSpan.FromSeconds(1);
         });
         silo.AddProtocolListener<EchoGrain>("echo", o => o.Port = 0);
         silo.AddProtocolListener<ScriptGrain>("script", o => o.Port = 0);

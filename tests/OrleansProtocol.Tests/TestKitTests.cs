@@ -1,0 +1,67 @@
+using Microsoft.Extensions.DependencyInjection;
+using OrleansProtocol.Samples;
+using OrleansProtocol.Testing;
+using OrleansProtocol.Tests.Infrastructure;
+using OrleansProtocol.Tests.TestGrains;
+
+namespace OrleansProtocol.Tests;
+
+/// <summary>The test kit as a protocol author uses it (<c>OrleansProtocol.Testing</c>): the README's example first.</summary>
+public sealed class TestKitTests
+{
+    // The README's example, verbatim.
+    [Fact]
+    public async Task The_string_receiver_answers_ok_to_a_string_and_closes_after_the_clients_EOF()
+    {
+        await using var host = await ProtocolTestHost.StartAsync<StringReceiverGrain>();
+        await using var client = host.Connect();
+        await client.WriteAsync([11, 0, 0, 0, .. "hello world"u8]);
+        Assert.Equal([2, 0, 0, 0, .. "ok"u8], await client.ReadExactlyAsync(6));
+        await client.WriteEofAsync();
+        Assert.Equal(ConnectionCloseReason.PeerClosed, await client.ClosedAsync());
+        Assert.Equal(["ConnectionMade", "DataReceived", "EofReceived", "ConnectionLost PeerClosed"], client.Callbacks.Select(c => c.ToString()));
+    }
+
+    [Fact]
+    public async Task In_memory_and_socket_clients_of_one_host_read_lines_to_the_end_and_reset()
+    {
+        await using var host = await ProtocolTestHost.StartAsync<EchoGrain>();
+
+        await using var memory = host.Connect();
+        await memory.WriteAsync("over pipes\n");
+        Assert.Equal("over pipes", await memory.ReadLineAsync());
+        Assert.Equal((await memory.ConnectionAsync()).RemoteEndPoint, memory.LocalEndPoint);
+
+        await using var socket = await host.ConnectSocketAsync();
+        await socket.WriteAsync("over a socket\r\n");
+        Assert.Equal("over a socket", await socket.ReadLineAsync());
+        await socket.WriteEofAsync();
+        Assert.Empty(await socket.ReadToEndAsync());
+        Assert.Equal(ConnectionCloseReason.PeerClosed, await socket.ClosedAsync());
+
+        memory.Reset();
+        Assert.Equal(ConnectionCloseReason.PeerReset, await memory.ClosedAsync());
+        Assert.Equal("ConnectionLost PeerReset", memory.Callbacks[^1].ToString());
+        Assert.Equal("over pipes\n"u8.ToArray(), memory.Callbacks.Where(c => c.Name == "DataReceived").SelectMany(c => c.Data.ToArray()));
+    }
+
+    [Fact]
+    public async Task The_fake_clock_runs_the_gateways_idle_timeout_and_the_grains_CallLater()
+    {
+        await using var host = await ProtocolTestHost.StartAsync<LoopGrain>(
+            o => o.IdleTimeout = TimeSpan.FromHours(1),
+            silo => silo.Services.AddSingleton(new CallbackRecorder()));
+        await using var client = host.Connect();
+
+        // A timer an hour ahead fires when the test moves the clock an hour, not before.
+        await client.WriteAsync("later hourly 3600000\n");
+        await host.Callbacks.WaitUntilAsync(client, c => c.Name == "DataReceived");
+        await host.AdvanceAsync(TimeSpan.FromMinutes(59));
+        await host.AdvanceAsync(TimeSpan.FromMinutes(1));
+        Assert.Equal("fired hourly", await client.ReadLineAsync());
+
+        // The reply was a byte on the wire: the idle timeout counts from it.
+        await host.AdvanceAsync(TimeSpan.FromHours(1) + TimeSpan.FromSeconds(1));
+        Assert.Equal(ConnectionCloseReason.IdleTimeout, await client.ClosedAsync());
+    }
+}
