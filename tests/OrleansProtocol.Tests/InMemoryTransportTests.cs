@@ -1,6 +1,7 @@
 using System.Buffers;
 using System.IO.Pipelines;
 using System.Net;
+using System.Net.Security;
 using System.Text;
 using Microsoft.AspNetCore.Connections;
 using OrleansProtocol.Gateway;
@@ -137,5 +138,26 @@ public sealed class InMemoryTransportTests(GatewayClusterFixture fixture)
         }
 
         await fixture.Recorder.WaitUntilAsync(() => record.Count("RW") >= 1);
+    }
+
+    [Fact]
+    public async Task A_PROXY_header_then_TLS_run_over_an_in_memory_connection_as_over_a_socket()
+    {
+        await using var server = await ServerAsync<ScriptGrain>(o =>
+        {
+            o.ProxyProtocol = true;
+            o.ProxyTrustedNetworks = "127.0.0.0/8";
+            o.Tls.CertificatePath = fixture.CertificatePath;
+        });
+        var client = server.ConnectInMemory();
+        await client.Output.WriteAsync("PROXY TCP4 203.0.113.7 10.0.0.1 51234 7000\r\n"u8.ToArray());
+
+        await using var tls = new SslStream(client.AsStream(), leaveInnerStreamOpen: false, (_, _, _, _) => true);
+        await tls.AuthenticateAsClientAsync("localhost").WaitAsync(TestTimeouts.Default);
+        await tls.WriteAsync("extra\n"u8.ToArray());
+        var reader = new StreamReader(tls);
+        Assert.StartsWith("203.0.113.7:51234 ", await reader.ReadLineAsync().WaitAsync(TestTimeouts.Default));
+        await tls.WriteAsync("tls\n"u8.ToArray());
+        Assert.Matches("^TLSv1\\.[23] ", await reader.ReadLineAsync().WaitAsync(TestTimeouts.Default));
     }
 }
