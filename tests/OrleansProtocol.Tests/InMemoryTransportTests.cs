@@ -160,4 +160,39 @@ public sealed class InMemoryTransportTests(GatewayClusterFixture fixture)
         await tls.WriteAsync("tls\n"u8.ToArray());
         Assert.Matches("^TLSv1\\.[23] ", await reader.ReadLineAsync().WaitAsync(TestTimeouts.Default));
     }
+
+    [Fact]
+    public async Task A_thousand_in_memory_connections_closed_reset_and_refused_give_back_every_place()
+    {
+        await using var server = await ServerAsync<EchoGrain>(o => o.MaxConnectionsPerAddress = 1);
+        var budgetBefore = fixture.Gateway.BudgetedConnections;
+        await Parallel.ForAsync(0, 1000, new ParallelOptions { MaxDegreeOfParallelism = 8 }, async (i, cancellation) =>
+        {
+            var address = new IPAddress([10, 1, (byte)(i / 256), (byte)(i % 256)]);
+            var client = server.ConnectInMemory(new IPEndPoint(address, 1000));
+            await client.Output.WriteAsync("x\n"u8.ToArray(), cancellation);
+            Assert.Equal("x", await ReadLineAsync(client.Input));
+            switch (i % 3)
+            {
+                case 0:
+                    client.WriteEof();
+                    Assert.Empty(await ReadToEndAsync(client.Input));
+                    break;
+                case 1:
+                    client.Reset();
+                    break;
+                default:
+                    // A second client from the same address is refused while the first is open.
+                    var refused = server.ConnectInMemory(new IPEndPoint(address, 1001));
+                    await Assert.ThrowsAsync<ConnectionResetException>(() => ReadToEndAsync(refused.Input));
+                    await client.DisposeAsync();
+                    break;
+            }
+        });
+
+        await Poll.UntilAsync(
+            () => server.ConnectionCount == 0 && server.CountedAddresses == 0 && fixture.Gateway.BudgetedConnections == budgetBefore,
+            () => $"connections {server.ConnectionCount}, counted addresses {server.CountedAddresses}, silo budget {fixture.Gateway.BudgetedConnections} (was {budgetBefore})");
+        Assert.Equal(333, server.RefusedConnections);
+    }
 }
