@@ -52,7 +52,19 @@ public sealed class ProtocolTestClient : IAsyncDisposable
         _accepted.IsCompletedSuccessfully ? _host.Callbacks.For(_accepted.Result.Id) : [];
 
     /// <summary>Sends <paramref name="data"/>.</summary>
-    public async Task WriteAsync(ReadOnlyMemory<byte> data) => await _output.WriteAsync(data).AsTask().WaitAsync(Timeout);
+    /// <exception cref="Microsoft.AspNetCore.Connections.ConnectionResetException">The server reset the connection (in memory), as a socket's send fails after a reset.</exception>
+    public async Task WriteAsync(ReadOnlyMemory<byte> data)
+    {
+        try
+        {
+            await _output.WriteAsync(data).AsTask().WaitAsync(Timeout);
+        }
+        catch (InvalidOperationException ex) when (_memory is not null)
+        {
+            // The server's reset completed the pipe this client writes to.
+            throw new Microsoft.AspNetCore.Connections.ConnectionResetException("The server reset the connection.", ex);
+        }
+    }
 
     /// <summary>Sends <paramref name="data"/> (so a collection expression can be written in place: <c>[2, 0, 0, 0, .. "ok"u8]</c>).</summary>
     public Task WriteAsync(byte[] data) => WriteAsync(data.AsMemory());

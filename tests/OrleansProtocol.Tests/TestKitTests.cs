@@ -64,4 +64,15 @@ public sealed class TestKitTests
         await host.AdvanceAsync(TimeSpan.FromHours(1) + TimeSpan.FromSeconds(1));
         Assert.Equal(ConnectionCloseReason.IdleTimeout, await client.ClosedAsync());
     }
+
+    [Fact]
+    public async Task After_the_protocol_aborts_the_client_sees_a_reset_reading_and_writing_and_the_reason_is_LocalAbort()
+    {
+        await using var host = await ProtocolTestHost.StartAsync<ScriptGrain>(configureSilo: silo => silo.Services.AddSingleton(new CallbackRecorder()));
+        await using var client = host.Connect();
+        await client.WriteAsync("abort-after 3\n");
+        await Assert.ThrowsAsync<Microsoft.AspNetCore.Connections.ConnectionResetException>(client.ReadToEndAsync);
+        Assert.Equal(ConnectionCloseReason.LocalAbort, await client.ClosedAsync());
+        await Assert.ThrowsAsync<Microsoft.AspNetCore.Connections.ConnectionResetException>(() => client.WriteAsync("too late\n"));
+    }
 }

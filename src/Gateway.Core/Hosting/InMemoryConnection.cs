@@ -21,7 +21,7 @@ public sealed class InMemoryConnection : IDuplexPipe, IAsyncDisposable
     /// <summary>What the server sends; completes at its FIN, throws <see cref="ConnectionResetException"/> at a reset.</summary>
     public PipeReader Input { get; }
 
-    /// <summary>What goes to the server.</summary>
+    /// <summary>What goes to the server. After the server resets the connection its writes throw <see cref="InvalidOperationException"/> (the pipe is complete).</summary>
     public PipeWriter Output { get; }
 
     /// <summary>The client's address as the server sees it (<c>peername</c>).</summary>
