@@ -88,12 +88,11 @@ public sealed class ClientConnectionTests(GatewayClusterFixture fixture)
     {
         var closedPort = TestPorts.Free();
         var activationsBefore = ClientProtocolGrain.Activations.Count;
-        var started = System.Diagnostics.Stopwatch.StartNew();
+        // Refused by the kernel, not timed out: the connect fails on the refusal itself.
         var error = await Assert.ThrowsAsync<ProtocolConnectException>(() =>
             fixture.Grains.GetGrain<IClientStarterGrain>(Guid.NewGuid()).Open("127.0.0.1", closedPort));
         Assert.Equal(SocketError.ConnectionRefused, error.SocketError);
         Assert.Contains($"127.0.0.1:{closedPort}", error.Message);
-        Assert.True(started.Elapsed < TimeSpan.FromSeconds(5), $"took {started.Elapsed}");
         Assert.Equal(activationsBefore, ClientProtocolGrain.Activations.Count);
         Assert.Equal(0, fixture.Gateway.OutboundConnectionCount);
     }

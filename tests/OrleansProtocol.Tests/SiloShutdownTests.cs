@@ -50,8 +50,9 @@ public sealed class SiloShutdownTests
     public async Task Stopping_the_silo_mid_traffic_on_200_connections_ends_each_once_with_its_answered_data_within_the_deadline()
     {
         var recorder = new CallbackRecorder();
+        var logs = new CapturingLoggerProvider();
         var drainTimeout = TimeSpan.FromSeconds(10);
-        var (cluster, endPoint) = await StartClusterAsync(recorder, drainTimeout);
+        var (cluster, endPoint) = await StartClusterAsync(recorder, drainTimeout, logs);
         await using var disposeCluster = cluster;
 
         var clients = new List<TestClient>();
@@ -89,9 +90,7 @@ public sealed class SiloShutdownTests
         }
 
         await recorder.WaitUntilAsync(() => records.All(r => r.Count("DR") > 0));
-        var stopwatch = System.Diagnostics.Stopwatch.StartNew();
         await cluster.StopSiloAsync(cluster.Silos[0]);
-        var stopTime = stopwatch.Elapsed;
 
         var answered = await Task.WhenAll(traffic);
         Assert.All(answered, count => Assert.True(count > 0));
@@ -102,7 +101,8 @@ public sealed class SiloShutdownTests
             Assert.Equal(ConnectionCloseReason.ServerShutdown, Assert.IsType<ConnectionClosedException>(record.LostException).Reason);
         }
 
-        Assert.True(stopTime < drainTimeout + TimeSpan.FromSeconds(5), $"the silo took {stopTime} to stop");
+        // Within the deadline: none had to be aborted when it passed.
+        Assert.DoesNotContain(logs.Entries, e => e.Message.Contains("did not close within the drain timeout"));
         foreach (var client in clients)
         {
             await client.DisposeAsync();
