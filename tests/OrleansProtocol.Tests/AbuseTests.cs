@@ -1,6 +1,7 @@
 using System.Net.Sockets;
 using Microsoft.Extensions.Diagnostics.Metrics.Testing;
 using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Time.Testing;
 using OrleansProtocol.Gateway;
 using OrleansProtocol.Samples;
 using OrleansProtocol.Tests.Infrastructure;
@@ -26,13 +27,13 @@ public sealed class AbuseTests(GatewayClusterFixture fixture, ITestOutputHelper 
         durations.GetMeasurementSnapshot().Count(m =>
             (string?)m.Tags["orleansprotocol.listener"] == listener && (string?)m.Tags["orleansprotocol.close_reason"] == reason.ToString());
 
-    private async Task<ProtocolServer> CreateAsync<TGrain>(string name, Action<ProtocolListenerOptions> configure)
+    private async Task<ProtocolServer> CreateAsync<TGrain>(string name, Action<ProtocolListenerOptions> configure, TimeProvider? time = null)
         where TGrain : IProtocolGrain =>
-        await fixture.Gateway.CreateServerAsync<TGrain>(name, o =>
+        await fixture.Gateway.CreateServerOnClockAsync<TGrain>(name, o =>
         {
             o.Port = 0;
             configure(o);
-        });
+        }, time);
 
     [Fact]
     public async Task Slowloris_500_connections_trickling_an_incomplete_line_are_cut_by_the_receive_rate_while_others_are_served()
@@ -119,7 +120,14 @@ public sealed class AbuseTests(GatewayClusterFixture fixture, ITestOutputHelper 
     {
         using var durations = Collect<double>("orleansprotocol.connection.duration");
         var name = $"first-data-{Guid.NewGuid():N}";
-        await using var server = await CreateAsync<ScriptGrain>(name, o => o.FirstDataTimeout = TimeSpan.FromSeconds(1));
+        var time = new FakeTimeProvider(DateTimeOffset.UtcNow);
+        await using var server = await CreateAsync<ScriptGrain>(name, o =>
+        {
+            o.FirstDataTimeout = TimeSpan.FromHours(1);
+
+            // On a clock that jumps, a reply read by the client may not be counted as sent yet.
+            o.MinSendDataRate = null;
+        }, time);
 
         // The talker connects first: were the deadline applied to it, it would run out no later than the silent one's.
         await using var talker = await TestClient.ConnectAsync(server.EndPoints[0]);
@@ -129,7 +137,8 @@ public sealed class AbuseTests(GatewayClusterFixture fixture, ITestOutputHelper 
         await using var silent = await TestClient.ConnectAsync(server.EndPoints[0]);
         var silentRecord = await fixture.Recorder.ForClientAsync(silent.LocalEndPoint);
 
-        var closed = fixture.Recorder.WaitUntilAsync(() => silentRecord.Count("CL") == 1);
+        // The hour passes on the server's clock while a healthy client is served on the fixture's.
+        var closed = time.AdvanceUntilAsync(TimeSpan.FromHours(1) + TimeSpan.FromSeconds(1), () => silentRecord.Count("CL") == 1);
         await fixture.HealthyClientAsync(closed);
         Assert.Equal(ConnectionCloseReason.FirstDataTimeout, Assert.IsType<ConnectionClosedException>(silentRecord.LostException).Reason);
         Assert.Empty(await silent.ReadToEndAsync());
@@ -156,7 +165,8 @@ public sealed class AbuseTests(GatewayClusterFixture fixture, ITestOutputHelper 
         await using var client = await TestClient.ConnectAsync(server.EndPoints[0]);
         var record = await fixture.Recorder.ForClientAsync(client.LocalEndPoint);
 
-        // The protocol stops at PauseWriting, so the hard cap is never reached: only the rate ends the stall.
+        // The protocol stops at PauseWriting, so the hard cap is never reached: only the rate ends the stall. (On the
+        // real clock: while the kernel's buffers still grow, a stall on a clock moved in jumps keeps making progress.)
         await client.SendAsync($"flood {256 * 1024 * 1024}\n");
         await fixture.HealthyClientAsync(fixture.Recorder.WaitUntilAsync(() => record.Count("CL") == 1));
         Assert.Equal(ConnectionCloseReason.SendRateTooLow, Assert.IsType<ConnectionClosedException>(record.LostException).Reason);

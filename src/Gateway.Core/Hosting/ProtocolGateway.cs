@@ -166,6 +166,11 @@ public sealed class ProtocolGateway : ILifecycleParticipant<ISiloLifecycle>
     /// <exception cref="InvalidOperationException">The silo is not active, or a server already has that name.</exception>
     /// <exception cref="OptionsValidationException">The options are invalid; the message lists every problem.</exception>
     public Task<ProtocolServer> CreateServerAsync<TGrain>(string name, Action<ProtocolListenerOptions> configure, CancellationToken cancellationToken = default)
+        where TGrain : IProtocolGrain =>
+        CreateServerOnClockAsync<TGrain>(name, configure, time: null, cancellationToken);
+
+    /// <summary>As the public overload, with the server's clocks on <paramref name="time"/> instead of the gateway's (tests).</summary>
+    internal Task<ProtocolServer> CreateServerOnClockAsync<TGrain>(string name, Action<ProtocolListenerOptions> configure, TimeProvider? time, CancellationToken cancellationToken = default)
         where TGrain : IProtocolGrain
     {
         ArgumentException.ThrowIfNullOrWhiteSpace(name);
@@ -186,7 +191,7 @@ public sealed class ProtocolGateway : ILifecycleParticipant<ISiloLifecycle>
             }
         }
 
-        return AddServerAsync(name, typeof(TGrain), options, cancellationToken);
+        return AddServerAsync(name, typeof(TGrain), options, cancellationToken, time);
     }
 
     /// <summary>
@@ -340,7 +345,7 @@ public sealed class ProtocolGateway : ILifecycleParticipant<ISiloLifecycle>
         }
     }
 
-    private async Task<ProtocolServer> AddServerAsync(string name, Type grainClass, ProtocolListenerOptions options, CancellationToken cancellationToken)
+    private async Task<ProtocolServer> AddServerAsync(string name, Type grainClass, ProtocolListenerOptions options, CancellationToken cancellationToken, TimeProvider? time = null)
     {
         var server = new ProtocolServer(
             name,
@@ -354,7 +359,7 @@ public sealed class ProtocolGateway : ILifecycleParticipant<ISiloLifecycle>
             _services.GetRequiredService<GatewayMetrics>(),
             _budget.Value,
             _observer ?? throw new InvalidOperationException("Servers can be created only while the silo is active."),
-            Time);
+            time ?? Time);
         lock (_lock)
         {
             if (_servers.Any(s => s.Name == name))
