@@ -57,24 +57,21 @@ public sealed class ProtocolTestHost : IAsyncDisposable
 
     /// <summary>
     /// The fake clock of the gateway's clocks (idle, first data, data rates, handshake and PROXY deadlines) and of the
-    /// grains' timers (<c>CallLater</c>, <c>CallAt</c>): nothing times out until the test moves it (<see cref="AdvanceAsync"/>).
+    /// grains' timers (<c>CallLater</c>, <c>CallAt</c>): nothing times out until the test moves it (<see cref="Advance"/>).
     /// The minimum send rate is off in the test host unless the listener's settings turn it on.
     /// </summary>
     public FakeTimeProvider Time { get; }
 
     /// <summary>
-    /// Moves <see cref="Time"/> by <paramref name="by"/> in up to 60 steps, letting the silo run between them, as time
-    /// passes for real. Prefer it to <c>Time.Advance</c> for long moves: one jump of an hour fires the gateway's
-    /// heartbeat thousands of times before the connections' own work (a reply being counted as sent) gets to run.
+    /// Moves <see cref="Time"/> by <paramref name="by"/>, then checks every connection's clocks at the new time, as
+    /// the gateway's heartbeat would on its next tick: a limit that has passed has taken effect (its close is under
+    /// way) when this returns, and grain timers due by then have been scheduled.
     /// </summary>
-    public async Task AdvanceAsync(TimeSpan by)
+    public void Advance(TimeSpan by)
     {
-        var steps = (int)Math.Clamp(Math.Ceiling(by / TimeSpan.FromSeconds(1)), 1, 60);
-        for (var i = 0; i < steps; i++)
-        {
-            Time.Advance(by / steps);
-            await Task.Delay(1);
-        }
+        Time.Advance(by);
+        Server.CheckClocks();
+        _socketServer?.CheckClocks();
     }
 
     /// <summary>Every callback each connection's grain received, in order.</summary>

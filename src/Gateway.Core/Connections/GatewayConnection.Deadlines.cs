@@ -77,6 +77,23 @@ internal sealed partial class GatewayConnection
         }
     }
 
+    /// <summary>
+    /// A token cancelled when <paramref name="limit"/> has passed since the accept (PROXY header, TLS handshake): counted
+    /// from the accept, not from when this task got to run; already cancelled when the limit has passed.
+    /// </summary>
+    private CancellationTokenSource DeadlineFromAccept(TimeSpan limit)
+    {
+        var left = _clock.Remaining(limit, Now);
+        var deadline = new CancellationTokenSource(left == TimeSpan.Zero ? Timeout.InfiniteTimeSpan : left, _time);
+        if (left == TimeSpan.Zero)
+        {
+            // A zero delay would wait for the clock's next move on some clocks (a fake one); it is due now.
+            deadline.Cancel();
+        }
+
+        return deadline;
+    }
+
     /// <summary><paramref name="bytes"/> are about to be queued for the peer: the send-rate deadline moves.</summary>
     private void ExtendSendDeadlineLocked(long bytes) => _clock.ExtendSendDeadline(bytes, _flow.Buffered, Now);
 }

@@ -36,8 +36,7 @@ internal sealed partial class GatewayConnection
     {
         var ssl = new SslStream(new DuplexPipeStream(_context.Transport), leaveInnerStreamOpen: false);
         var handshakeTimeout = _tlsServer is { } server ? server.Options.HandshakeTimeout : _tlsClientTimeout;
-        // Counted from the accept, not from when this task got to run (nor from the end of a PROXY header).
-        using var timeout = new CancellationTokenSource(_clock.Remaining(handshakeTimeout, Now), _time);
+        using var timeout = DeadlineFromAccept(handshakeTimeout);
         try
         {
             if (_tlsServer is var (certificate, options))

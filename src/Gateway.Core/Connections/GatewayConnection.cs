@@ -201,8 +201,7 @@ internal sealed partial class GatewayConnection
         }
         else
         {
-            // Counted from the accept, not from when this task got to run.
-            using var deadline = new CancellationTokenSource(_clock.Remaining(timeout, Now), _time);
+            using var deadline = DeadlineFromAccept(timeout);
             try
             {
                 while (failure is null)

@@ -337,10 +337,15 @@ public sealed class ProtocolServer : IAsyncDisposable
         _closedForHeartbeat = true;
         Close();
         await _unbound;
+
+        // The deadline counts from here, before the connections are asked to close (not from whenever the wait starts).
+        var draining = _time.GetTimestamp();
         CloseClients(reason, "The server is shutting down.");
-        if (!await WaitForConnectionsAsync(drainTimeout, cancellationToken))
+        var left = drainTimeout - _time.GetElapsedTime(draining);
+        if (!await WaitForConnectionsAsync(left > TimeSpan.Zero ? left : TimeSpan.Zero, cancellationToken))
         {
-            GatewayLog.DrainIncomplete(_logger, Name, _connections.Count, drainTimeout);
+            // Counted by what has not ended: one that just closed may not have left the table yet.
+            GatewayLog.DrainIncomplete(_logger, Name, _connections.Values.Count(c => !c.Completion.IsCompleted), drainTimeout);
             AbortClients(reason, "The server is shutting down; the drain timeout passed.");
 
             // Aborted connections still tell their grains; a grain stuck in a callback cannot hold the silo forever.
@@ -583,26 +588,35 @@ public sealed class ProtocolServer : IAsyncDisposable
         using var timer = new PeriodicTimer(period, _time);
         while (await timer.WaitForNextTickAsync() && !_closedForHeartbeat && !(_isClosed && _connections.IsEmpty))
         {
-            var now = ConnectionClock.Now(_time);
-            foreach (var connection in _connections.Values)
+            CheckClocks();
+        }
+    }
+
+    /// <summary>
+    /// One heartbeat: checks every connection's clocks at the current time of the server's <see cref="TimeProvider"/>.
+    /// A test that moves a fake clock calls it to have the check happen at the time it set, without waiting on a tick.
+    /// </summary>
+    internal void CheckClocks()
+    {
+        var now = ConnectionClock.Now(_time);
+        foreach (var connection in _connections.Values)
+        {
+            if (connection.CheckClocks(now) is not { } expired)
             {
-                if (connection.CheckClocks(now) is not { } expired)
-                {
-                    continue;
-                }
+                continue;
+            }
 
-                var (reason, detail) = expired;
+            var (reason, detail) = expired;
 
-                // An idle close is routine (Debug). The others are limits hit, sampled into warnings per kind.
-                var count = reason == ConnectionCloseReason.IdleTimeout ? 0 : OrleansProtocol.Diagnostics.LogSampling.Next(Name, reason.ToString());
-                if (count > 0 && GatewayLog.IsSampled(count))
-                {
-                    GatewayLog.ClockLimitHit(_connectionLogger, connection.Id, reason, detail, count);
-                }
-                else
-                {
-                    GatewayLog.ClockExpired(_connectionLogger, connection.Id, reason, detail);
-                }
+            // An idle close is routine (Debug). The others are limits hit, sampled into warnings per kind.
+            var count = reason == ConnectionCloseReason.IdleTimeout ? 0 : OrleansProtocol.Diagnostics.LogSampling.Next(Name, reason.ToString());
+            if (count > 0 && GatewayLog.IsSampled(count))
+            {
+                GatewayLog.ClockLimitHit(_connectionLogger, connection.Id, reason, detail, count);
+            }
+            else
+            {
+                GatewayLog.ClockExpired(_connectionLogger, connection.Id, reason, detail);
             }
         }
     }
