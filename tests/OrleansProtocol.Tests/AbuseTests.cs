@@ -40,12 +40,16 @@ public sealed class AbuseTests(GatewayClusterFixture fixture, ITestOutputHelper 
     {
         using var durations = Collect<double>("orleansprotocol.connection.duration");
         var name = $"slowloris-{Guid.NewGuid():N}";
+        var time = new FakeTimeProvider(DateTimeOffset.UtcNow);
         await using var server = await CreateAsync<FrameEchoGrain>(name, o =>
         {
             o.Framing = new FramingOptions { Kind = FramingKind.Line };
             o.MinReceiveDataRate = 50;
             o.MinReceiveDataRateGracePeriod = TimeSpan.FromSeconds(1);
-        });
+
+            // On a clock that jumps, a reply read by the client may not be counted as sent yet.
+            o.MinSendDataRate = null;
+        }, time);
 
         var slow = new List<TestClient>();
         for (var i = 0; i < 500; i++)
@@ -59,12 +63,22 @@ public sealed class AbuseTests(GatewayClusterFixture fixture, ITestOutputHelper 
         await fast.SendAsync("hello\n");
         Assert.Equal("hello", await fast.ReadLineAsync());
 
-        // Every slow peer sends one byte of a line that never ends, every TricklePace, until it is cut off.
+        // Every slow peer sends one byte of a line that never ends, then the server's clock moves TricklePace, until
+        // each is cut off. (A peer whose byte the gateway has not read yet is simply timed from a later round.)
+        var cut = Task.WhenAll(slow.Select(async client =>
+        {
+            try
+            {
+                Assert.Empty(await client.ReadToEndAsync());
+            }
+            catch (SocketException)
+            {
+            }
+        }));
         var open = slow.ToHashSet();
-        var pace = new PeriodicTimer(TricklePace);
         var trickle = Task.Run(async () =>
         {
-            do
+            while (!cut.IsCompleted)
             {
                 foreach (var client in slow.Where(open.Contains).ToArray())
                 {
@@ -77,23 +91,14 @@ public sealed class AbuseTests(GatewayClusterFixture fixture, ITestOutputHelper 
                         open.Remove(client);
                     }
                 }
+
+                time.Advance(TricklePace, server);
+                await Task.WhenAny(cut, Task.Delay(10));
             }
-            while (await pace.WaitForNextTickAsync());
         });
 
-        var cut = Task.WhenAll(slow.Select(async client =>
-        {
-            try
-            {
-                Assert.Empty(await client.ReadToEndAsync());
-            }
-            catch (SocketException)
-            {
-            }
-        }));
         var rounds = await fixture.HealthyClientAsync(cut);
         await cut;
-        pace.Dispose();
         await trickle;
         await fast.SendAsync("still here\n");
         Assert.Equal("still here", await fast.ReadLineAsync());
@@ -152,24 +157,40 @@ public sealed class AbuseTests(GatewayClusterFixture fixture, ITestOutputHelper 
         Assert.Equal(1, ClosedWith(durations, name, ConnectionCloseReason.FirstDataTimeout));
     }
 
+    /// <summary>
+    /// Moves the server's clock a second at a time until the connection is closed. While the kernel's buffers still
+    /// take bytes the writer makes progress and is not cut; once they are full, two checks without progress cut it.
+    /// </summary>
+    private async Task StallAsync(FakeTimeProvider time, ProtocolServer server, ConnectionRecord record)
+    {
+        var closed = fixture.Recorder.WaitUntilAsync(() => record.Count("CL") == 1);
+        while (!closed.IsCompleted)
+        {
+            time.Advance(TimeSpan.FromSeconds(1), server);
+            await Task.WhenAny(closed, Task.Delay(20));
+        }
+
+        await closed;
+    }
+
     [Fact]
     public async Task A_peer_that_stops_reading_while_its_protocol_honours_PauseWriting_is_aborted_at_the_minimum_send_rate()
     {
         using var durations = Collect<double>("orleansprotocol.connection.duration");
         var name = $"send-rate-{Guid.NewGuid():N}";
+        var time = new FakeTimeProvider(DateTimeOffset.UtcNow);
         await using var server = await CreateAsync<ScriptGrain>(name, o =>
         {
             o.MinSendDataRate = 256 * 1024;
             o.MinSendDataRateGracePeriod = TimeSpan.FromSeconds(1);
             o.MaxWriteBufferSize = 64 * 1024 * 1024;
-        });
+        }, time);
         await using var client = await TestClient.ConnectAsync(server.EndPoints[0]);
         var record = await fixture.Recorder.ForClientAsync(client.LocalEndPoint);
 
-        // The protocol stops at PauseWriting, so the hard cap is never reached: only the rate ends the stall. (On the
-        // real clock: while the kernel's buffers still grow, a stall on a clock moved in jumps keeps making progress.)
+        // The protocol stops at PauseWriting, so the hard cap is never reached: only the rate ends the stall.
         await client.SendAsync($"flood {256 * 1024 * 1024}\n");
-        await fixture.HealthyClientAsync(fixture.Recorder.WaitUntilAsync(() => record.Count("CL") == 1));
+        await fixture.HealthyClientAsync(StallAsync(time, server, record));
         Assert.Equal(ConnectionCloseReason.SendRateTooLow, Assert.IsType<ConnectionClosedException>(record.LostException).Reason);
         Assert.Contains("PW", record.Events);
         await client.AssertDroppedAsync();
@@ -183,18 +204,19 @@ public sealed class AbuseTests(GatewayClusterFixture fixture, ITestOutputHelper 
     {
         using var durations = Collect<double>("orleansprotocol.connection.duration");
         var name = $"close-flush-{Guid.NewGuid():N}";
+        var time = new FakeTimeProvider(DateTimeOffset.UtcNow);
         await using var server = await CreateAsync<ScriptGrain>(name, o =>
         {
             o.MinSendDataRate = 4 * 1024 * 1024;
             o.MinSendDataRateGracePeriod = TimeSpan.FromSeconds(1);
             o.MaxWriteBufferSize = 64 * 1024 * 1024;
-        });
+        }, time);
         await using var client = await TestClient.ConnectAsync(server.EndPoints[0]);
         var record = await fixture.Recorder.ForClientAsync(client.LocalEndPoint);
 
         // 8 MiB, then Close(): more than the kernel's buffers take, so the close waits on a flush the peer never reads.
         await client.SendAsync($"write-close {8 * 1024 * 1024}\n");
-        await fixture.HealthyClientAsync(fixture.Recorder.WaitUntilAsync(() => record.Count("CL") == 1));
+        await fixture.HealthyClientAsync(StallAsync(time, server, record));
         Assert.Equal(ConnectionCloseReason.SendRateTooLow, Assert.IsType<ConnectionClosedException>(record.LostException).Reason);
 
         await server.DisposeAsync();

@@ -1,3 +1,4 @@
+using Microsoft.Extensions.Time.Testing;
 using System.Buffers;
 using System.Net;
 using System.Text;
@@ -61,14 +62,13 @@ public sealed class ProxyProtocolTests(GatewayClusterFixture fixture)
         Assert.Equal(ProxyParseStatus.Invalid, Parse("PROXY TCP4 1.2.3.4 5.6.7.8 1 2\n"u8.ToArray(), out _, out _));
     }
 
-    private Task<ProtocolServer> CreateAsync(string trusted) =>
-        fixture.Gateway.CreateServerAsync<ScriptGrain>($"proxy-{Guid.NewGuid():N}", o =>
+    private Task<ProtocolServer> CreateAsync(string trusted, TimeProvider? time = null) =>
+        fixture.Gateway.CreateServerOnClockAsync<ScriptGrain>($"proxy-{Guid.NewGuid():N}", o =>
         {
             o.Port = 0;
             o.ProxyProtocol = true;
             o.ProxyTrustedNetworks = trusted;
-            o.ProxyHeaderTimeout = TimeSpan.FromSeconds(2);
-        });
+        }, time);
 
     [Fact]
     public async Task Behind_a_trusted_proxy_peername_is_the_original_client_for_v1_and_v2()
@@ -99,26 +99,46 @@ public sealed class ProxyProtocolTests(GatewayClusterFixture fixture)
             await TestClient.AssertDroppedAsync(untrustedServer.EndPoints[0], "PROXY TCP4 203.0.113.7 10.0.0.1 51234 7000\r\nextra\n"u8.ToArray());
         }
 
-        await using var server = await CreateAsync("127.0.0.0/8");
+        var time = new FakeTimeProvider(DateTimeOffset.UtcNow);
+        await using var server = await CreateAsync("127.0.0.0/8", time);
         await using (var garbage = await TestClient.ConnectAsync(server.EndPoints[0]))
         {
             await garbage.SendAsync("extra\n");
             await garbage.AssertDroppedAsync();
         }
 
+        // A proxy that sends its header slowly, within the header timeout (10 s on the server's clock), is served.
+        var header = V2Tcp4("198.51.100.9", 40000, "10.0.0.2", 7001);
+        using var adopted = new SemaphoreSlim(0);
+        server.Adopted += _ => adopted.Release();
+        await using (var slow = await TestClient.ConnectAsync(server.EndPoints[0]))
+        {
+            await slow.SendAsync(header[..10]);
+            time.Advance(TimeSpan.FromSeconds(9), server);
+            await slow.SendAsync(header[10..].Concat("extra\n"u8.ToArray()).ToArray());
+            Assert.Equal("198.51.100.9:40000 10.0.0.2:7001 default", await slow.ReadLineAsync());
+        }
+
         await using (var truncated = await TestClient.ConnectAsync(server.EndPoints[0]))
         {
-            // Half a v2 header, then nothing: cut off at the 2 s header timeout, while a healthy client is served.
-            await truncated.SendAsync(V2Tcp4("198.51.100.9", 40000, "10.0.0.2", 7001)[..10]);
+            // Half a v2 header, then nothing: cut off once the header timeout has passed, while a healthy client is served.
+            await truncated.SendAsync(header[..10]);
+
+            // Its deadline counts from the gateway's accept: move the clock only once the gateway has it (after the slow one).
+            Assert.True(await adopted.WaitAsync(TimeSpan.FromSeconds(30)));
+            Assert.True(await adopted.WaitAsync(TimeSpan.FromSeconds(30)));
+            time.Advance(TimeSpan.FromSeconds(11), server);
             await fixture.HealthyClientAsync(truncated.AssertDroppedAsync());
         }
 
-        // Each drop is measured as a ProtocolError close; no grain was ever called.
+        // Each drop is measured as a ProtocolError close; no grain was called for any but the slow header's connection.
         await server.DisposeAsync();
         int ProtocolErrors(string listener) => durations.GetMeasurementSnapshot().Count(m =>
             (string?)m.Tags["orleansprotocol.listener"] == listener && (string?)m.Tags["orleansprotocol.close_reason"] == nameof(ConnectionCloseReason.ProtocolError));
         Assert.Equal(1, ProtocolErrors(untrustedName));
         Assert.Equal(2, ProtocolErrors(server.Name));
-        Assert.DoesNotContain(fixture.Recorder.All, r => r.Connection.ListenerName == server.Name || r.Connection.ListenerName == untrustedName);
+        Assert.DoesNotContain(fixture.Recorder.All, r => r.Connection.ListenerName == untrustedName);
+        var served = Assert.Single(fixture.Recorder.All, r => r.Connection.ListenerName == server.Name);
+        Assert.Equal("198.51.100.9:40000", served.Connection.RemoteEndPoint?.ToString());
     }
 }
