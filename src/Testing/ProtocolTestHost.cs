@@ -122,10 +122,26 @@ public sealed class ProtocolTestHost : IAsyncDisposable
     }
 
     /// <summary>Opens an in-memory connection, as a client at <paramref name="from"/> (127.0.0.1 with a port of its own when null).</summary>
+    /// <exception cref="ArgumentException">Another open client of this host is at <paramref name="from"/>.</exception>
     public ProtocolTestClient Connect(IPEndPoint? from = null)
     {
-        from ??= NextLoopbackEndPoint();
-        var accepted = Expect(from);
+        TaskCompletionSource<GatewayConnection> expected = new(TaskCreationOptions.RunContinuationsAsynchronously);
+        if (from is null)
+        {
+            // Ports of their own: skip any still held by an open client.
+            do
+            {
+                from = NextLoopbackEndPoint();
+            }
+            while (!_accepted.TryAdd(Normalize(from), expected));
+        }
+        else if (!_accepted.TryAdd(Normalize(from), expected))
+        {
+            // The client is matched to its connection by its address: two at one address would be confused.
+            throw new ArgumentException($"Another open client is already at {from}; close it first or pick another port.", nameof(from));
+        }
+
+        var accepted = expected.Task;
         var client = new ProtocolTestClient(this, Server.ConnectInMemory(from), accepted);
         Track(client);
         return client;

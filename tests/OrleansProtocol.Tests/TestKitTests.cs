@@ -1,3 +1,4 @@
+using System.Net;
 using Microsoft.Extensions.DependencyInjection;
 using OrleansProtocol.Samples;
 using OrleansProtocol.Testing;
@@ -43,6 +44,18 @@ public sealed class TestKitTests
         Assert.Equal(ConnectionCloseReason.PeerReset, await memory.ClosedAsync());
         Assert.Equal("ConnectionLost PeerReset", memory.Callbacks[^1].ToString());
         Assert.Equal("over pipes\n"u8.ToArray(), memory.Callbacks.Where(c => c.Name == "DataReceived").SelectMany(c => c.Data.ToArray()));
+
+        // A client at an address of the test's choosing; a second one there while it is open would be confused with it.
+        var from = new IPEndPoint(IPAddress.Parse("203.0.113.9"), 4000);
+        await using (var chosen = host.Connect(from))
+        {
+            Assert.Equal(from, (await chosen.ConnectionAsync()).RemoteEndPoint);
+            Assert.Throws<ArgumentException>(() => host.Connect(from));
+        }
+
+        await using var again = host.Connect(from);
+        await again.WriteAsync("again\n");
+        Assert.Equal("again", await again.ReadLineAsync());
     }
 
     [Fact]
