@@ -14,6 +14,12 @@ public enum FramingKind
 
     /// <summary>Frames ending in an arbitrary delimiter, which is not part of the frame.</summary>
     Delimited = 3,
+
+    /// <summary>
+    /// Frames cut by the listener's own <c>IFrameDecoder</c> (set in code: <c>FramingOptions.Decoder</c>); the grain
+    /// writes encoded frames with <c>Write</c>.
+    /// </summary>
+    Custom = 4,
 }
 
 /// <summary>
@@ -52,6 +58,7 @@ public sealed record FrameFormat
     /// <summary>
     /// The largest frame body accepted, in bytes. A length prefix announcing more, or that many bytes without a
     /// delimiter, closes the connection with <see cref="ConnectionCloseReason.FrameTooLarge"/> before the body is buffered.
+    /// For <see cref="FramingKind.Custom"/>, the most a frame may take of the stream, headers included.
     /// </summary>
     [Id(5)]
     public int MaxFrameSize { get; init; } = 1024 * 1024;

@@ -8,10 +8,12 @@ using OrleansProtocol;
 using OrleansProtocol.Gateway;
 using OrleansProtocol.Gateway.Hosting;
 using OrleansProtocol.Samples;
+using OrleansProtocol.Samples.Resp;
 
 // The gateway host: one silo serving the samples — Echo on 127.0.0.1:7000, the seed's length-prefixed string receiver
 // on 5566 (framed by the grain) and 5567 (framed by the gateway), a line chat across silos on 7001, and a line protocol
-// that upgrades to the string receiver (SetProtocol) on 7002 — plus health endpoints for Kubernetes.
+// that upgrades to the string receiver (SetProtocol) on 7002, a Redis-compatible server on 6380 — plus health endpoints
+// for Kubernetes.
 // Everything comes from appsettings.json, environment variables (OrleansProtocol__Listeners__echo__Port=7100) or the
 // command line (--OrleansProtocol:Listeners:echo:Port=7100). Clustering:Provider picks the membership provider:
 // Localhost (default; several silos on one machine with Clustering:PrimarySiloPort) or Redis. Telemetry:Exporters
@@ -41,6 +43,10 @@ builder.UseOrleans(silo =>
         o.Framing = new FramingOptions { Kind = FramingKind.LengthPrefixed, PrefixLength = 4, BigEndian = false, MaxFrameSize = 99_999 });
     Listener<ChatGrain>("chat", 7001);
     Listener<LineUpgradeGrain>("upgrade", 7002);
+
+    // A Redis-compatible server (RESP2) on 6380, beside a Redis that may already use 6379.
+    silo.Services.Configure<RespOptions>(configuration.GetSection("Resp"));
+    Listener<RespGrain>("resp", 6380, RespOptions.ConfigureListener);
 });
 builder.Services.AddTelemetryFromConfiguration(configuration);
 builder.Services.AddHealthChecks().AddCheck<GatewayHealthCheck>("gateway", tags: ["ready"]);

@@ -34,6 +34,7 @@ public abstract partial class ProtocolGrain : Grain, IProtocolGrain, IProtocolCo
     private UnsolicitedSender<TransportBatch>? _sender;
     private bool _lostDelivered;
     private bool _keepOpen;
+    private int _framesTaken;
     private Diagnostics.ConnectionGrainCounters? _counters;
     private Diagnostics.ConnectionGrainCounters.Counts? _counts;
 
@@ -64,6 +65,26 @@ public abstract partial class ProtocolGrain : Grain, IProtocolGrain, IProtocolCo
     /// <exception cref="NotSupportedException">By default: a framed listener needs a protocol that overrides this.</exception>
     protected virtual Task FrameReceived(ReadOnlyMemory<byte> frame) =>
         throw new NotSupportedException($"{GetType().Name} serves a framed listener but does not override FrameReceived.");
+
+    /// <summary>
+    /// Whole frames that arrived together (a pipelined burst), in order, on a framed listener. By default calls
+    /// <see cref="FrameReceived"/> for each, stopping early when the protocol pauses reading or closes. Override to handle
+    /// a burst at once — one lookup for many requests, one write for their replies — and return how many frames were
+    /// taken: the rest are delivered again, first, when reading resumes.
+    /// </summary>
+    /// <param name="frames">The frames' bodies (at least one); the grain owns them.</param>
+    /// <returns>How many frames, from the first, the protocol took.</returns>
+    protected virtual async Task<int> FramesReceived(ReadOnlyMemory<byte>[] frames)
+    {
+        var taken = 0;
+        while (taken < frames.Length && Transport.IsReading)
+        {
+            await FrameReceived(frames[taken]);
+            taken++;
+        }
+
+        return taken;
+    }
 
     /// <summary>
     /// The peer shut down its write side (asyncio <c>eof_received</c>). Return false (the default) to let the
@@ -133,14 +154,10 @@ public abstract partial class ProtocolGrain : Grain, IProtocolGrain, IProtocolCo
             return refused;
         }
 
-        // Frame by frame; a protocol that pauses reading (or closes) mid-batch leaves the rest to the gateway.
-        var taken = 0;
-        while (taken < frames.Length && _transport!.IsReading)
-        {
-            await RunCallback(nameof(FrameReceived), static (g, f) => g.FrameReceived(f), frames[taken]);
-            taken++;
-        }
-
+        // A protocol that pauses reading (or closes) mid-batch leaves the rest to the gateway.
+        _framesTaken = 0;
+        await RunCallback(nameof(FramesReceived), static async (g, f) => g._framesTaken = await g.FramesReceived(f), frames);
+        var taken = Math.Clamp(_framesTaken, 0, frames.Length);
         var deferred = taken < frames.Length && !_transport!.IsClosing;
         return Reply(deferred ? ProtocolReplyStatus.Deferred : ProtocolReplyStatus.Accepted, framesTaken: taken);
     }

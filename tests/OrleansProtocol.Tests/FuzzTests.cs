@@ -1,6 +1,7 @@
 using System.Buffers;
 using OrleansProtocol.Framing;
 using OrleansProtocol.Gateway.Connections;
+using OrleansProtocol.Samples.Resp;
 using OrleansProtocol.Tests.Infrastructure;
 using Xunit.Abstractions;
 
@@ -94,9 +95,12 @@ public sealed class FuzzTests(ITestOutputHelper output)
         Assert.Equal(3, outcomes.Count);
     }
 
-    private static (List<byte[]> Frames, FrameReadStatus Last) ReadAll(FrameFormat format, ReadOnlySequence<byte> buffer)
+    private static (List<byte[]> Frames, FrameReadStatus Last) ReadAll(FrameFormat format, ReadOnlySequence<byte> buffer) =>
+        ReadAll(new FrameDecoder(format), buffer, MaxFrameSize);
+
+    /// <summary>Reads frames until the decoder stops, asserting it makes progress and keeps frames within <paramref name="maxFrame"/>.</summary>
+    internal static (List<byte[]> Frames, FrameReadStatus Last) ReadAll(IFrameDecoder decoder, ReadOnlySequence<byte> buffer, long maxFrame)
     {
-        var decoder = new FrameDecoder(format);
         var frames = new List<byte[]>();
         while (true)
         {
@@ -108,15 +112,18 @@ public sealed class FuzzTests(ITestOutputHelper output)
 
             // Progress, never past the input, and never a frame over the limit.
             Assert.InRange(consumed, 1, buffer.Length);
-            Assert.InRange(frame.Length, 0, MaxFrameSize);
+            Assert.InRange(frame.Length, 0, maxFrame);
             frames.Add(frame.ToArray());
             buffer = buffer.Slice(consumed);
         }
     }
 
-    private static (List<byte[]> Frames, FrameReadStatus Last) ReadByteByByte(FrameFormat format, byte[] input)
+    private static (List<byte[]> Frames, FrameReadStatus Last) ReadByteByByte(FrameFormat format, byte[] input) =>
+        ReadByteByByte(new FrameDecoder(format), input);
+
+    /// <summary>Feeds one decoder the input a byte more at a time, as a trickling peer.</summary>
+    internal static (List<byte[]> Frames, FrameReadStatus Last) ReadByteByByte(IFrameDecoder decoder, byte[] input)
     {
-        var decoder = new FrameDecoder(format);
         var frames = new List<byte[]>();
         var start = 0;
         var status = FrameReadStatus.NeedMoreData;
@@ -130,6 +137,58 @@ public sealed class FuzzTests(ITestOutputHelper output)
         }
 
         return (frames, status);
+    }
+
+    [Fact]
+    public void The_RESP_decoder_takes_random_and_mutated_streams_with_only_documented_outcomes_and_always_progress()
+    {
+        var random = new Random(13);
+        var format = new FrameFormat { Kind = FramingKind.Custom, MaxFrameSize = MaxFrameSize };
+        var outcomes = new Dictionary<FrameReadStatus, int>();
+        for (var i = 0; i < Inputs / 4; i++)
+        {
+            var input = i % 2 == 0 ? RandomBytes(random, 96) : Mutate(random, RespCommands(random));
+            var decoder = new RespFrameDecoder(format);
+            var (frames, status) = ReadAll(decoder, Sequences.SplitAtRandom(random, input), MaxFrameSize);
+            outcomes[status] = outcomes.GetValueOrDefault(status) + 1;
+            if (status is FrameReadStatus.TooLarge or FrameReadStatus.Invalid)
+            {
+                Assert.StartsWith("Protocol error: ", decoder.Problem);
+            }
+
+            // Every frame parses back to arguments; incremental reads find exactly the same frames.
+            Assert.All(frames, f => RespCommand.Parse(f));
+            if (i % 64 == 1)
+            {
+                Assert.Equal(frames, ReadByteByByte(new RespFrameDecoder(format), input).Frames);
+            }
+        }
+
+        output.WriteLine($"{Inputs / 4} inputs: {string.Join(", ", outcomes.Select(o => $"{o.Key} {o.Value}"))}");
+        Assert.Equal(3, outcomes.Count);
+    }
+
+    /// <summary>A few commands, arrays of bulk strings or inline lines.</summary>
+    private static byte[] RespCommands(Random random)
+    {
+        var writer = new ArrayBufferWriter<byte>();
+        for (var commands = random.Next(1, 4); commands > 0; commands--)
+        {
+            if (random.Next(4) == 0)
+            {
+                writer.Write("PING hello\r\n"u8);
+                continue;
+            }
+
+            var count = random.Next(0, 4);
+            RespReply.ArrayHeader(writer, count);
+            for (var a = 0; a < count; a++)
+            {
+                RespReply.Bulk(writer, RandomBytes(random, 60));
+            }
+        }
+
+        return writer.WrittenSpan.ToArray();
     }
 
     private static byte[] RandomBytes(Random random, int maxLength)

@@ -19,10 +19,42 @@ public enum FrameReadStatus
 }
 
 /// <summary>
+/// Cuts a connection's byte stream into frames: the built-in <see cref="FrameDecoder"/>, or a listener's own (the role
+/// SuperSocket's pipeline filters and DotNetty's <c>ByteToMessageDecoder</c> play). The gateway makes one per
+/// connection and runs it on each read, with the same limits as the built-in framings: the receive rate is timed while
+/// it needs more data, and <see cref="FrameReadStatus.TooLarge"/> or <see cref="FrameReadStatus.Invalid"/> close the
+/// connection (through the grain's <c>CloseRequested</c>, so the protocol can answer with its own error first).
+/// </summary>
+/// <remarks>
+/// <para>The contract, which the gateway enforces where it can:</para>
+/// <list type="bullet">
+/// <item>Called with the bytes from the start of the next frame: after <see cref="FrameReadStatus.NeedMoreData"/> the
+/// next call starts at the same byte with more behind it, so a decoder may remember how far it has validated.</item>
+/// <item>On <see cref="FrameReadStatus.Frame"/>, <c>consumed</c> is at least 1 and the frame lies within those bytes
+/// (a decoder that does not make progress is taken as <see cref="FrameReadStatus.Invalid"/>).</item>
+/// <item>Decide <see cref="FrameReadStatus.TooLarge"/> from headers, before the body is buffered. As a backstop the
+/// gateway closes a connection whose decoder still needs more data with more than <see cref="FrameFormat.MaxFrameSize"/>
+/// bytes in hand.</item>
+/// <item>Called by one connection's pump at a time; the grain receives a copy of each frame.</item>
+/// </list>
+/// </remarks>
+public interface IFrameDecoder
+{
+    /// <summary>
+    /// Looks for one frame at the start of <paramref name="buffer"/>. On <see cref="FrameReadStatus.Frame"/>,
+    /// <paramref name="frame"/> is what the grain receives and <paramref name="consumed"/> the bytes it took.
+    /// </summary>
+    FrameReadStatus TryRead(ReadOnlySequence<byte> buffer, out ReadOnlySequence<byte> frame, out long consumed);
+
+    /// <summary>After <see cref="FrameReadStatus.TooLarge"/> or <see cref="FrameReadStatus.Invalid"/>: what was wrong, for the log and the grain's <c>CloseRequested</c>.</summary>
+    string? Problem { get; }
+}
+
+/// <summary>
 /// Cuts a byte stream into frames as a <see cref="FrameFormat"/> says. One per connection: for delimited framing it
 /// remembers how far it has already searched, so a frame trickling in byte by byte is scanned once, not once per byte.
 /// </summary>
-public sealed class FrameDecoder
+public sealed class FrameDecoder : IFrameDecoder
 {
     private static readonly byte[] LineDelimiter = "\n"u8.ToArray();
 
@@ -36,9 +68,9 @@ public sealed class FrameDecoder
     {
         ArgumentNullException.ThrowIfNull(format);
         FrameCodec.Validate(format);
-        if (format.Kind == FramingKind.Raw)
+        if (format.Kind is FramingKind.Raw or FramingKind.Custom)
         {
-            throw new ArgumentException("Raw streams have no frames.", nameof(format));
+            throw new ArgumentException($"{format.Kind} framing has no built-in decoder.", nameof(format));
         }
 
         _format = format;
@@ -47,6 +79,9 @@ public sealed class FrameDecoder
 
     /// <summary>The length a too-large frame announced (its prefix's value), or -1 when no delimiter was found in time.</summary>
     public long AnnouncedLength { get; private set; } = -1;
+
+    /// <inheritdoc />
+    public string? Problem { get; private set; }
 
     /// <summary>
     /// Looks for one frame at the start of <paramref name="buffer"/>. On <see cref="FrameReadStatus.Frame"/>,
@@ -77,6 +112,7 @@ public sealed class FrameDecoder
         if (value > (ulong)int.MaxValue)
         {
             AnnouncedLength = value > long.MaxValue ? long.MaxValue : (long)value;
+            Problem = $"A frame of {value} bytes exceeds the maximum of {_format.MaxFrameSize} bytes.";
             return FrameReadStatus.TooLarge;
         }
 
@@ -84,12 +120,14 @@ public sealed class FrameDecoder
         if (bodyLength < 0)
         {
             AnnouncedLength = (long)value;
+            Problem = $"A length prefix of {value} adjusts to a negative frame length.";
             return FrameReadStatus.Invalid;
         }
 
         if (bodyLength > _format.MaxFrameSize)
         {
             AnnouncedLength = bodyLength;
+            Problem = $"A frame of {bodyLength} bytes exceeds the maximum of {_format.MaxFrameSize} bytes.";
             return FrameReadStatus.TooLarge;
         }
 
@@ -114,6 +152,7 @@ public sealed class FrameDecoder
             _searched = limit;
             if (limit == (long)_format.MaxFrameSize + _delimiter.Length)
             {
+                Problem = $"No delimiter within the maximum frame size of {_format.MaxFrameSize} bytes.";
                 return FrameReadStatus.TooLarge;
             }
 
@@ -130,6 +169,7 @@ public sealed class FrameDecoder
 
         if (bodyLength > _format.MaxFrameSize)
         {
+            Problem = $"A frame of {bodyLength} bytes exceeds the maximum of {_format.MaxFrameSize} bytes.";
             return FrameReadStatus.TooLarge;
         }
 
@@ -233,6 +273,8 @@ public static class FrameCodec
                 write(payload);
                 write(format.Delimiter);
                 break;
+            case FramingKind.Custom:
+                throw new InvalidOperationException("A custom framing has no built-in encoder; write each encoded frame with Write.");
             default:
                 throw new InvalidOperationException("The connection is not framed; use Write.");
         }

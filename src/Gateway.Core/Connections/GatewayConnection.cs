@@ -37,7 +37,8 @@ internal sealed partial class GatewayConnection
     private readonly int _maxDataReceivedSize;
     private readonly bool _readWhileWritingPaused;
     private readonly byte[] _refusalMessage;
-    private readonly FrameDecoder? _decoder;
+    private readonly IFrameDecoder? _decoder;
+    private readonly long _maxBufferedFrame;
     private readonly ConnectionSiting _siting;
     private readonly GatewayMetrics _metrics;
     private readonly (IReadOnlyList<IPNetwork> Trusted, TimeSpan Timeout)? _proxy;
@@ -94,6 +95,7 @@ internal sealed partial class GatewayConnection
         _input = context.Transport.Input;
         _grainFactory = grainFactory;
         _maxDataReceivedSize = options.MaxDataReceivedSize;
+        _maxBufferedFrame = options.Framing.MaxFrameSize + 16L + options.Framing.DelimiterBytes.Length;
         _flow = new WriteFlow(options.MaxWriteBufferSize);
         _readWhileWritingPaused = options.ReadWhileWritingPaused;
         _refusalMessage = options.RefusalMessage is { Length: > 0 } refusal ? System.Text.Encoding.UTF8.GetBytes(refusal) : [];
@@ -105,7 +107,7 @@ internal sealed partial class GatewayConnection
         // lets anyone find the connection in that listener's directory by id alone.
         var id = $"{listenerName}/{Guid.CreateVersion7():N}";
         var framing = options.Framing.ToFormat();
-        _decoder = framing.Kind == FramingKind.Raw ? null : new FrameDecoder(framing);
+        _decoder = options.Framing.CreateDecoder(framing);
         Info = new ConnectionInfo(id, listenerName, context.LocalEndPoint as IPEndPoint, context.RemoteEndPoint as IPEndPoint)
         {
             Framing = framing,
@@ -582,6 +584,7 @@ internal sealed partial class GatewayConnection
         long consumed = 0;
         long batchBytes = 0;
         var status = FrameReadStatus.NeedMoreData;
+        string? problem = null;
         while (batchBytes < _maxDataReceivedSize && (frames?.Count ?? 0) < MaxFramesPerCall)
         {
             status = _decoder!.TryRead(buffer.Slice(consumed), out var frame, out var frameLength);
@@ -590,9 +593,24 @@ internal sealed partial class GatewayConnection
                 break;
             }
 
+            if (frameLength <= 0 || frameLength > buffer.Length - consumed)
+            {
+                // A decoder that makes no progress (or claims bytes it was not given) would spin or corrupt the stream.
+                status = FrameReadStatus.Invalid;
+                problem = $"The listener's decoder returned a frame consuming {frameLength} of {buffer.Length - consumed} bytes.";
+                break;
+            }
+
             (frames ??= []).Add(frame.ToArray());
             consumed += frameLength;
             batchBytes += frame.Length;
+        }
+
+        if (status == FrameReadStatus.NeedMoreData && buffer.Length - consumed > _maxBufferedFrame)
+        {
+            // The backstop for a decoder that does not decide TooLarge from its headers: memory stays bounded.
+            status = FrameReadStatus.TooLarge;
+            problem = $"The listener's decoder needed more than {buffer.Length - consumed} bytes for one frame, over the maximum of {Info.Framing.MaxFrameSize} bytes.";
         }
 
         var truncatedByEof = frames is null && status == FrameReadStatus.NeedMoreData && result.IsCompleted;
@@ -627,11 +645,9 @@ internal sealed partial class GatewayConnection
 
         if (status is FrameReadStatus.TooLarge or FrameReadStatus.Invalid)
         {
-            var detail = status == FrameReadStatus.Invalid
-                ? $"A length prefix of {_decoder!.AnnouncedLength} adjusts to a negative frame length."
-                : _decoder!.AnnouncedLength >= 0
-                    ? $"A frame of {_decoder.AnnouncedLength} bytes exceeds the maximum of {Info.Framing.MaxFrameSize} bytes."
-                    : $"No delimiter within the maximum frame size of {Info.Framing.MaxFrameSize} bytes.";
+            var detail = problem ?? _decoder!.Problem ?? (status == FrameReadStatus.Invalid
+                ? "The listener's decoder found an invalid frame."
+                : $"A frame exceeds the maximum of {Info.Framing.MaxFrameSize} bytes.");
             LogRejection("frame_rejected", detail, GatewayLog.FrameRejected);
             _metrics.FrameOverLimit(Info.ListenerName);
 

@@ -63,6 +63,11 @@ internal sealed class ProtocolListenerOptionsValidator : IValidateOptions<Protoc
             failures.Add($"{prefix} Framing: {problem}");
         }
 
+        if (options.Framing.Kind == FramingKind.Custom && options.Framing.Decoder is null)
+        {
+            failures.Add($"{prefix} Framing: Custom framing needs a Decoder, set in code (Framing.Decoder = format => new MyDecoder(format)).");
+        }
+
         if (options.ProxyProtocol)
         {
             var networks = ProtocolListenerOptions.SplitList(options.ProxyTrustedNetworks);

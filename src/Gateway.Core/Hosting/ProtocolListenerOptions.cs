@@ -1,4 +1,5 @@
 using System.Net;
+using OrleansProtocol.Framing;
 
 namespace OrleansProtocol.Gateway;
 
@@ -216,8 +217,28 @@ public enum ConnectionPlacement
 /// <summary>A listener's framing, bindable from configuration.</summary>
 public sealed class FramingOptions
 {
-    /// <summary>Raw (default), LengthPrefixed, Line or Delimited.</summary>
+    /// <summary>Raw (default), LengthPrefixed, Line, Delimited, or Custom (with <see cref="Decoder"/>).</summary>
     public FramingKind Kind { get; set; }
+
+    /// <summary>
+    /// Custom: makes the decoder of one connection (called once per connection, with the listener's
+    /// <see cref="FrameFormat"/>). Set in code; setting it makes <see cref="Kind"/> Custom. The gateway runs it under
+    /// the same limits as the built-in framings (see <see cref="IFrameDecoder"/>).
+    /// </summary>
+    public Func<FrameFormat, IFrameDecoder>? Decoder
+    {
+        get => _decoder;
+        set
+        {
+            _decoder = value;
+            if (value is not null)
+            {
+                Kind = FramingKind.Custom;
+            }
+        }
+    }
+
+    private Func<FrameFormat, IFrameDecoder>? _decoder;
 
     /// <summary>LengthPrefixed: bytes in the length prefix, 1, 2, 4 or 8. Defaults to 4.</summary>
     public int PrefixLength { get; set; } = 4;
@@ -245,6 +266,14 @@ public sealed class FramingOptions
         LengthAdjustment = format.LengthAdjustment,
         Delimiter = format.Delimiter is { } d ? System.Text.Encoding.UTF8.GetString(d) : null,
         MaxFrameSize = format.MaxFrameSize,
+    };
+
+    /// <summary>One connection's decoder, or null for a raw listener.</summary>
+    internal IFrameDecoder? CreateDecoder(FrameFormat format) => Kind switch
+    {
+        FramingKind.Raw => null,
+        FramingKind.Custom => Decoder?.Invoke(format) ?? throw new InvalidOperationException("Custom framing needs a Decoder."),
+        _ => new FrameDecoder(format),
     };
 
     internal byte[] DelimiterBytes => Delimiter is null ? [] : System.Text.Encoding.UTF8.GetBytes(Delimiter);
