@@ -4,6 +4,7 @@ using Orleans.Runtime.Placement;
 using Orleans.TestingHost;
 using OrleansProtocol.Gateway;
 using OrleansProtocol.Samples;
+using OrleansProtocol.Samples.Resp;
 using OrleansProtocol.Tests.Infrastructure;
 using OrleansProtocol.Tests.TestGrains;
 
@@ -31,6 +32,11 @@ public sealed class ThreeSiloFixture : IAsyncLifetime
         {
             silo.Services.AddSingleton(Recorder);
             silo.AddProtocolListener<ChatGrain>("chat", o => o.Port = 0);
+            silo.AddProtocolListener<RespGrain>("resp", o =>
+            {
+                o.Port = 0;
+                RespOptions.ConfigureListener(o);
+            });
             silo.AddProtocolListener<EchoGrain>("remote-echo", o =>
             {
                 o.Port = 0;
