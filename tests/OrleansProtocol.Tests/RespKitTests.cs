@@ -44,6 +44,17 @@ public sealed class RespKitTests
         await using var other = host.Connect();
         await other.WriteAsync(Command("GET", "k") + Command("GET", "n"));
         await ExpectAsync(other, "$1\r\nw\r\n$2\r\n41\r\n");
+
+        // CLIENT LIST shows every connection of the listener with the name it gave itself.
+        await using var named = host.Connect();
+        await named.WriteAsync(Command("CLIENT", "SETNAME", "worker-7"));
+        await ExpectAsync(named, "+OK\r\n");
+        await other.WriteAsync(Command("CLIENT", "LIST"));
+        var header = await other.ReadLineAsync();
+        var list = Encoding.UTF8.GetString(await other.ReadExactlyAsync(int.Parse(header![1..], System.Globalization.CultureInfo.InvariantCulture) + 2));
+        Assert.Equal(2, list.TrimEnd().Split('\n').Length);
+        Assert.Contains($"addr={named.LocalEndPoint} ", list);
+        Assert.Contains(" name=worker-7 db=0", list);
     }
 
     [Fact]

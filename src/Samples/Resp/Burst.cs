@@ -26,6 +26,10 @@ internal sealed class Burst(RespOptions options)
     }
 
     private readonly List<Part> _parts = [];
+
+    // GetGrain resolves the interface's grain type through its attributes on every call: the references are kept.
+    private const int MaxCachedGrains = 1024;
+    private readonly Dictionary<string, IRespKeyspaceGrain> _grains = new(StringComparer.Ordinal);
     private readonly Dictionary<string, List<(byte[][] Command, Part Part, int Index)>> _byGrain = new(StringComparer.Ordinal);
 
     public bool IsEmpty => _parts.Count == 0;
@@ -65,7 +69,18 @@ internal sealed class Burst(RespOptions options)
             byte[][] replies;
             try
             {
-                replies = await grains.GetGrain<IRespKeyspaceGrain>(pair.Key).Execute([.. pair.Value.Select(c => c.Command)]);
+                if (!_grains.TryGetValue(pair.Key, out var grain))
+                {
+                    if (_grains.Count >= MaxCachedGrains)
+                    {
+                        // A grain per key: a connection touching many keys keeps only the latest references.
+                        _grains.Clear();
+                    }
+
+                    _grains[pair.Key] = grain = grains.GetGrain<IRespKeyspaceGrain>(pair.Key);
+                }
+
+                replies = await grain.Execute([.. pair.Value.Select(c => c.Command)]);
             }
             catch (Exception ex)
             {

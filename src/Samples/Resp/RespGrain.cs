@@ -47,6 +47,7 @@ public sealed class RespGrain(IOptions<RespOptions> options) : ProtocolGrain, IR
     private readonly ArrayBufferWriter<byte> _output = new(256);
     private readonly List<string> _channels = [];
     private string _name = "";
+    private Burst? _burst;
 
     /// <inheritdoc />
     public Task<string> GetName() => Task.FromResult(_name);
@@ -54,7 +55,8 @@ public sealed class RespGrain(IOptions<RespOptions> options) : ProtocolGrain, IR
     /// <inheritdoc />
     protected override async Task<int> FramesReceived(ReadOnlyMemory<byte>[] frames)
     {
-        var burst = new Burst(_options);
+        var burst = _burst ??= new Burst(_options);
+        burst.Clear();
         for (var i = 0; i < frames.Length; i++)
         {
             var arguments = RespCommand.Parse(frames[i]);
@@ -288,7 +290,7 @@ public sealed class RespGrain(IOptions<RespOptions> options) : ProtocolGrain, IR
         var connections = await GrainFactory.ListConnectionsAsync(Transport.Connection.ListenerName);
         var names = await Task.WhenAll(connections.Select(c => c.ConnectionId == Transport.Connection.ConnectionId
             ? Task.FromResult(_name)
-            : GrainFactory.GetGrain<IRespClient>(c.ConnectionId).GetName()));
+            : GrainFactory.GetGrain<IRespClient>(GrainId.Create(c.GrainType!, c.ConnectionId)).GetName()));
         var text = new StringBuilder();
         for (var i = 0; i < connections.Length; i++)
         {

@@ -216,9 +216,24 @@ public sealed class RespKeyspaceGrain : Grain, IRespKeyspaceGrain
 
     private void Deadline(string key, long expiresAt)
     {
-        if (expiresAt >= 0)
+        if (expiresAt < 0)
         {
-            _deadlines.Enqueue(key, expiresAt);
+            return;
+        }
+
+        _deadlines.Enqueue(key, expiresAt);
+        if (_deadlines.Count > 1024 + (2 * _entries.Count))
+        {
+            // Mostly stale (one key given a new deadline again and again): rebuilt from the live entries, so the queue
+            // stays within twice the keys held.
+            _deadlines.Clear();
+            foreach (var (name, entry) in _entries)
+            {
+                if (entry.ExpiresAt >= 0)
+                {
+                    _deadlines.Enqueue(name, entry.ExpiresAt);
+                }
+            }
         }
     }
 
