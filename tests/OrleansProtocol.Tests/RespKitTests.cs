@@ -157,6 +157,16 @@ public sealed class RespKitTests
         await ExpectAsync(first, ":0\r\n");
         await subscriber.WriteAsync(Command("ECHO", "back"));
         await ExpectAsync(subscriber, "$4\r\nback\r\n");
+
+        // Give-back: a subscriber that goes away without unsubscribing leaves no channel grain behind.
+        await using var leaver = host.Connect();
+        await leaver.WriteAsync(Command("SUBSCRIBE", "gone"));
+        await ExpectAsync(leaver, "*3\r\n$9\r\nsubscribe\r\n$4\r\ngone\r\n:1\r\n");
+        leaver.Reset();
+        var management = host.Cluster.Client.GetGrain<IManagementGrain>(0);
+        await Poll.UntilAsync(async () => (await management.GetSimpleGrainStatistics())
+            .Where(s => s.GrainType.Contains(nameof(RespChannelGrain), StringComparison.Ordinal)).Sum(s => s.ActivationCount) == 0,
+            () => "a channel grain is still active");
     }
 
     [Fact]
