@@ -10,7 +10,7 @@ using OrleansProtocol.Gateway.Hosting;
 using OrleansProtocol.Samples;
 using OrleansProtocol.Samples.Resp;
 
-// The gateway host: one silo serving the samples — Echo on 127.0.0.1:7000, the seed's length-prefixed string receiver
+// The gateway host: one silo serving the samples — Echo on 127.0.0.1:7000 (TCP and UDP), the seed's length-prefixed string receiver
 // on 5566 (framed by the grain) and 5567 (framed by the gateway), a line chat across silos on 7001, and a line protocol
 // that upgrades to the string receiver (SetProtocol) on 7002, a Redis-compatible server on 6380 — plus health endpoints
 // for Kubernetes.
@@ -38,6 +38,13 @@ builder.UseOrleans(silo =>
         });
 
     Listener<EchoGrain>("echo", 7000);
+
+    // RFC 862 echo over UDP too, on the same port number as the TCP one.
+    silo.AddDatagramEndpoint<EchoDatagramGrain>("echo-udp", o =>
+    {
+        o.Port = 7000 + offset;
+        configuration.GetSection("OrleansProtocol:Datagrams:echo-udp").Bind(o);
+    });
     Listener<StringReceiverGrain>("string-receiver", 5566);
     Listener<FramedStringReceiverGrain>("framed-string-receiver", 5567, o =>
         o.Framing = new FramingOptions { Kind = FramingKind.LengthPrefixed, PrefixLength = 4, BigEndian = false, MaxFrameSize = 99_999 });

@@ -16,10 +16,12 @@ public sealed class GatewayHostTests
     {
         var healthPort = TestPorts.Free();
         using var host = StartHost(healthPort);
-        var endPoints = await host.WaitForListenersAsync("echo", "string-receiver", "framed-string-receiver", "chat", "upgrade");
+        var endPoints = await host.WaitForListenersAsync("echo", "string-receiver", "framed-string-receiver", "chat", "upgrade", "resp");
         Assert.Equal(7000, endPoints["echo"].Port - HostPortOffset);
         Assert.Equal(5566, endPoints["string-receiver"].Port - HostPortOffset);
         Assert.Equal(7001, endPoints["chat"].Port - HostPortOffset);
+        Assert.Equal(6380, endPoints["resp"].Port - HostPortOffset);
+        await host.WaitForOutputAsync($"Datagram endpoint echo-udp serving echodatagram on udp://127.0.0.1:{7000 + HostPortOffset}");
 
         // The health endpoint's HTTP server starts after the silo; the host says when everything has started.
         await host.WaitForOutputAsync("Application started");
@@ -34,6 +36,13 @@ public sealed class GatewayHostTests
         {
             await echo.SendAsync("hello echo\n");
             Assert.Equal("hello echo", await echo.ReadLineAsync());
+        }
+
+        // UDP echo on the same port number, from outside (nc -u), and the RESP server answering redis-cli.
+        Assert.Equal("hello udp", await RunUdpEchoAsync(endPoints["echo"].Port, "hello udp"));
+        if (RedisCli.Installed)
+        {
+            Assert.Equal("PONG", await RedisCli.RunAsync(endPoints["resp"], "ping"));
         }
 
         // The seed README's command line, verbatim but for the port.
@@ -123,6 +132,28 @@ public sealed class GatewayHostTests
         finally
         {
             pipeline.Kill(entireProcessTree: true);
+        }
+    }
+
+    /// <summary><c>echo text | nc -u 127.0.0.1 port</c> (a .NET UdpClient without netcat); the first reply datagram.</summary>
+    private static async Task<string> RunUdpEchoAsync(int port, string text)
+    {
+        if (!File.Exists("/usr/bin/nc") && !File.Exists("/bin/nc"))
+        {
+            using var udp = new System.Net.Sockets.UdpClient();
+            await udp.SendAsync(System.Text.Encoding.UTF8.GetBytes(text + "\n"), new IPEndPoint(IPAddress.Loopback, port));
+            return System.Text.Encoding.UTF8.GetString((await udp.ReceiveAsync().WaitAsync(TestTimeouts.Default)).Buffer).TrimEnd('\n');
+        }
+
+        using var nc = Process.Start(new ProcessStartInfo("bash", ["-c", $"echo '{text}' | nc -u 127.0.0.1 {port}"]) { RedirectStandardOutput = true })!;
+        try
+        {
+            // nc -u stays open after its input ends; the echoed line is all we wait for.
+            return (await nc.StandardOutput.ReadLineAsync().WaitAsync(TestTimeouts.Default))!;
+        }
+        finally
+        {
+            nc.Kill(entireProcessTree: true);
         }
     }
 
