@@ -76,5 +76,30 @@ public sealed class DeployManifestTests
         Assert.Contains("port: 7001", service);
         Assert.Contains("kind: PodDisruptionBudget", yaml);
         Assert.Contains("image: redis:7", yaml);
+        Assert.Contains("port: 6380", service);
+        Assert.Matches(new Regex(@"name: echo-udp\s+port: 7000\s+protocol: UDP"), service);
+    }
+
+    [SkippableFact]
+    public async Task Kubernetes_hosting_is_switched_on_with_a_service_account_allowed_exactly_what_Orleans_asks_of_pods()
+    {
+        Skip.IfNot(File.Exists("/usr/bin/kubectl") || File.Exists("/usr/local/bin/kubectl"), "kubectl is not installed on this machine");
+        var documents = Regex.Split(await RenderAsync(), "^---$", RegexOptions.Multiline);
+        var silo = documents.Single(d => d.Contains("kind: Deployment") && d.Contains("name: orleansprotocol\n"));
+        Assert.Matches(new Regex(@"name: Kubernetes__Enabled\s+value: ""true"""), silo);
+        Assert.Contains("serviceAccountName: orleansprotocol", silo);
+
+        // The account, its Role (pods: read, watch, label its own; no delete while DeleteDefunctSiloPods is off) and the binding.
+        static bool Kind(string document, string kind) => Regex.IsMatch(document, $"^kind: {kind}$", RegexOptions.Multiline);
+        var account = documents.Single(d => Kind(d, "ServiceAccount"));
+        Assert.Contains("name: orleansprotocol", account);
+        Assert.Contains("namespace: orleansprotocol", account);
+        var role = documents.Single(d => Kind(d, "Role"));
+        Assert.Matches(new Regex(@"resources:\s+- pods\s+verbs:\s+- get\s+- list\s+- watch\s+- patch\s*$"), role.TrimEnd());
+        Assert.DoesNotContain("delete", role);
+        var binding = documents.Single(d => Kind(d, "RoleBinding"));
+        Assert.Matches(new Regex(@"roleRef:\s+apiGroup: rbac.authorization.k8s.io\s+kind: Role\s+name: orleansprotocol-silo"), binding);
+        Assert.Matches(new Regex(@"subjects:\s+- kind: ServiceAccount\s+name: orleansprotocol"), binding);
+        Assert.DoesNotContain("kind: ClusterRole", string.Concat(documents));
     }
 }

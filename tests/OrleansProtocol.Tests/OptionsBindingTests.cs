@@ -83,4 +83,19 @@ public sealed class OptionsBindingTests
         Assert.Contains("Listener 'chat': FirstDataTimeout 00:00:00 must be positive", host.Output);
         Assert.Contains("ProtocolGateway: DrainTimeout -00:00:01 must not be negative", host.Output);
     }
+
+    [Fact]
+    public async Task Kubernetes_hosting_is_opt_in_and_outside_a_pod_the_host_says_which_variable_is_missing()
+    {
+        // The same host with Kubernetes:Enabled, but without the pod's downward-API variables: refused, with the fix.
+        using var host = GatewayHostProcess.Start(
+            $"--Silo:SiloPort={TestPorts.Free()}",
+            $"--Silo:GatewayPort={TestPorts.Free()}",
+            $"--Health:Urls=http://127.0.0.1:{TestPorts.Free()}",
+            "--OrleansProtocol:PortOffset=20600",
+            "--Kubernetes:Enabled=true");
+        Assert.Equal(2, await host.WaitForExitAsync());
+        Assert.Contains("The gateway did not start: 1 invalid setting(s).", host.Output);
+        Assert.Contains("Set it via the POD_NAMESPACE environment variable", host.Output);
+    }
 }

@@ -13,7 +13,11 @@ public static class ClusteringConfiguration
     /// sets <c>Clustering:PrimarySiloPort</c>) or <c>Redis</c> (<c>Clustering:Redis:ConnectionString</c>). Ports come from
     /// <c>Silo:SiloPort</c> (11111) and <c>Silo:GatewayPort</c> (30000); <c>Silo:AdvertisedIP</c> is the pod IP in
     /// Kubernetes; <c>Orleans:ClusterId</c>/<c>ServiceId</c> name the cluster; <c>Orleans:Membership</c> binds
-    /// <c>ClusterMembershipOptions</c> (failure detection).
+    /// <c>ClusterMembershipOptions</c> (failure detection). <c>Kubernetes:Enabled</c> (default false) adds Orleans'
+    /// Kubernetes hosting: the silo takes its name, address, service and cluster ids from the pod (<c>POD_NAME</c>,
+    /// <c>POD_NAMESPACE</c>, <c>POD_IP</c>, <c>ORLEANS_SERVICE_ID</c>, <c>ORLEANS_CLUSTER_ID</c>), and silos whose pods are
+    /// gone are declared dead at once instead of after the failure detector's probes
+    /// (<c>Kubernetes:DeleteDefunctSiloPods</c> also deletes the pods of silos declared dead).
     /// </summary>
     /// <exception cref="InvalidOperationException">An unknown provider, or Redis without a connection string.</exception>
     public static ISiloBuilder UseClusteringFromConfiguration(this ISiloBuilder silo, IConfiguration configuration)
@@ -31,6 +35,14 @@ public static class ClusteringConfiguration
 #pragma warning disable ORLEANSEXP003 // Experimental in Orleans 10; the alternative breaks live connections.
             silo.AddDistributedGrainDirectory();
 #pragma warning restore ORLEANSEXP003
+        }
+
+        var kubernetes = configuration.GetValue("Kubernetes:Enabled", false);
+        if (kubernetes)
+        {
+            // Needs the pod's service account with the Role in deploy/k8s/rbac.yaml (pods: get, list, watch, patch).
+            silo.UseKubernetesHosting(options => options.Configure(o =>
+                o.DeleteDefunctSiloPods = configuration.GetValue("Kubernetes:DeleteDefunctSiloPods", false)));
         }
 
         var siloPort = configuration.GetValue("Silo:SiloPort", 11111);
@@ -60,7 +72,15 @@ public static class ClusteringConfiguration
                 {
                     o.SiloPort = siloPort;
                     o.GatewayPort = gatewayPort;
-                    o.AdvertisedIPAddress = configuration["Silo:AdvertisedIP"] is { Length: > 0 } ip ? IPAddress.Parse(ip) : IPAddress.Loopback;
+                    if (configuration["Silo:AdvertisedIP"] is { Length: > 0 } ip)
+                    {
+                        o.AdvertisedIPAddress = IPAddress.Parse(ip);
+                    }
+                    else if (!kubernetes)
+                    {
+                        // In Kubernetes hosting left unset: the pod's IP is advertised.
+                        o.AdvertisedIPAddress = IPAddress.Loopback;
+                    }
                     o.SiloListeningEndpoint = new IPEndPoint(IPAddress.Any, siloPort);
                     o.GatewayListeningEndpoint = new IPEndPoint(IPAddress.Any, gatewayPort);
                 });
