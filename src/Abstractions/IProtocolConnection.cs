@@ -77,6 +77,10 @@ public interface IConnectionDirectory : IGrainWithStringKey
     /// <summary>The live connection with that id, or null.</summary>
     [Alias("Find")]
     Task<ConnectionInfo?> Find(string connectionId);
+
+    /// <summary>The live connections of the listener with their gateways' figures (age, bytes, pauses), across every silo.</summary>
+    [Alias("ListStatus")]
+    Task<ConnectionStatus[]> ListStatus();
 }
 
 /// <summary>
@@ -93,4 +97,8 @@ public interface IConnectionRegistry : Orleans.Services.IGrainService
     /// <summary>This silo's live connection with that id, or null.</summary>
     [Alias("Find")]
     Task<ConnectionInfo?> Find(string connectionId);
+
+    /// <summary>This silo's live connections of <paramref name="listenerName"/>, with their figures.</summary>
+    [Alias("ListStatus")]
+    Task<ConnectionStatus[]> ListStatus(string listenerName);
 }

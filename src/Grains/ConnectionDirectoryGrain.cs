@@ -35,6 +35,14 @@ public sealed class ConnectionDirectoryGrain(IConnectionRegistryClient registrie
     }
 
     /// <inheritdoc />
+    public async Task<ConnectionStatus[]> ListStatus()
+    {
+        var listener = this.GetPrimaryKeyString();
+        var answers = await Task.WhenAll(ActiveSilos().Select(silo => Ask(silo, r => r.ListStatus(listener), [])));
+        return [.. answers.SelectMany(a => a)];
+    }
+
+    /// <inheritdoc />
     public async Task<ConnectionInfo?> Find(string connectionId)
     {
         var answers = await Task.WhenAll(ActiveSilos().Select(silo => Ask(silo, r => r.Find(connectionId), null)));

@@ -31,6 +31,10 @@ public static class ProtocolConnections
     public static Task<ConnectionInfo[]> ListConnectionsAsync(this IGrainFactory grains, string listenerName) =>
         grains.GetGrain<IConnectionDirectory>(listenerName).List();
 
+    /// <summary>The live connections of a listener with their gateways' figures (age, bytes each way, pauses), across every silo.</summary>
+    public static Task<ConnectionStatus[]> ListConnectionStatusAsync(this IGrainFactory grains, string listenerName) =>
+        grains.GetGrain<IConnectionDirectory>(listenerName).ListStatus();
+
     /// <summary>
     /// Opens a TCP connection to <paramref name="host"/>:<paramref name="port"/> served by a new
     /// <typeparamref name="TGrain"/> (asyncio <c>create_connection</c>) and returns once it is connected.

@@ -139,6 +139,10 @@ public interface IChatRoomGrain : IGrainWithStringKey
     /// </summary>
     [Alias("Say")]
     Task Say(ConnectionInfo speaker, string nick, string text);
+
+    /// <summary>Queues <c>* text</c> for every member (an announcement from outside the room); returns how many it was queued for.</summary>
+    [Alias("Announce")]
+    Task<int> Announce(string text);
 }
 
 /// <summary>
@@ -190,6 +194,14 @@ public sealed class ChatRoomGrain(ILogger<ChatRoomGrain> logger) : Grain, IChatR
 
         Broadcast(speaker.ConnectionId, $"<{nick}> {text}\n");
         return Task.CompletedTask;
+    }
+
+    /// <inheritdoc />
+    public Task<int> Announce(string text)
+    {
+        var members = _members.Count;
+        Broadcast(from: "", $"* {text}\n");
+        return Task.FromResult(members);
     }
 
     private void Broadcast(string from, string line)

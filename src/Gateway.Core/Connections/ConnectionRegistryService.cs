@@ -15,6 +15,9 @@ internal sealed class ConnectionRegistryService(GrainId id, Silo silo, ILoggerFa
     public Task<ConnectionInfo?> Find(string connectionId) =>
         Task.FromResult(Live().FirstOrDefault(c => c.Id == connectionId)?.Info);
 
+    public Task<ConnectionStatus[]> ListStatus(string listenerName) =>
+        Task.FromResult(Live().Where(c => c.Info.ListenerName == listenerName).Select(c => c.Status()).ToArray());
+
     private IEnumerable<GatewayConnection> Live() =>
         gateway.AllConnections.Where(c => c.Made.IsCompletedSuccessfully && c.Made.Result && !c.Completion.IsCompleted);
 }

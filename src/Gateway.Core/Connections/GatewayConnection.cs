@@ -350,6 +350,19 @@ internal sealed partial class GatewayConnection
     /// <summary>The silo the connection's grain lives on, as it said in its <c>ConnectionMade</c> reply.</summary>
     public string? GrainSilo { get; private set; }
 
+    /// <summary>The connection's figures now (the directory's <c>ListStatus</c>, the live view).</summary>
+    internal ConnectionStatus Status()
+    {
+        lock (_lock)
+        {
+            // Shown as GatewaySilo is (address:port@generation), not as the runtime identity (Saddress:port:generation).
+            var grainSilo = GrainSilo is { Length: > 1 } silo && silo[0] == 'S' && silo.LastIndexOf(':') is > 1 and var colon
+                ? $"{silo[1..colon]}@{silo[(colon + 1)..]}"
+                : GrainSilo;
+            return new ConnectionStatus(Info, grainSilo, Stopwatch.GetElapsedTime(_startTimestamp), Interlocked.Read(ref _bytesReceived), BytesSent, _flow.Paused, _readPaused);
+        }
+    }
+
     /// <summary>The silo's transport observer, where the grain pushes what it does outside callbacks.</summary>
     internal required ITransportObserver Observer { get; init; }
 
