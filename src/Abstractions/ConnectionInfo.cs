@@ -48,6 +48,20 @@ public sealed record ConnectionInfo(
     /// </summary>
     [Id(9)]
     public long InheritedWriteBufferSize { get; init; }
+
+    /// <summary>
+    /// On a Unix domain socket: this end's path, as asyncio's <c>sockname</c> (the listener's socket file on a server
+    /// connection, empty on a client one); null on TCP, where <see cref="LocalEndPoint"/> says it.
+    /// </summary>
+    [Id(10)]
+    public string? LocalPath { get; init; }
+
+    /// <summary>
+    /// On a Unix domain socket: the peer's path, as asyncio's <c>peername</c> (empty on a server connection, whose
+    /// clients are unnamed; the socket file connected to on a client one); null on TCP.
+    /// </summary>
+    [Id(11)]
+    public string? RemotePath { get; init; }
 }
 
 /// <summary>What TLS negotiated on a connection (asyncio's <c>ssl_object</c> details).</summary>

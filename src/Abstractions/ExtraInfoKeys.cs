@@ -5,10 +5,10 @@ namespace OrleansProtocol;
 /// </summary>
 public static class ExtraInfoKeys
 {
-    /// <summary>The peer's address: an <see cref="System.Net.IPEndPoint"/> (asyncio returns a (host, port) tuple).</summary>
+    /// <summary>The peer's address: an <see cref="System.Net.IPEndPoint"/> (asyncio returns a (host, port) tuple); on a Unix socket a path <see cref="string"/>, empty for an unnamed client, as asyncio.</summary>
     public const string PeerName = "peername";
 
-    /// <summary>The gateway's local address of the socket: an <see cref="System.Net.IPEndPoint"/>.</summary>
+    /// <summary>The gateway's local address of the socket: an <see cref="System.Net.IPEndPoint"/>; on a Unix socket its path <see cref="string"/>.</summary>
     public const string SockName = "sockname";
 
     /// <summary>TLS only: the negotiated protocol version, a <see cref="string"/> such as <c>TLSv1.3</c> (asyncio <c>ssl_object.version()</c>).</summary>

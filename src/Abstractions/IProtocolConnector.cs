@@ -41,6 +41,21 @@ public sealed record ConnectRequest(
     [Id(5)]
     public ClientTls? Tls { get; init; }
 
+    /// <summary>
+    /// Connect to the Unix domain socket at this path instead of <see cref="Host"/>:<see cref="Port"/> (asyncio
+    /// <c>create_unix_connection</c>); the connection reports it as <c>peername</c>. Null for TCP.
+    /// </summary>
+    [Id(6)]
+    public string? UnixSocketPath { get; init; }
+
+    /// <summary>Where the request connects to, for messages: <c>host:port</c> or <c>unix:path</c>.</summary>
+    public string Target => UnixSocketPath is { } path ? $"unix:{path}" : $"{Host}:{Port}";
+
+    /// <summary>A request for <typeparamref name="TGrain"/> to serve a connection to the Unix domain socket at <paramref name="path"/>.</summary>
+    public static ConnectRequest ForUnix<TGrain>(string path)
+        where TGrain : IProtocolGrain =>
+        For<TGrain>("", 0) with { UnixSocketPath = path };
+
     /// <summary>A request for <typeparamref name="TGrain"/> to serve a connection to <paramref name="host"/>:<paramref name="port"/>.</summary>
     public static ConnectRequest For<TGrain>(string host, int port)
         where TGrain : IProtocolGrain =>

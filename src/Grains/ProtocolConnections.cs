@@ -36,6 +36,20 @@ public static class ProtocolConnections
         grains.GetGrain<IConnectionDirectory>(listenerName).ListStatus();
 
     /// <summary>
+    /// Opens a connection to the Unix domain socket at <paramref name="path"/> served by a new <typeparamref name="TGrain"/>
+    /// (asyncio <c>create_unix_connection</c>) and returns once it is connected.
+    /// </summary>
+    /// <exception cref="ProtocolConnectException">Refused, missing or timed out; nothing is left behind.</exception>
+    public static Task<ConnectionInfo> CreateUnixConnectionAsync<TGrain>(this IGrainFactory grains, string path, Func<ConnectRequest, ConnectRequest>? configure = null)
+        where TGrain : IProtocolGrain
+    {
+        ArgumentNullException.ThrowIfNull(grains);
+        ArgumentException.ThrowIfNullOrEmpty(path);
+        var request = ConnectRequest.ForUnix<TGrain>(path);
+        return grains.GetGrain<IProtocolConnector>(0).Connect(configure?.Invoke(request) ?? request);
+    }
+
+    /// <summary>
     /// Opens a TCP connection to <paramref name="host"/>:<paramref name="port"/> served by a new
     /// <typeparamref name="TGrain"/> (asyncio <c>create_connection</c>) and returns once it is connected.
     /// </summary>

@@ -303,8 +303,8 @@ public sealed class ProtocolTransport
     /// </summary>
     public object? GetExtraInfo(string name, object? defaultValue = null) => name switch
     {
-        ExtraInfoKeys.PeerName => Connection.RemoteEndPoint ?? defaultValue,
-        ExtraInfoKeys.SockName => Connection.LocalEndPoint ?? defaultValue,
+        ExtraInfoKeys.PeerName => (object?)Connection.RemoteEndPoint ?? Connection.RemotePath ?? defaultValue,
+        ExtraInfoKeys.SockName => (object?)Connection.LocalEndPoint ?? Connection.LocalPath ?? defaultValue,
         ExtraInfoKeys.SslProtocol => Connection.Tls?.Protocol ?? defaultValue,
         ExtraInfoKeys.Cipher => Connection.Tls?.Cipher ?? defaultValue,
         ExtraInfoKeys.PeerCert => Connection.Tls?.PeerCertificate is { } der

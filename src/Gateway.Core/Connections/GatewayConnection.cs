@@ -87,8 +87,9 @@ internal sealed partial class GatewayConnection
         _context = context;
         // Null on an in-memory connection: the writer then sends through the transport's output pipe.
         _socket = context.Features.Get<IConnectionSocketFeature>()?.Socket;
-        if (_socket is not null)
+        if (_socket is { ProtocolType: ProtocolType.Tcp })
         {
+            // TCP only: a Unix socket has no Nagle to turn off.
             _socket.NoDelay = options.NoDelay;
         }
 
@@ -113,6 +114,8 @@ internal sealed partial class GatewayConnection
             Framing = framing,
             GrainType = grainType.ToString(),
             GatewaySilo = siting.LocalSiloName,
+            LocalPath = IsUnix(context) ? UnixPath(context.LocalEndPoint) : null,
+            RemotePath = IsUnix(context) ? UnixPath(context.RemoteEndPoint) : null,
             MaxWriteBufferSize = options.MaxWriteBufferSize,
         };
         _grainId = GrainId.Create(grainType, id);
@@ -349,6 +352,12 @@ internal sealed partial class GatewayConnection
 
     /// <summary>The silo the connection's grain lives on, as it said in its <c>ConnectionMade</c> reply.</summary>
     public string? GrainSilo { get; private set; }
+
+    private static bool IsUnix(ConnectionContext context) =>
+        context.LocalEndPoint is UnixDomainSocketEndPoint || context.RemoteEndPoint is UnixDomainSocketEndPoint;
+
+    // An unnamed Unix socket (a server's client) reports no end point, or one without a path: asyncio's empty string.
+    private static string UnixPath(EndPoint? endPoint) => (endPoint as UnixDomainSocketEndPoint)?.ToString() ?? "";
 
     /// <summary>The connection's figures now (the directory's <c>ListStatus</c>, the live view).</summary>
     internal ConnectionStatus Status()
@@ -857,11 +866,13 @@ internal sealed partial class GatewayConnection
         try
         {
             // Linger 0 makes close send RST: the peer sees the abort, as asyncio's abort and Twisted's abortConnection.
-            if (_socket is not null)
+            // On TCP only: a Unix socket has no RST (the peer reads an end of stream).
+            if (_socket is { ProtocolType: ProtocolType.Tcp })
             {
                 _socket.LingerState = new LingerOption(true, 0);
-                _socket.Dispose();
             }
+
+            _socket?.Dispose();
         }
         catch (ObjectDisposedException)
         {

@@ -1,5 +1,6 @@
 using System.Collections.Concurrent;
 using System.Net;
+using System.Net.Sockets;
 using Microsoft.AspNetCore.Connections;
 using Microsoft.AspNetCore.Server.Kestrel.Transport.Sockets;
 using Microsoft.Extensions.Logging;
@@ -295,6 +296,11 @@ public sealed class ProtocolServer : IAsyncDisposable
             {
                 foreach (var endPoint in _options.GetEndPoints())
                 {
+                    if (endPoint is UnixDomainSocketEndPoint)
+                    {
+                        RemoveStaleSocketFile(_options.UnixSocketPath!);
+                    }
+
                     listeners.Add(await factory.BindAsync(endPoint, cancellationToken));
                 }
             }
@@ -397,6 +403,24 @@ public sealed class ProtocolServer : IAsyncDisposable
         {
             GatewayLog.ListenerStopped(_logger, Name, listener.EndPoint);
             await listener.DisposeAsync();
+            if (listener.EndPoint is UnixDomainSocketEndPoint)
+            {
+                // As asyncio's server close: the socket file goes with the listener.
+                File.Delete(_options.UnixSocketPath!);
+            }
+        }
+    }
+
+    /// <summary>
+    /// A socket file left by a server that did not close would fail the bind. Sockets show as empty files; anything
+    /// else at the path is left alone, and the bind reports it.
+    /// </summary>
+    private static void RemoveStaleSocketFile(string path)
+    {
+        var file = new FileInfo(path);
+        if (file.Exists && file.Length == 0)
+        {
+            file.Delete();
         }
     }
 

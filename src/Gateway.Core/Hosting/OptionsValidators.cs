@@ -63,6 +63,11 @@ internal sealed class ProtocolListenerOptionsValidator : IValidateOptions<Protoc
             failures.Add($"{prefix} Framing: {problem}");
         }
 
+        if (options.UnixSocketPath is { } unixPath && System.Text.Encoding.UTF8.GetByteCount(unixPath) > 107)
+        {
+            failures.Add($"{prefix} UnixSocketPath is {System.Text.Encoding.UTF8.GetByteCount(unixPath)} bytes long; a Unix socket path holds at most 107 (use a shorter directory, e.g. /run/app/x.sock).");
+        }
+
         if (options.Framing.Kind == FramingKind.Custom && options.Framing.Decoder is null)
         {
             failures.Add($"{prefix} Framing: Custom framing needs a Decoder, set in code (Framing.Decoder = format => new MyDecoder(format)).");

@@ -238,22 +238,26 @@ public sealed class ProtocolGateway : ILifecycleParticipant<ISiloLifecycle>
             socketContexts = _socketContexts;
         }
 
-        var socket = new Socket(SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
+        var socket = request.UnixSocketPath is null
+            ? new Socket(SocketType.Stream, ProtocolType.Tcp) { NoDelay = true }
+            : new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
         try
         {
             using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
             timeout.CancelAfter(request.ConnectTimeout);
             try
             {
-                await socket.ConnectAsync(request.Host, request.Port, timeout.Token);
+                await (request.UnixSocketPath is { } path
+                    ? socket.ConnectAsync(new UnixDomainSocketEndPoint(path), timeout.Token)
+                    : socket.ConnectAsync(request.Host, request.Port, timeout.Token));
             }
             catch (SocketException ex)
             {
-                throw new ProtocolConnectException($"Could not connect to {request.Host}:{request.Port}: {ex.SocketErrorCode} ({ex.Message}).", ex.SocketErrorCode);
+                throw new ProtocolConnectException($"Could not connect to {request.Target}: {ex.SocketErrorCode} ({ex.Message}).", ex.SocketErrorCode);
             }
             catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
             {
-                throw new ProtocolConnectException($"Could not connect to {request.Host}:{request.Port}: no answer within {request.ConnectTimeout}.", SocketError.TimedOut);
+                throw new ProtocolConnectException($"Could not connect to {request.Target}: no answer within {request.ConnectTimeout}.", SocketError.TimedOut);
             }
         }
         catch
@@ -264,7 +268,7 @@ public sealed class ProtocolGateway : ILifecycleParticipant<ISiloLifecycle>
 
         var connection = new GatewayConnection(
             socketContexts.Create(socket),
-            $"outbound:{request.Host}:{request.Port}",
+            $"outbound:{request.Target}",
             _services.GetRequiredService<GrainTypeResolver>().GetGrainType(grainClass),
             _services.GetRequiredService<IGrainFactory>(),
             options,
@@ -292,8 +296,8 @@ public sealed class ProtocolGateway : ILifecycleParticipant<ISiloLifecycle>
         {
             throw new ProtocolConnectException(
                 connection.HandshakeError is { } handshake
-                    ? $"Connected to {request.Host}:{request.Port}, but {handshake}"
-                    : $"Connected to {request.Host}:{request.Port}, but the connection ended before its grain's ConnectionMade completed.",
+                    ? $"Connected to {request.Target}, but {handshake}"
+                    : $"Connected to {request.Target}, but the connection ended before its grain's ConnectionMade completed.",
                 SocketError.ConnectionAborted);
         }
 

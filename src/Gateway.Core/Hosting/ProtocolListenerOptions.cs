@@ -1,4 +1,5 @@
 using System.Net;
+using System.Net.Sockets;
 using OrleansProtocol.Framing;
 
 namespace OrleansProtocol.Gateway;
@@ -182,8 +183,17 @@ public sealed class ProtocolListenerOptions
     internal long EffectiveMaxReadBufferSize =>
         Framing.Kind == FramingKind.Raw ? MaxReadBufferSize : Math.Max(MaxReadBufferSize, Framing.MaxFrameSize + 16L + Framing.DelimiterBytes.Length);
 
-    internal IEnumerable<IPEndPoint> GetEndPoints() =>
-        SplitList(Host).Select(h => new IPEndPoint(ParseHost(h) ?? IPAddress.Loopback, Port)).Distinct();
+    /// <summary>
+    /// Listens on a Unix domain socket at this path instead of <see cref="Host"/> and <see cref="Port"/> (asyncio
+    /// <c>create_unix_server</c>). An empty file left there by a server that did not close (a stale socket) is
+    /// replaced; the file is removed when the listener closes. Connections report the path as <c>sockname</c> and an
+    /// empty <c>peername</c>, as asyncio does; per-address limits do not apply (clients have no address).
+    /// </summary>
+    public string? UnixSocketPath { get; set; }
+
+    internal IEnumerable<EndPoint> GetEndPoints() => UnixSocketPath is { Length: > 0 } path
+        ? [new UnixDomainSocketEndPoint(path)]
+        : SplitList(Host).Select(h => new IPEndPoint(ParseHost(h) ?? IPAddress.Loopback, Port)).Distinct();
 
     /// <summary>A comma-separated setting (hosts, networks, exporters), trimmed, without empty entries.</summary>
     internal static string[] SplitList(string? list) =>

@@ -22,6 +22,14 @@ public sealed class TestClient : IAsyncDisposable
         return new TestClient(socket);
     }
 
+    /// <summary>Connects to a Unix domain socket (an unnamed client, as asyncio's).</summary>
+    public static async Task<TestClient> ConnectUnixAsync(string path)
+    {
+        var socket = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
+        await socket.ConnectAsync(new UnixDomainSocketEndPoint(path)).WaitAsync(TestTimeouts.Default);
+        return new TestClient(socket);
+    }
+
     /// <summary>Connects from a chosen local address (127.0.0.x on loopback): a distinct client address per client.</summary>
     public static async Task<TestClient> ConnectFromAsync(EndPoint endPoint, IPAddress source)
     {
