@@ -6,6 +6,8 @@ using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 using OrleansProtocol;
 using OrleansProtocol.Gateway;
+using Orleans.Dashboard;
+using OrleansProtocol.Gateway.Diagnostics;
 using OrleansProtocol.Gateway.Hosting;
 using OrleansProtocol.Samples;
 using OrleansProtocol.Samples.Resp;
@@ -21,9 +23,15 @@ using OrleansProtocol.Samples.Resp;
 var builder = WebApplication.CreateBuilder(args);
 var configuration = builder.Configuration;
 builder.WebHost.UseUrls(configuration.GetValue("Health:Urls", "http://127.0.0.1:8080")!);
+var dashboard = configuration.GetValue("Dashboard:Enabled", true);
 builder.UseOrleans(silo =>
 {
     silo.UseClusteringFromConfiguration(configuration);
+    if (dashboard)
+    {
+        silo.AddDashboard();
+    }
+
     silo.AddProtocolGateway(o => configuration.GetSection("OrleansProtocol:Gateway").Bind(o));
 
     // Every sample port moves by PortOffset, so a second silo on the same machine needs one setting.
@@ -57,8 +65,18 @@ builder.UseOrleans(silo =>
 });
 builder.Services.AddTelemetryFromConfiguration(configuration);
 builder.Services.AddHealthChecks().AddCheck<GatewayHealthCheck>("gateway", tags: ["ready"]);
+builder.Services.AddSingleton<GatewayTotals>();
 
 var app = builder.Build();
+
+// The live view, on the health endpoint's port (127.0.0.1 unless Health:Urls says otherwise): Orleans' dashboard at
+// /dashboard and the gateway's own page at /connections. Counting starts now, before the silo accepts anything.
+app.Services.GetRequiredService<GatewayTotals>();
+if (dashboard)
+{
+    app.MapOrleansDashboard("/dashboard");
+    app.MapLiveView();
+}
 
 // Liveness: the process answers. Readiness: the silo is active, every listener accepts, and the gateway is not draining.
 app.MapHealthChecks(GatewayHealthCheck.LivePath, new HealthCheckOptions { Predicate = _ => false });

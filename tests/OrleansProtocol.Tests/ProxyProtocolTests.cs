@@ -124,11 +124,22 @@ public sealed class ProxyProtocolTests(GatewayClusterFixture fixture)
             // Half a v2 header, then nothing: cut off once the header timeout has passed, while a healthy client is served.
             await truncated.SendAsync(header[..10]);
 
-            // Its deadline counts from the gateway's accept: move the clock only once the gateway has it (after the slow one).
+            // Its deadline counts from the gateway's accept: move the clock only once the gateway has it (after the slow one),
+            // then a second at a time (a deadline armed while the clock moved is due a step later).
             Assert.True(await adopted.WaitAsync(TimeSpan.FromSeconds(30)));
             Assert.True(await adopted.WaitAsync(TimeSpan.FromSeconds(30)));
+            var dropped = truncated.AssertDroppedAsync();
             time.Advance(TimeSpan.FromSeconds(11), server);
-            await fixture.HealthyClientAsync(truncated.AssertDroppedAsync());
+            await fixture.HealthyClientAsync(Task.Run(async () =>
+            {
+                while (!dropped.IsCompleted)
+                {
+                    time.Advance(TimeSpan.FromSeconds(1), server);
+                    await Task.WhenAny(dropped, Task.Delay(20));
+                }
+
+                await dropped;
+            }));
         }
 
         // Each drop is measured as a ProtocolError close; no grain was called for any but the slow header's connection.
