@@ -62,6 +62,12 @@ public interface IProtocolGrain : IGrainWithStringKey
     [Alias("ResumeWriting")]
     Task<ProtocolReply> ResumeWriting(long bytesSent);
 
+    /// <summary>The TLS handshake the protocol asked for (<c>StartTls</c>) is done; reading resumes, encrypted.</summary>
+    /// <param name="tls">What TLS negotiated.</param>
+    /// <param name="bytesSent">Bytes the gateway has sent to the peer for this protocol so far (see remarks).</param>
+    [Alias("TlsStarted")]
+    Task<ProtocolReply> TlsStarted(TlsInfo tls, long bytesSent);
+
     /// <summary>
     /// The server asks the connection to close (its listener is closing, or the silo is stopping). The grain replies
     /// with everything it has written so far followed by a close, so nothing written before the request is lost.

@@ -55,6 +55,13 @@ public sealed class TransportBatch
     /// <summary>With <see cref="TransportBatchFlags.Moved"/>: the silo the grain lives on now (<c>SiloAddress.ToString()</c>).</summary>
     [Id(9)]
     public string? GrainSilo { get; init; }
+
+    /// <summary>
+    /// With <see cref="TransportBatchFlags.StartTls"/> on an outbound connection: the client side's settings (server
+    /// name, trust); null on an accepted connection, which takes the server side with the listener's certificate.
+    /// </summary>
+    [Id(10)]
+    public ClientTls? StartTlsClient { get; init; }
 }
 
 /// <summary>Operations carried by a <see cref="TransportBatch"/> besides its data.</summary>
@@ -98,4 +105,10 @@ public enum TransportBatchFlags
     /// protocol cannot move): the gateway finishes the connection (flush, close) without calling the grain again.
     /// </summary>
     Detach = 256,
+
+    /// <summary>
+    /// Upgrade the connection to TLS (asyncio <c>start_tls</c>) once the data before it is sent; nothing read before the
+    /// handshake reaches the protocol, and it hears <c>TlsStarted</c> when the handshake is done.
+    /// </summary>
+    StartTls = 512,
 }

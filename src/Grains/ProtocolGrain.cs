@@ -111,6 +111,13 @@ public abstract partial class ProtocolGrain : Grain, IProtocolGrain, IProtocolCo
     /// <param name="message">Detail for <paramref name="reason"/>, as logged.</param>
     protected virtual Task CloseRequested(ConnectionCloseReason reason, string? message) => Task.CompletedTask;
 
+    /// <summary>
+    /// The TLS handshake asked for with <see cref="ProtocolTransport.StartTls"/> is done (asyncio's <c>start_tls</c>
+    /// returning): reading resumes, and <see cref="ProtocolTransport.GetExtraInfo"/> answers the TLS names. By default
+    /// nothing is done.
+    /// </summary>
+    protected virtual Task TlsStarted() => Task.CompletedTask;
+
     /// <summary>The write buffer went over the high-water mark (asyncio <c>pause_writing</c>): stop producing.</summary>
     protected virtual Task PauseWriting() => Task.CompletedTask;
 
@@ -203,6 +210,19 @@ public abstract partial class ProtocolGrain : Grain, IProtocolGrain, IProtocolCo
     Task<ProtocolReply> IProtocolGrain.PauseWriting(long bytesSent) => WriteFlowCallback(bytesSent, pause: true);
 
     Task<ProtocolReply> IProtocolGrain.ResumeWriting(long bytesSent) => WriteFlowCallback(bytesSent, pause: false);
+
+    async Task<ProtocolReply> IProtocolGrain.TlsStarted(TlsInfo tls, long bytesSent)
+    {
+        if (_transport is not { } transport || _lostDelivered)
+        {
+            return Unknown();
+        }
+
+        transport.OnBytesSent(bytesSent);
+        transport.OnTlsStarted(tls);
+        await RunCallback(nameof(TlsStarted), static (g, _) => g.TlsStarted(), 0);
+        return Reply();
+    }
 
     async Task<ProtocolReply> IProtocolGrain.CloseRequested(ConnectionCloseReason reason, string? message, long bytesSent)
     {

@@ -41,6 +41,8 @@ public sealed class ProtocolTransport
     private bool _closing;
     private bool _eofWritten;
     private bool _readingPaused;
+    private bool _startTls;
+    private ClientTls? _startTlsClient;
     private bool _lost;
     private bool _handedOff;
     private string? _newProtocol;
@@ -57,7 +59,7 @@ public sealed class ProtocolTransport
     }
 
     /// <summary>What the gateway knows about the connection.</summary>
-    public ConnectionInfo Connection { get; }
+    public ConnectionInfo Connection { get; private set; }
 
     /// <summary>The highest batch sequence number assigned so far.</summary>
     internal long LastSequence { get; private set; }
@@ -75,7 +77,7 @@ public sealed class ProtocolTransport
     internal bool HandedOff => _handedOff;
 
     /// <summary>True unless reading is paused or the transport is closing (asyncio <c>is_reading</c>).</summary>
-    public bool IsReading => !IsClosing && !_readingPaused;
+    public bool IsReading => !IsClosing && !_readingPaused && !_startTls;
 
     /// <summary>
     /// True on plain TCP, which can half-close with <see cref="WriteEof"/>; false on TLS, as asyncio (asyncio <c>can_write_eof</c>).
@@ -268,6 +270,42 @@ public sealed class ProtocolTransport
     }
 
     /// <summary>
+    /// Upgrades the live connection to TLS (asyncio <c>loop.start_tls</c>; SMTP's, IMAP's and XMPP's STARTTLS). What this
+    /// protocol wrote before is sent in plaintext first (the "go ahead" line, typically); then the handshake runs,
+    /// bounded by the listener's <c>Tls.HandshakeTimeout</c>, and <c>TlsStarted</c> follows, after which everything goes
+    /// encrypted. Reading stops at once: bytes that arrived after the command that led here are never delivered (a
+    /// client may not send before the handshake — STARTTLS command injection), and a failed handshake closes the
+    /// connection with <see cref="ConnectionCloseReason.ProtocolError"/>. On an accepted connection the server side
+    /// runs with the listener's certificate (<c>Tls.StartTls</c>); on an outbound one, pass <paramref name="client"/>.
+    /// </summary>
+    /// <param name="client">On an outbound connection: the server name to validate (SNI) and whether to trust any certificate.</param>
+    /// <exception cref="InvalidOperationException">The connection is already TLS, is closing, or is upgrading.</exception>
+    public void StartTls(ClientTls? client = null)
+    {
+        if (Connection.Tls is not null || _startTls)
+        {
+            throw new InvalidOperationException("The connection is already TLS (or upgrading to it).");
+        }
+
+        if (IsClosing)
+        {
+            throw new InvalidOperationException("Cannot start TLS on a connection that is closing.");
+        }
+
+        _startTls = true;
+        _startTlsClient = client;
+        _flags |= TransportBatchFlags.StartTls;
+        _owner.OnTransportChanged();
+    }
+
+    /// <summary>The handshake asked for by <see cref="StartTls"/> is done: the connection is TLS from here on.</summary>
+    internal void OnTlsStarted(TlsInfo tls)
+    {
+        Connection = Connection with { Tls = tls };
+        _startTls = false;
+    }
+
+    /// <summary>
     /// Sets the write-buffer watermarks (asyncio <c>set_write_buffer_limits</c>). With only <paramref name="high"/>,
     /// low is high/4; with only <paramref name="low"/>, high is 4×low; with neither, 64 KiB and 16 KiB.
     /// <c>PauseWriting</c> follows when the buffer is strictly over high, <c>ResumeWriting</c> when it is at or below low.
@@ -434,6 +472,7 @@ public sealed class ProtocolTransport
             NewProtocol = _newProtocol,
             HandOffData = _handOffData,
             GrainSilo = (_flags & TransportBatchFlags.Moved) != 0 ? _movedTo : null,
+            StartTlsClient = (_flags & TransportBatchFlags.StartTls) != 0 ? _startTlsClient : null,
         };
 
         // A new buffer per batch: the gateway may hold this one (local calls skip the copy for [Immutable] types).

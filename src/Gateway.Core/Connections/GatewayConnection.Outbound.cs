@@ -43,6 +43,11 @@ internal sealed partial class GatewayConnection
         Data,
         WriteEof,
         Close,
+
+        // STARTTLS: the writer waits at the gate until the pump has dropped what the peer sent before the go-ahead, and
+        // at the marker (everything before it sent) while the pump runs the handshake.
+        StartTlsGate,
+        StartTls,
     }
 
     /// <summary>Bytes handed to the socket so far.</summary>
@@ -175,6 +180,15 @@ internal sealed partial class GatewayConnection
             SetReadPausedLocked(false);
         }
 
+        var startTls = (flags & TransportBatchFlags.StartTls) != 0 && _tls is null && _startTls is null && !_outputShut;
+        if (startTls)
+        {
+            // Before the go-ahead this batch carries: the writer stops there until the pump has noted what the peer
+            // sent so far, which it sent before it could have seen the go-ahead.
+            _startTls = new StartTlsUpgrade(batch.StartTlsClient);
+            _outbound.Enqueue(new OutboundItem(OutboundKind.StartTlsGate, default));
+        }
+
         if (!batch.Data.IsEmpty && !_outputShut)
         {
             _outbound.Enqueue(new OutboundItem(OutboundKind.Data, batch.Data));
@@ -203,6 +217,13 @@ internal sealed partial class GatewayConnection
         if ((flags & TransportBatchFlags.Close) != 0)
         {
             RequestCloseLocked(Reason(batch, ConnectionCloseReason.LocalClose), batch.CloseMessage);
+        }
+
+        if (startTls)
+        {
+            _outbound.Enqueue(new OutboundItem(OutboundKind.StartTls, default));
+            _writerWakeNeeded = 1;
+            WakePumpLocked();
         }
 
         if ((flags & TransportBatchFlags.SetProtocol) != 0 && batch.NewProtocol is { } protocol)
@@ -303,6 +324,19 @@ internal sealed partial class GatewayConnection
 
                     case OutboundKind.WriteEof:
                         ShutdownSend();
+                        break;
+
+                    case OutboundKind.StartTlsGate:
+                        var gate = _startTls!;
+                        gate.AtGate.TrySetResult();
+                        await gate.GateOpen.Task;
+                        break;
+
+                    case OutboundKind.StartTls:
+                        // The plaintext before the upgrade is on the wire: the pump may handshake now.
+                        var upgrade = _startTls!;
+                        upgrade.Flushed.TrySetResult();
+                        await upgrade.Done.Task;
                         break;
 
                     case OutboundKind.Close:

@@ -487,6 +487,25 @@ internal sealed partial class GatewayConnection
                 continue;
             }
 
+            StartTlsUpgrade? upgrade;
+            lock (_lock)
+            {
+                upgrade = _startTls is { Done.Task.IsCompleted: false } pending && handOff is null ? pending : null;
+            }
+
+            if (upgrade is not null)
+            {
+                // What the protocol did not take before starting TLS was sent before the handshake: never delivered.
+                var undelivered = (deferredData?.Length ?? 0) + (deferredFrames?.Sum(f => (long)f.Length) ?? 0);
+                (deferredData, deferredFrames, deferredEof) = (null, null, false);
+                if (!await UpgradeToTlsAsync(upgrade, undelivered))
+                {
+                    return;
+                }
+
+                continue;
+            }
+
             if (serverClose is { } close)
             {
                 await ApplyReplyAsync(await _grain.CloseRequested(close.Reason, close.Detail, ProtocolBytesSent));
@@ -836,6 +855,12 @@ internal sealed partial class GatewayConnection
 
         _aborted = true;
         RecordReasonLocked(reason, detail);
+
+        // A STARTTLS in progress waits on the writer and the writer on it: neither will come now.
+        _startTls?.AtGate.TrySetResult();
+        _startTls?.GateOpen.TrySetResult();
+        _startTls?.Flushed.TrySetResult();
+        _startTls?.Done.TrySetResult();
         _outbound.Clear();
         _flow.Clear();
         ResetSocket();

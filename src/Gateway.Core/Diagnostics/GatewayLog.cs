@@ -83,4 +83,7 @@ internal static partial class GatewayLog
 
     [LoggerMessage(16, LogLevel.Trace, "Connection {ConnectionId}: delivering {Length} bytes", EventName = "DataDelivered")]
     public static partial void DataDelivered(ILogger logger, string connectionId, int length);
+
+    [LoggerMessage(29, LogLevel.Debug, "Connection {ConnectionId}: TLS started ({Protocol}, {Cipher})", EventName = "TlsStarted")]
+    public static partial void TlsStarted(ILogger logger, string connectionId, string protocol, string cipher);
 }

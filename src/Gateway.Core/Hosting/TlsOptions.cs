@@ -41,6 +41,13 @@ public sealed class TlsOptions
     /// <summary>Allowed protocol versions. Defaults to <see cref="SslProtocols.None"/>: the operating system's choice, as Kestrel.</summary>
     public SslProtocols SslProtocols { get; set; } = SslProtocols.None;
 
+    /// <summary>
+    /// The certificate is for STARTTLS: connections start in plaintext and TLS begins when the protocol calls
+    /// <c>Transport.StartTls()</c> (SMTP's, IMAP's, XMPP's upgrade; asyncio <c>loop.start_tls</c>). Defaults to false:
+    /// the handshake runs at accept.
+    /// </summary>
+    public bool StartTls { get; set; }
+
     internal bool Enabled => !string.IsNullOrEmpty(CertificatePath);
 
     internal X509Certificate2 LoadCertificate()
