@@ -130,16 +130,7 @@ public sealed class ProxyProtocolTests(GatewayClusterFixture fixture)
             Assert.True(await adopted.WaitAsync(TimeSpan.FromSeconds(30)));
             var dropped = truncated.AssertDroppedAsync();
             time.Advance(TimeSpan.FromSeconds(11), server);
-            await fixture.HealthyClientAsync(Task.Run(async () =>
-            {
-                while (!dropped.IsCompleted)
-                {
-                    time.Advance(TimeSpan.FromSeconds(1), server);
-                    await Task.WhenAny(dropped, Task.Delay(20));
-                }
-
-                await dropped;
-            }));
+            await fixture.HealthyClientAsync(time.AdvanceUntilAsync(server, dropped));
         }
 
         // Each drop is measured as a ProtocolError close; no grain was called for any but the slow header's connection.

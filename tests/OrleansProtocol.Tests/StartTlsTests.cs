@@ -99,14 +99,7 @@ public sealed class StartTlsTests(GatewayClusterFixture fixture)
         }
 
         // The silent one is cut once the timeout has passed (a second at a time: a deadline armed meanwhile is due later).
-        var dropped = silent.AssertDroppedAsync();
-        while (!dropped.IsCompleted)
-        {
-            time.Advance(TimeSpan.FromSeconds(1), server);
-            await Task.WhenAny(dropped, Task.Delay(20));
-        }
-
-        await dropped;
+        await time.AdvanceUntilAsync(server, silent.AssertDroppedAsync());
     }
 
     [Fact]

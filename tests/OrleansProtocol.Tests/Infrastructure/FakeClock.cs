@@ -15,4 +15,20 @@ public static class FakeClock
         time.Advance(by);
         server.CheckClocks();
     }
+
+    /// <summary>
+    /// Moves the server's clock a second at a time until <paramref name="until"/> completes. Stepping, not one jump: a
+    /// deadline armed while the clock moves is due a step later, and a stall is a stall only once the kernel's buffers
+    /// stop taking bytes between two checks.
+    /// </summary>
+    public static async Task AdvanceUntilAsync(this FakeTimeProvider time, ProtocolServer server, Task until)
+    {
+        while (!until.IsCompleted)
+        {
+            time.Advance(TimeSpan.FromSeconds(1), server);
+            await Task.WhenAny(until, Task.Delay(20));
+        }
+
+        await until;
+    }
 }
