@@ -14,8 +14,8 @@ using OrleansProtocol.Samples.Resp;
 
 // The gateway host: one silo serving the samples — Echo on 127.0.0.1:7000 (TCP and UDP), the seed's length-prefixed string receiver
 // on 5566 (framed by the grain) and 5567 (framed by the gateway), a line chat across silos on 7001, and a line protocol
-// that upgrades to the string receiver (SetProtocol) on 7002, a Redis-compatible server on 6380 — plus health endpoints
-// for Kubernetes.
+// that upgrades to the string receiver (SetProtocol) on 7002, a Redis-compatible server on 6380, SMTP's STARTTLS on
+// 2525, echo on a Unix socket ($TMPDIR/orleansprotocol/echo.sock) — plus health endpoints and the live view.
 // Everything comes from appsettings.json, environment variables (OrleansProtocol__Listeners__echo__Port=7100) or the
 // command line (--OrleansProtocol:Listeners:echo:Port=7100). Clustering:Provider picks the membership provider:
 // Localhost (default; several silos on one machine with Clustering:PrimarySiloPort) or Redis. Telemetry:Exporters
@@ -58,6 +58,19 @@ builder.UseOrleans(silo =>
         o.Framing = new FramingOptions { Kind = FramingKind.LengthPrefixed, PrefixLength = 4, BigEndian = false, MaxFrameSize = 99_999 });
     Listener<ChatGrain>("chat", 7001);
     Listener<LineUpgradeGrain>("upgrade", 7002);
+
+    // Echo on a Unix domain socket too (asyncio create_unix_server): $TMPDIR/orleansprotocol/echo.sock.
+    var socketDirectory = Directory.CreateDirectory(Path.Combine(Path.GetTempPath(), "orleansprotocol")).FullName;
+    Listener<EchoGrain>("echo-unix", 0, o => o.UnixSocketPath = Path.Combine(socketDirectory, offset == 0 ? "echo.sock" : $"echo-{offset}.sock"));
+
+    // SMTP's opening and STARTTLS on 2525: plaintext, then TLS when the client asks (a self-signed localhost
+    // certificate unless OrleansProtocol:Listeners:smtp:Tls:CertificatePath names one).
+    Listener<SmtpGreeterGrain>("smtp", 2525, o =>
+    {
+        o.Framing = new FramingOptions { Kind = FramingKind.Line, MaxFrameSize = 1000 };
+        o.Tls.StartTls = true;
+        o.Tls.CertificatePath = DevelopmentCertificate.GetOrCreatePfx();
+    });
 
     // A Redis-compatible server (RESP2) on 6380, beside a Redis that may already use 6379.
     silo.Services.Configure<RespOptions>(configuration.GetSection("Resp"));

@@ -16,11 +16,12 @@ public sealed class GatewayHostTests
     {
         var healthPort = TestPorts.Free();
         using var host = StartHost(healthPort);
-        var endPoints = await host.WaitForListenersAsync("echo", "string-receiver", "framed-string-receiver", "chat", "upgrade", "resp");
+        var endPoints = await host.WaitForListenersAsync("echo", "string-receiver", "framed-string-receiver", "chat", "upgrade", "resp", "smtp");
         Assert.Equal(7000, endPoints["echo"].Port - HostPortOffset);
         Assert.Equal(5566, endPoints["string-receiver"].Port - HostPortOffset);
         Assert.Equal(7001, endPoints["chat"].Port - HostPortOffset);
         Assert.Equal(6380, endPoints["resp"].Port - HostPortOffset);
+        Assert.Equal(2525, endPoints["smtp"].Port - HostPortOffset);
         await host.WaitForOutputAsync($"Datagram endpoint echo-udp serving echodatagram on udp://127.0.0.1:{7000 + HostPortOffset}");
 
         // The health endpoint's HTTP server starts after the silo; the host says when everything has started.
@@ -36,6 +37,33 @@ public sealed class GatewayHostTests
         {
             await echo.SendAsync("hello echo\n");
             Assert.Equal("hello echo", await echo.ReadLineAsync());
+        }
+
+        // Echo on the Unix socket, with netcat.
+        var socket = Path.Combine(Path.GetTempPath(), "orleansprotocol", $"echo-{HostPortOffset}.sock");
+        await host.WaitForOutputAsync($"Listener echo-unix serving echo on {socket}");
+        if (File.Exists("/usr/bin/nc") || File.Exists("/bin/nc"))
+        {
+            using var nc = Process.Start(new ProcessStartInfo("bash", ["-c", $"printf 'hello unix\\n' | nc -N -U {socket}"]) { RedirectStandardOutput = true })!;
+            Assert.Equal("hello unix", (await nc.StandardOutput.ReadToEndAsync().WaitAsync(TestTimeouts.Default)).TrimEnd('\n'));
+        }
+
+        // SMTP's STARTTLS with openssl, on the self-signed development certificate.
+        if (File.Exists("/usr/bin/openssl"))
+        {
+            using var openssl = Process.Start(new ProcessStartInfo("openssl",
+                ["s_client", "-starttls", "smtp", "-connect", $"127.0.0.1:{endPoints["smtp"].Port}", "-crlf", "-quiet", "-ign_eof"])
+            {
+                RedirectStandardInput = true,
+                RedirectStandardOutput = true,
+                RedirectStandardError = true,
+            })!;
+            var smtp = openssl.StandardOutput.ReadToEndAsync();
+            _ = openssl.StandardError.ReadToEndAsync();
+            await openssl.StandardInput.WriteAsync("NOOP\nQUIT\n");
+            openssl.StandardInput.Close();
+            await openssl.WaitForExitAsync().WaitAsync(TestTimeouts.Default);
+            Assert.Matches(@"250 2\.0\.0 OK, over TLSv1\.[23]\r?\n221 2\.0\.0 Bye", await smtp);
         }
 
         // UDP echo on the same port number, from outside (nc -u), and the RESP server answering redis-cli.
