@@ -23,7 +23,7 @@ namespace OrleansProtocol;
 /// <para>
 /// Fan out without letting one member fail or stall the others: keep an outbox per member, send from it one awaited
 /// call at a time (that keeps each member's lines in order on any topology), and drop a member whose send throws
-/// <see cref="ConnectionClosedException"/>. The chat sample's <c>ChatRoomGrain</c> shows the pattern.
+/// <see cref="ConnectionClosedException"/>. <c>ConnectionFanOut</c> (Grains library) does exactly that.
 /// </para>
 /// </remarks>
 [Alias("OrleansProtocol.IProtocolConnection")]

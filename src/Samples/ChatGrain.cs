@@ -146,29 +146,42 @@ public interface IChatRoomGrain : IGrainWithStringKey
 }
 
 /// <summary>
-/// The room grain: the fan-out pattern to copy. Each member has an outbox drained by its own loop, one awaited
-/// <see cref="IProtocolConnection.Send"/> at a time, so every member gets every line once and in order, a slow member
-/// is paced by its own back-pressure without holding up the others, and a member whose connection is gone is dropped.
+/// The room grain: a <see cref="ConnectionFanOut"/> of its members. Every member gets every line once and in order, a
+/// slow member is paced by its own back-pressure without holding up the others, and a member whose connection is gone,
+/// or that falls 1 MiB behind (as Redis drops a pub/sub client past its limit), is dropped with a "left" line.
 /// </summary>
 /// <remarks>
 /// The room lives next to its first member (<c>PreferLocalPlacement</c>). Its membership is in memory: if its silo
 /// fails, the room comes back empty and members rejoin as they speak (keep members in grain storage to do better).
 /// </remarks>
 [PreferLocalPlacement]
-public sealed class ChatRoomGrain(ILogger<ChatRoomGrain> logger) : Grain, IChatRoomGrain
+public sealed class ChatRoomGrain : Grain, IChatRoomGrain
 {
-    // A member this far behind is not reading (or unreachable): dropped, as Redis drops a pub/sub client past its limit.
-    private const int MaxQueuedBytes = 1024 * 1024;
+    private readonly Dictionary<string, string> _nicks = [];
+    private readonly ConnectionFanOut _members;
 
-    // Sends that failed in a row, other than "the connection is gone", before a member is taken for unreachable.
-    private const int MaxFailures = 3;
-
-    private readonly Dictionary<string, Member> _members = [];
+    /// <summary>Created by Orleans.</summary>
+    public ChatRoomGrain(IGrainFactory grains, ILogger<ChatRoomGrain> logger)
+    {
+        _members = new ConnectionFanOut(grains, logger)
+        {
+            Dropped = (connectionId, _) =>
+            {
+                if (_nicks.Remove(connectionId, out var nick))
+                {
+                    Broadcast(connectionId, $"* {nick} left\n");
+                }
+            },
+        };
+    }
 
     /// <inheritdoc />
     public Task<int> Join(ConnectionInfo member, string nick)
     {
-        _members[member.ConnectionId] = new Member(member.ConnectionId, nick, GrainFactory.GetConnection(member));
+        // A member joining again starts afresh.
+        _members.Remove(member.ConnectionId);
+        _members.Add(member);
+        _nicks[member.ConnectionId] = nick;
         Broadcast(member.ConnectionId, $"* {nick} joined\n");
         return Task.FromResult(_members.Count - 1);
     }
@@ -176,6 +189,7 @@ public sealed class ChatRoomGrain(ILogger<ChatRoomGrain> logger) : Grain, IChatR
     /// <inheritdoc />
     public Task Leave(string connectionId, string nick)
     {
+        _nicks.Remove(connectionId);
         if (_members.Remove(connectionId))
         {
             Broadcast(connectionId, $"* {nick} left\n");
@@ -187,106 +201,14 @@ public sealed class ChatRoomGrain(ILogger<ChatRoomGrain> logger) : Grain, IChatR
     /// <inheritdoc />
     public Task Say(ConnectionInfo speaker, string nick, string text)
     {
-        if (!_members.ContainsKey(speaker.ConnectionId))
-        {
-            _members[speaker.ConnectionId] = new Member(speaker.ConnectionId, nick, GrainFactory.GetConnection(speaker));
-        }
-
+        _members.Add(speaker);
+        _nicks[speaker.ConnectionId] = nick;
         Broadcast(speaker.ConnectionId, $"<{nick}> {text}\n");
         return Task.CompletedTask;
     }
 
     /// <inheritdoc />
-    public Task<int> Announce(string text)
-    {
-        var members = _members.Count;
-        Broadcast(from: "", $"* {text}\n");
-        return Task.FromResult(members);
-    }
+    public Task<int> Announce(string text) => Task.FromResult(_members.Send(Encoding.UTF8.GetBytes($"* {text}\n")));
 
-    private void Broadcast(string from, string line)
-    {
-        var bytes = Encoding.UTF8.GetBytes(line);
-        foreach (var member in _members.Values.Where(m => m.ConnectionId != from).ToArray())
-        {
-            if (member.QueuedBytes + bytes.Length > MaxQueuedBytes)
-            {
-                Drop(member, $"{member.QueuedBytes} bytes behind");
-                continue;
-            }
-
-            member.Outbox.Enqueue(bytes);
-            member.QueuedBytes += bytes.Length;
-            if (!member.Sending)
-            {
-                member.Sending = true;
-
-                // Started from the room's turn, so it runs on the room's scheduler, between the room's requests.
-                _ = DrainAsync(member);
-            }
-        }
-    }
-
-    private async Task DrainAsync(Member member)
-    {
-        try
-        {
-            while (member.Outbox.Count > 0 && _members.TryGetValue(member.ConnectionId, out var current) && current == member)
-            {
-                // Everything queued goes in one send: a member that fell behind catches up in few calls.
-                var lines = member.Outbox.ToArray();
-                member.Outbox.Clear();
-                member.QueuedBytes = 0;
-                try
-                {
-                    await member.Connection.Send(lines.Length == 1 ? lines[0] : [.. lines.SelectMany(l => l)]);
-                    member.Failures = 0;
-                }
-                catch (ConnectionClosedException)
-                {
-                    Drop(member, "its connection is gone");
-                }
-                catch (Exception ex) when (++member.Failures < MaxFailures)
-                {
-                    // Unreachable for now (its silo is failing, say): these lines are lost for it, the others are not.
-                    logger.LogDebug(ex, "Room {Room}: could not reach {Member}.", this.GetPrimaryKeyString(), member.ConnectionId);
-                }
-                catch (Exception ex)
-                {
-                    Drop(member, $"unreachable: {ex.GetType().Name}");
-                }
-            }
-        }
-        finally
-        {
-            member.Sending = false;
-        }
-    }
-
-    private void Drop(Member member, string why)
-    {
-        if (_members.TryGetValue(member.ConnectionId, out var current) && current == member)
-        {
-            _members.Remove(member.ConnectionId);
-            logger.LogInformation("Room {Room}: dropped {Member} ({Why}).", this.GetPrimaryKeyString(), member.ConnectionId, why);
-            Broadcast(member.ConnectionId, $"* {member.Nick} left\n");
-        }
-    }
-
-    private sealed class Member(string connectionId, string nick, IProtocolConnection connection)
-    {
-        public string ConnectionId => connectionId;
-
-        public string Nick => nick;
-
-        public IProtocolConnection Connection => connection;
-
-        public Queue<byte[]> Outbox { get; } = new();
-
-        public int QueuedBytes { get; set; }
-
-        public int Failures { get; set; }
-
-        public bool Sending { get; set; }
-    }
+    private void Broadcast(string from, string line) => _members.Send(Encoding.UTF8.GetBytes(line), except: from);
 }

@@ -23,28 +23,37 @@ public interface IRespChannelGrain : IGrainWithStringKey
 }
 
 /// <summary>
-/// The chat room's fan-out (see <c>ChatRoomGrain</c>) for RESP: an outbox per subscriber drained by one awaited
-/// <see cref="IProtocolConnection.Send"/> at a time, so each subscriber gets each publisher's messages in publish order
-/// and a slow one is paced by its own back-pressure. A subscriber more than <see cref="RespLimits.MaxSubscriberBacklog"/>
-/// behind is disconnected, as Redis does past <c>client-output-buffer-limit pubsub</c>.
+/// A <see cref="ConnectionFanOut"/> of the channel's subscribers (as the chat room): each subscriber gets each
+/// publisher's messages in publish order and a slow one is paced by its own back-pressure. A subscriber more than
+/// <see cref="RespLimits.MaxSubscriberBacklog"/> behind is disconnected, as Redis does past
+/// <c>client-output-buffer-limit pubsub</c>.
 /// </summary>
 /// <remarks>
 /// Kept active while it has subscribers; membership is in memory, so a channel whose silo fails comes back empty (its
 /// subscribers' connections stay open but hear nothing more — as a Redis node's subscribers lose a failed node).
 /// </remarks>
 [KeepAlive]
-public sealed class RespChannelGrain(ILogger<RespChannelGrain> logger) : Grain, IRespChannelGrain
+public sealed class RespChannelGrain : Grain, IRespChannelGrain
 {
-    private readonly Dictionary<string, Subscriber> _subscribers = [];
+    private readonly ConnectionFanOut _subscribers;
+
+    /// <summary>Created by Orleans.</summary>
+    public RespChannelGrain(IGrainFactory grains, ILogger<RespChannelGrain> logger)
+    {
+        _subscribers = new ConnectionFanOut(grains, logger)
+        {
+            MaxQueuedBytes = RespLimits.MaxSubscriberBacklog,
+            CloseWhenBehind = true,
+
+            // A subscriber that cannot be reached is dropped at once: it would miss messages silently otherwise.
+            MaxFailures = 1,
+        };
+    }
 
     /// <inheritdoc />
     public Task Subscribe(ConnectionInfo subscriber)
     {
-        if (!_subscribers.ContainsKey(subscriber.ConnectionId))
-        {
-            _subscribers[subscriber.ConnectionId] = new Subscriber(subscriber.ConnectionId, GrainFactory.GetConnection(subscriber));
-        }
-
+        _subscribers.Add(subscriber);
         return Task.CompletedTask;
     }
 
@@ -68,70 +77,9 @@ public sealed class RespChannelGrain(ILogger<RespChannelGrain> logger) : Grain, 
             RespReply.Bulk(output, message);
         });
 
-        var count = 0;
-        foreach (var subscriber in _subscribers.Values.ToArray())
-        {
-            if (subscriber.QueuedBytes + push.Length > RespLimits.MaxSubscriberBacklog)
-            {
-                Drop(subscriber, $"{subscriber.QueuedBytes} bytes behind", close: true);
-                continue;
-            }
-
-            count++;
-            subscriber.Outbox.Enqueue(push);
-            subscriber.QueuedBytes += push.Length;
-            if (!subscriber.Sending)
-            {
-                subscriber.Sending = true;
-                _ = DrainAsync(subscriber);
-            }
-        }
-
+        var count = _subscribers.Send(push);
         DeactivateWhenEmpty();
         return Task.FromResult(count);
-    }
-
-    private async Task DrainAsync(Subscriber subscriber)
-    {
-        try
-        {
-            while (subscriber.Outbox.Count > 0 && _subscribers.TryGetValue(subscriber.ConnectionId, out var current) && current == subscriber)
-            {
-                // Everything queued goes in one send: a subscriber that fell behind catches up in few calls.
-                var pushes = subscriber.Outbox.ToArray();
-                subscriber.Outbox.Clear();
-                subscriber.QueuedBytes = 0;
-                try
-                {
-                    await subscriber.Connection.Send(pushes.Length == 1 ? pushes[0] : [.. pushes.SelectMany(p => p)]);
-                }
-                catch (ConnectionClosedException)
-                {
-                    Drop(subscriber, "its connection is gone", close: false);
-                }
-                catch (Exception ex)
-                {
-                    Drop(subscriber, $"unreachable: {ex.GetType().Name}", close: false);
-                }
-            }
-        }
-        finally
-        {
-            subscriber.Sending = false;
-        }
-    }
-
-    private void Drop(Subscriber subscriber, string why, bool close)
-    {
-        if (_subscribers.Remove(subscriber.ConnectionId))
-        {
-            logger.LogInformation("Channel {Channel}: dropped subscriber {Connection} ({Why}).", this.GetPrimaryKeyString(), subscriber.ConnectionId, why);
-            if (close)
-            {
-                // One-way in effect: the channel does not wait on the subscriber's connection.
-                _ = subscriber.Connection.Close();
-            }
-        }
     }
 
     private void DeactivateWhenEmpty()
@@ -140,18 +88,5 @@ public sealed class RespChannelGrain(ILogger<RespChannelGrain> logger) : Grain, 
         {
             DeactivateOnIdle();
         }
-    }
-
-    private sealed class Subscriber(string connectionId, IProtocolConnection connection)
-    {
-        public string ConnectionId => connectionId;
-
-        public IProtocolConnection Connection => connection;
-
-        public Queue<byte[]> Outbox { get; } = new();
-
-        public long QueuedBytes { get; set; }
-
-        public bool Sending { get; set; }
     }
 }
