@@ -210,5 +210,19 @@ public sealed class ProtocolServerTests(GatewayClusterFixture fixture)
             }));
         Assert.Equal(3, error.Failures.Count());
         Assert.Contains(error.Failures, f => f.Contains("not-an-address"));
+
+        // The newer settings: a custom framing without its decoder, STARTTLS without a certificate, a Unix socket path
+        // too long for the kernel.
+        error = await Assert.ThrowsAsync<Microsoft.Extensions.Options.OptionsValidationException>(() =>
+            fixture.Gateway.CreateServerAsync<EchoGrain>(UniqueName("bad"), o =>
+            {
+                o.Framing.Kind = FramingKind.Custom;
+                o.Tls.StartTls = true;
+                o.UnixSocketPath = "/tmp/" + new string('s', 120);
+            }));
+        Assert.Equal(3, error.Failures.Count());
+        Assert.Contains(error.Failures, f => f.Contains("Custom framing needs a Decoder"));
+        Assert.Contains(error.Failures, f => f.Contains("Tls.StartTls needs"));
+        Assert.Contains(error.Failures, f => f.Contains("at most 107"));
     }
 }

@@ -87,7 +87,13 @@ internal sealed class ProtocolListenerOptionsValidator : IValidateOptions<Protoc
             }
         }
 
-        if (options.Tls.Enabled && options.RefusalMessage is { Length: > 0 })
+        if (options.Tls.StartTls && !options.Tls.Enabled)
+        {
+            failures.Add($"{prefix} Tls.StartTls needs the certificate to upgrade with: set Tls.CertificatePath.");
+        }
+
+        // With STARTTLS the connection starts in plaintext, so a refusal can still be said.
+        if (options.Tls.Enabled && !options.Tls.StartTls && options.RefusalMessage is { Length: > 0 })
         {
             failures.Add($"{prefix} RefusalMessage cannot be used with Tls: a refused connection is closed before its handshake. Remove one of them.");
         }
