@@ -45,7 +45,7 @@ public sealed class AbuseTests(GatewayClusterFixture fixture, ITestOutputHelper 
         {
             o.Framing = new FramingOptions { Kind = FramingKind.Line };
             o.MinReceiveDataRate = 50;
-            o.MinReceiveDataRateGracePeriod = TimeSpan.FromSeconds(1);
+            o.MinReceiveDataRateGracePeriod = TimeSpan.FromSeconds(5);
 
             // On a clock that jumps, a reply read by the client may not be counted as sent yet.
             o.MinSendDataRate = null;
@@ -63,8 +63,10 @@ public sealed class AbuseTests(GatewayClusterFixture fixture, ITestOutputHelper 
         await fast.SendAsync("hello\n");
         Assert.Equal("hello", await fast.ReadLineAsync());
 
-        // Every slow peer sends one byte of a line that never ends, then the server's clock moves TricklePace, until
-        // each is cut off. (A peer whose byte the gateway has not read yet is simply timed from a later round.)
+        // Every slow peer sends one byte of a line that never ends, every TricklePace on the server's clock: 0.5 bytes/s
+        // against a minimum of 50 after a 5 s grace. Each round waits until the gateway holds every peer's bytes and
+        // waits on it for more, so the clock moves over exactly what was sent. The first two rounds fall within the
+        // grace (a peer cut there would not reach the next round's count); the third ends it for all 500.
         var cut = Task.WhenAll(slow.Select(async client =>
         {
             try
@@ -75,31 +77,23 @@ public sealed class AbuseTests(GatewayClusterFixture fixture, ITestOutputHelper 
             {
             }
         }));
-        var open = slow.ToHashSet();
         var trickle = Task.Run(async () =>
         {
-            while (!cut.IsCompleted)
+            for (var round = 1; round <= 3; round++)
             {
-                foreach (var client in slow.Where(open.Contains).ToArray())
+                foreach (var client in slow)
                 {
-                    try
-                    {
-                        await client.SendAsync("x"u8.ToArray());
-                    }
-                    catch (SocketException)
-                    {
-                        open.Remove(client);
-                    }
+                    await client.SendAsync("x"u8.ToArray());
                 }
 
+                await Poll.UntilAsync(
+                    () => server.Connections.Count(c => c.AwaitedIncompleteFrame == round) == slow.Count,
+                    () => $"round {round}: {server.Connections.Count(c => c.AwaitedIncompleteFrame == round)} of {slow.Count} peers' bytes held");
                 time.Advance(TricklePace, server);
-                await Task.WhenAny(cut, Task.Delay(10));
             }
         });
 
-        var rounds = await fixture.HealthyClientAsync(cut);
-        await cut;
-        await trickle;
+        var rounds = await fixture.HealthyClientAsync(Task.WhenAll(cut, trickle));
         await fast.SendAsync("still here\n");
         Assert.Equal("still here", await fast.ReadLineAsync());
         output.WriteLine($"500 slow peers cut; the healthy client made {rounds} round trips meanwhile.");

@@ -85,6 +85,9 @@ internal sealed class ConnectionClock(ConnectionClock.Limits limits, long start)
         }
     }
 
+    /// <summary>Bytes of the incomplete frame the pump is waiting on the peer for, or -1 when it is not (tests).</summary>
+    public long AwaitedIncompleteFrame => _rxPartial > 0 && _rxWaitingSince >= 0 ? _rxPartial : -1;
+
     /// <summary>Whether a framed read must be reported to <see cref="TrackIncompleteFrame"/> (false in the common case: nothing to time).</summary>
     public bool TracksRead(long partial) => limits.TimesReceiveRate && (partial > 0 || _rxPartial > 0 || _rxWaitingSince >= 0);
 

@@ -49,6 +49,18 @@ internal sealed partial class GatewayConnection
         return (expired.Reason, expired.Detail);
     }
 
+    /// <summary>Bytes of an incomplete frame the pump is waiting on the peer for, or -1 (tests synchronise on it).</summary>
+    internal long AwaitedIncompleteFrame
+    {
+        get
+        {
+            lock (_lock)
+            {
+                return _clock.AwaitedIncompleteFrame;
+            }
+        }
+    }
+
     /// <summary>The pump is about to wait on the socket: time the wait if it holds an incomplete frame.</summary>
     private void StartReceiveWait()
     {
