@@ -30,6 +30,17 @@ public static class DevelopmentCertificate
             }
         }
 
+        using var certificate = CreateSelfSigned(TimeSpan.FromDays(90));
+        Directory.CreateDirectory(Path.GetDirectoryName(path)!);
+        var temporary = path + $".{Environment.ProcessId}";
+        File.WriteAllBytes(temporary, certificate.Export(X509ContentType.Pfx));
+        File.Move(temporary, path, overwrite: true);
+        return path;
+    }
+
+    /// <summary>A self-signed server certificate for localhost and 127.0.0.1, valid from five minutes ago for <paramref name="validFor"/>.</summary>
+    public static X509Certificate2 CreateSelfSigned(TimeSpan validFor)
+    {
         using var key = RSA.Create(2048);
         var request = new CertificateRequest("CN=localhost", key, HashAlgorithmName.SHA256, RSASignaturePadding.Pkcs1);
         var names = new SubjectAlternativeNameBuilder();
@@ -37,11 +48,6 @@ public static class DevelopmentCertificate
         names.AddIpAddress(IPAddress.Loopback);
         request.CertificateExtensions.Add(names.Build());
         request.CertificateExtensions.Add(new X509EnhancedKeyUsageExtension([new Oid("1.3.6.1.5.5.7.3.1")], false));
-        using var certificate = request.CreateSelfSigned(DateTimeOffset.UtcNow.AddMinutes(-5), DateTimeOffset.UtcNow.AddDays(90));
-        Directory.CreateDirectory(Path.GetDirectoryName(path)!);
-        var temporary = path + $".{Environment.ProcessId}";
-        File.WriteAllBytes(temporary, certificate.Export(X509ContentType.Pfx));
-        File.Move(temporary, path, overwrite: true);
-        return path;
+        return request.CreateSelfSigned(DateTimeOffset.UtcNow.AddMinutes(-5), DateTimeOffset.UtcNow.Add(validFor));
     }
 }
