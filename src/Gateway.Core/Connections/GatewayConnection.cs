@@ -96,7 +96,6 @@ internal sealed partial class GatewayConnection
         _input = context.Transport.Input;
         _grainFactory = grainFactory;
         _maxDataReceivedSize = options.MaxDataReceivedSize;
-        _maxBufferedFrame = options.Framing.MaxFrameSize + 16L + options.Framing.DelimiterBytes.Length;
         _flow = new WriteFlow(options.MaxWriteBufferSize);
         _readWhileWritingPaused = options.ReadWhileWritingPaused;
         _refusalMessage = options.RefusalMessage is { Length: > 0 } refusal ? System.Text.Encoding.UTF8.GetBytes(refusal) : [];
@@ -109,13 +108,15 @@ internal sealed partial class GatewayConnection
         var id = $"{listenerName}/{Guid.CreateVersion7():N}";
         var framing = options.Framing.ToFormat();
         _decoder = options.Framing.CreateDecoder(framing);
+        _maxBufferedFrame = framing.MaxFrameSize + 16L + (framing.Delimiter?.Length ?? 0);
+        var unix = IsUnix(context);
         Info = new ConnectionInfo(id, listenerName, context.LocalEndPoint as IPEndPoint, context.RemoteEndPoint as IPEndPoint)
         {
             Framing = framing,
             GrainType = grainType.ToString(),
             GatewaySilo = siting.LocalSiloName,
-            LocalPath = IsUnix(context) ? UnixPath(context.LocalEndPoint) : null,
-            RemotePath = IsUnix(context) ? UnixPath(context.RemoteEndPoint) : null,
+            LocalPath = unix ? UnixPath(context.LocalEndPoint) : null,
+            RemotePath = unix ? UnixPath(context.RemoteEndPoint) : null,
             MaxWriteBufferSize = options.MaxWriteBufferSize,
         };
         _grainId = GrainId.Create(grainType, id);
@@ -128,7 +129,6 @@ internal sealed partial class GatewayConnection
 
     /// <summary>True once the grain's <c>ConnectionMade</c> has run; false if the connection ended first.</summary>
     public Task<bool> Made => _made.Task;
-
 
     /// <summary>Completes once the connection has ended and its grain was told (before a graceful close's linger).</summary>
     internal Task GrainTold => _told.Task;
