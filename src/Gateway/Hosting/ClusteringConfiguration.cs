@@ -12,9 +12,9 @@ public static class ClusteringConfiguration
     /// <c>Clustering:Provider</c> = <c>Localhost</c> (default: development membership; a second silo on the same machine
     /// sets <c>Clustering:PrimarySiloPort</c>) or <c>Redis</c> (<c>Clustering:Redis:ConnectionString</c>). Ports come from
     /// <c>Silo:SiloPort</c> (11111) and <c>Silo:GatewayPort</c> (30000); <c>Silo:AdvertisedIP</c> is the pod IP in
-    /// Kubernetes; <c>Orleans:ClusterId</c>/<c>ServiceId</c> name the cluster; <c>Orleans:Membership</c> binds
-    /// <c>ClusterMembershipOptions</c> (failure detection). <c>Kubernetes:Enabled</c> (default false) adds Orleans'
-    /// Kubernetes hosting: the silo takes its name, address, service and cluster ids from the pod (<c>POD_NAME</c>,
+    /// Kubernetes; <c>Orleans:ClusterId</c>/<c>ServiceId</c> name the cluster (both <c>dev</c> unless set, as for the cluster
+    /// client); <c>Orleans:Membership</c> binds <c>ClusterMembershipOptions</c> (failure detection).
+    /// <c>Kubernetes:Enabled</c> (default false) adds Orleans' Kubernetes hosting: the silo takes its name, address, service and cluster ids from the pod (<c>POD_NAME</c>,
     /// <c>POD_NAMESPACE</c>, <c>POD_IP</c>, <c>ORLEANS_SERVICE_ID</c>, <c>ORLEANS_CLUSTER_ID</c>), and silos whose pods are
     /// gone are declared dead at once instead of after the failure detector's probes
     /// (<c>Kubernetes:DeleteDefunctSiloPods</c> also deletes the pods of silos declared dead).
@@ -45,6 +45,10 @@ public static class ClusteringConfiguration
                 o.DeleteDefunctSiloPods = configuration.GetValue("Kubernetes:DeleteDefunctSiloPods", false)));
         }
 
+        // One pair of defaults whatever the provider, the cluster client's too (src/Client): a client given only the
+        // provider's settings finds the cluster.
+        var serviceId = configuration.GetValue("Orleans:ServiceId", "dev")!;
+        var clusterId = configuration.GetValue("Orleans:ClusterId", "dev")!;
         var siloPort = configuration.GetValue("Silo:SiloPort", 11111);
         var gatewayPort = configuration.GetValue("Silo:GatewayPort", 30000);
         var provider = configuration.GetValue("Clustering:Provider", "Localhost")!;
@@ -56,18 +60,14 @@ public static class ClusteringConfiguration
                     siloPort,
                     gatewayPort,
                     primary is { } port ? new IPEndPoint(IPAddress.Loopback, port) : null,
-                    configuration.GetValue("Orleans:ServiceId", "dev")!,
-                    configuration.GetValue("Orleans:ClusterId", "dev")!);
+                    serviceId,
+                    clusterId);
                 break;
             case "redis":
                 var connectionString = configuration["Clustering:Redis:ConnectionString"]
                     ?? throw new InvalidOperationException("Clustering:Provider is Redis but Clustering:Redis:ConnectionString is not set (e.g. redis:6379).");
                 silo.UseRedisClustering(connectionString);
-                silo.Configure<ClusterOptions>(o =>
-                {
-                    o.ClusterId = configuration.GetValue("Orleans:ClusterId", "orleansprotocol")!;
-                    o.ServiceId = configuration.GetValue("Orleans:ServiceId", "orleansprotocol")!;
-                });
+                silo.Configure<ClusterOptions>(o => (o.ServiceId, o.ClusterId) = (serviceId, clusterId));
                 silo.Configure<EndpointOptions>(o =>
                 {
                     o.SiloPort = siloPort;
