@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using System.Text.RegularExpressions;
 using OrleansProtocol.Tests.Infrastructure;
 
@@ -7,20 +6,8 @@ namespace OrleansProtocol.Tests;
 /// <summary>The cluster client (src/Client) as a user runs it: its own process, joining the real host's cluster.</summary>
 public sealed class ClusterClientTests
 {
-    private static async Task<(int ExitCode, string Output)> RunAsync(int gatewayPort, params string[] arguments)
-    {
-        var tool = Path.GetFullPath(Path.Combine(AppContext.BaseDirectory, "..", "..", "..", "..", "..", "src", "Client", "bin",
-            new DirectoryInfo(AppContext.BaseDirectory).Parent!.Name, "net10.0", "orleansprotocol.dll"));
-        using var process = Process.Start(new ProcessStartInfo("dotnet", [tool, .. arguments, $"--Silo:GatewayPort={gatewayPort}"])
-        {
-            RedirectStandardOutput = true,
-            RedirectStandardError = true,
-        })!;
-        var output = process.StandardOutput.ReadToEndAsync();
-        var error = process.StandardError.ReadToEndAsync();
-        await process.WaitForExitAsync().WaitAsync(TestTimeouts.Default);
-        return (process.ExitCode, await output + await error);
-    }
+    private static Task<(int ExitCode, string Output)> RunAsync(int gatewayPort, params string[] arguments) =>
+        ClusterClientProcess.RunAsync([.. arguments, $"--Silo:GatewayPort={gatewayPort}"]);
 
     [Fact]
     public async Task The_cluster_client_lists_shows_writes_to_announces_to_closes_and_aborts_live_connections()
