@@ -98,7 +98,7 @@ internal static class SettingsParser
             int.Parse(Get("--size", "1024")),
             TimeSpan.FromSeconds(double.Parse(Get("--warmup", "1"))),
             TimeSpan.FromSeconds(double.Parse(Get("--duration", "5"))),
-            int.Parse(Get("--rounds", churn ? "5" : "3")),
+            int.Parse(Get("--rounds", "5")),
             Get("--connections", churn ? "16" : "1,16,64").Split(',').Select(int.Parse).ToArray(),
             int.Parse(Get("--idle", "0")),
 #if DEBUG
@@ -406,16 +406,28 @@ internal static class IdleMemory
 
     public static async Task RunAsync(Settings settings)
     {
+        // Every connection is a file descriptor in the server and another here; say so up front rather than fail midway.
+        var maxOpenFiles = OpenFileLimit();
+        if (settings.IdleConnections + 1000 > maxOpenFiles)
+        {
+            Console.WriteLine($"{settings.IdleConnections:N0} connections need as many open files in the server and here; this process may open {maxOpenFiles:N0} (ulimit -n). Raise it (or its hard limit) first.");
+            return;
+        }
+
         Console.WriteLine($"resident memory per idle connection, {settings.IdleConnections} connections each after one 16 B round trip; {Environment.ProcessorCount} cores");
         Console.WriteLine();
-        Console.WriteLine("| server | RSS before MiB | RSS with connections MiB | KiB per connection |");
-        Console.WriteLine("|---|---:|---:|---:|");
+        Console.WriteLine("| server | RSS before MiB | RSS with connections MiB | KiB per connection | opened in s |");
+        Console.WriteLine("|---|---:|---:|---:|---:|");
         using (var baseline = await ServerProcess.StartBaselineAsync())
         {
             await MeasureAsync("baseline", baseline, settings.IdleConnections);
         }
 
-        using (var gateway = await ServerProcess.StartGatewayAsync(settings.Configuration))
+        // The listener's and the silo's connection limits are lifted to the count asked for (configuration, as a user
+        // would); the process's open-file limit is the machine's.
+        var limit = (settings.IdleConnections + 1000).ToString(System.Globalization.CultureInfo.InvariantCulture);
+        using (var gateway = await ServerProcess.StartGatewayAsync(
+            settings.Configuration, "--OrleansProtocol:Listeners:echo:MaxConnections=" + limit, "--OrleansProtocol:MaxConnections=" + limit))
         {
             await MeasureAsync("gateway", gateway, settings.IdleConnections);
         }
@@ -427,12 +439,19 @@ internal static class IdleMemory
         Close(await OpenAsync(server, 16));
         await Task.Delay(Settle);
         var before = server.ResidentBytes;
+        var opening = Stopwatch.StartNew();
         var sockets = await OpenAsync(server, count);
+        var opened = opening.Elapsed;
         await Task.Delay(Settle);
         var after = server.ResidentBytes;
-        Console.WriteLine($"| {name} | {before / 1048576.0:N1} | {after / 1048576.0:N1} | {(after - before) / 1024.0 / count:N1} |");
+        Console.WriteLine($"| {name} | {before / 1048576.0:N1} | {after / 1048576.0:N1} | {(after - before) / 1024.0 / count:N1} | {opened.TotalSeconds:N1} |");
         Close(sockets);
     }
+
+    private static long OpenFileLimit() =>
+        File.ReadLines("/proc/self/limits").Where(l => l.StartsWith("Max open files", StringComparison.Ordinal))
+            .Select(l => long.Parse(l["Max open files".Length..].Split(' ', StringSplitOptions.RemoveEmptyEntries)[0], System.Globalization.CultureInfo.InvariantCulture))
+            .DefaultIfEmpty(long.MaxValue).First();
 
     private static async Task<List<Socket>> OpenAsync(ServerProcess server, int count)
     {
@@ -443,6 +462,11 @@ internal static class IdleMemory
             sockets.AddRange(await Task.WhenAll(Enumerable.Range(0, Math.Min(100, count - batch)).Select(async _ =>
             {
                 var socket = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
+
+                // One loopback source address per 20,000 connections: the ephemeral ports of one (source, destination)
+                // pair run out near 28,000. IP_BIND_ADDRESS_NO_PORT (24) leaves the port to connect, as without a bind.
+                socket.SetRawSocketOption(0, 24, BitConverter.GetBytes(1));
+                socket.Bind(new IPEndPoint(new IPAddress([127, 0, 0, (byte)(1 + batch / 20_000)]), 0));
                 await socket.ConnectAsync(server.EndPoint);
                 await socket.SendAsync(message);
                 var echo = new byte[message.Length];
