@@ -18,7 +18,9 @@ namespace OrleansProtocol;
 /// cancelled and tasks from <c>CreateTask</c> are cancelled and awaited before the move, as at <c>ConnectionLost</c>;
 /// the new activation's <see cref="Grain.OnActivateAsync"/> (which runs after <see cref="Rehydrate"/>) is where a
 /// protocol starts again what it needs. No callback is in progress during the move: Orleans moves an idle grain, and
-/// the gateway's next callback waits and then reaches the new activation.
+/// the gateway's next callback waits and then reaches the new activation. A grain asked to move again within a second
+/// of arriving leaves when that second is up (Orleans would drop a move back to a silo still letting go of the activation
+/// that just left it).
 /// </para>
 /// <para>
 /// A protocol that does not opt in is not moved: when its grain is deactivated (its silo stopping, or asked to
@@ -28,8 +30,16 @@ namespace OrleansProtocol;
 public abstract partial class ProtocolGrain : IGrainMigrationParticipant
 {
     private const string MigrationKey = "orleansprotocol.connection";
+
+    // Orleans drops a migration to a silo that still holds the activation which just left it (the target finds it
+    // in its catalog and takes the move as too late), and the next call then activates the grain afresh, without its
+    // connection. The old activation is gone milliseconds after the new one is valid; a grain that moves again within
+    // this time of arriving waits out the rest before it leaves (wall clock: the race is Orleans' own).
+    private static readonly TimeSpan ArrivalSettle = TimeSpan.FromSeconds(1);
+
     private MigratedConnection? _moving;
     private MigratedConnection? _moved;
+    private long _arrivedTimestamp;
 
     /// <summary>
     /// True when this protocol's connections may move to another silo with their grain; false (the default) closes
@@ -82,6 +92,7 @@ public abstract partial class ProtocolGrain : IGrainMigrationParticipant
         if (_moved is { } moved && _transport is { } transport)
         {
             _moved = null;
+            _arrivedTimestamp = System.Diagnostics.Stopwatch.GetTimestamp();
             CountConnection();
             WatchGateway();
 
@@ -109,8 +120,21 @@ public abstract partial class ProtocolGrain : IGrainMigrationParticipant
     }
 
     /// <summary>On the old silo, once idle and deactivating to move: what the new activation will take up.</summary>
-    private async Task PrepareToMoveAsync(ProtocolTransport transport, ITransportObserver observer)
+    private async Task PrepareToMoveAsync(ProtocolTransport transport, ITransportObserver observer, CancellationToken cancellationToken)
     {
+        if (_arrivedTimestamp != 0 && ArrivalSettle - System.Diagnostics.Stopwatch.GetElapsedTime(_arrivedTimestamp) is { Ticks: > 0 } settle)
+        {
+            // Possibly back to the silo it came from: wait until that silo has let go of the activation that left it.
+            try
+            {
+                await Task.Delay(settle, cancellationToken);
+            }
+            catch (OperationCanceledException)
+            {
+                // Out of time to deactivate: leave now.
+            }
+        }
+
         // Nothing of the nursery moves (see the class remarks).
         await ExitNurseryAsync();
         StopWatchingGateway();

@@ -272,7 +272,7 @@ public abstract partial class ProtocolGrain : Grain, IProtocolGrain, IProtocolCo
 
             if (reason.ReasonCode == DeactivationReasonCode.Migrating && Migratable)
             {
-                await PrepareToMoveAsync(transport, observer);
+                await PrepareToMoveAsync(transport, observer, cancellationToken);
             }
             else
             {
