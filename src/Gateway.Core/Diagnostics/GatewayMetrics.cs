@@ -64,11 +64,18 @@ public sealed class GatewayMetrics
     internal void Paused(string listener, string direction, int change) =>
         _pausedConnections.Add(change, new KeyValuePair<string, object?>("orleansprotocol.listener", listener), new KeyValuePair<string, object?>("orleansprotocol.direction", direction));
 
-    internal void GrainCall(string listener, string callback, long startTimestamp) =>
+    internal void GrainCall(string listener, string callback, long startTimestamp)
+    {
+        if (!_grainCallDuration.Enabled)
+        {
+            return;
+        }
+
         _grainCallDuration.Record(
             Stopwatch.GetElapsedTime(startTimestamp).TotalSeconds,
             new KeyValuePair<string, object?>("orleansprotocol.listener", listener),
             new KeyValuePair<string, object?>("orleansprotocol.callback", callback));
+    }
 
     internal void FrameOverLimit(string listener) =>
         _framesOverLimit.Add(1, new KeyValuePair<string, object?>("orleansprotocol.listener", listener));

@@ -14,6 +14,15 @@ namespace OrleansProtocol.Gateway.Diagnostics;
 /// </remarks>
 public sealed class GatewayTotals : IDisposable
 {
+    private static readonly HashSet<string> Counted = new(StringComparer.Ordinal)
+    {
+        "orleansprotocol.active_connections",
+        "orleansprotocol.connection.duration",
+        "orleansprotocol.rejected_connections",
+        "orleansprotocol.io.bytes",
+        "orleansprotocol.paused_connections",
+    };
+
     private readonly MeterListener _listener = new();
     private readonly ConcurrentDictionary<string, Counts> _listeners = new(StringComparer.Ordinal);
 
@@ -22,7 +31,9 @@ public sealed class GatewayTotals : IDisposable
     {
         _listener.InstrumentPublished = (instrument, listener) =>
         {
-            if (instrument.Meter.Name == GatewayMetrics.MeterName && ReferenceEquals(instrument.Meter.Scope, meterFactory))
+            // Only what the totals count: enabling the per-call histogram would make every read record it, exporter or not.
+            if (instrument.Meter.Name == GatewayMetrics.MeterName && ReferenceEquals(instrument.Meter.Scope, meterFactory)
+                && Counted.Contains(instrument.Name))
             {
                 listener.EnableMeasurementEvents(instrument);
             }
