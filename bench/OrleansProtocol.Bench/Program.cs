@@ -20,6 +20,7 @@ public static class Program
         }
 
         var settings = SettingsParser.Parse(args);
+        ServerProcess.GatewaySettings = settings.GatewaySettings;
         if (settings.IdleConnections > 0)
         {
             await IdleMemory.RunAsync(settings);
@@ -81,6 +82,9 @@ internal sealed record Settings(int Size, TimeSpan Warmup, TimeSpan Duration, in
 
     /// <summary>Messages per write, read back together (<c>--pipeline 16</c>, as <c>redis-benchmark -P 16</c>); each counts as a request.</summary>
     public int Pipeline { get; init; } = 1;
+
+    /// <summary>Configuration for the gateway processes, as the host takes it (<c>--Section:Key=value</c>), after the bench's own.</summary>
+    public string[] GatewaySettings { get; init; } = [];
 }
 
 internal static class SettingsParser
@@ -110,6 +114,7 @@ internal static class SettingsParser
             Churn = churn,
             Remote = args.Contains("--remote"),
             Pipeline = int.Parse(Get("--pipeline", "1")),
+            GatewaySettings = [.. args.Where(a => a.StartsWith("--", StringComparison.Ordinal) && a.Contains(':', StringComparison.Ordinal) && a.Contains('=', StringComparison.Ordinal))],
         };
     }
 }
@@ -332,12 +337,15 @@ internal sealed class ServerProcess : IDisposable
     {
         var primary = await StartGatewayAsync(configuration, "--OrleansProtocol:Listeners:echo:Placement=Remote");
         primary.Companion = await StartGatewayAsync(
-            configuration, "--Silo:SiloPort=21112", "--Silo:GatewayPort=21301", "--Clustering:PrimarySiloPort=21111");
+            configuration, "--Silo:SiloPort=21112", "--Silo:GatewayPort=21301", "--Clustering:PrimarySiloPort=21111", "--OrleansProtocol:PortOffset=21000");
 
         // Membership reaches the first silo on its next refresh; Remote placement falls back to local until then.
         await Task.Delay(TimeSpan.FromSeconds(5));
         return primary;
     }
+
+    /// <summary>Settings from the bench's command line for every gateway process (last, so they win).</summary>
+    public static string[] GatewaySettings { get; set; } = [];
 
     public static Task<ServerProcess> StartGatewayAsync(string configuration, params string[] extra)
     {
@@ -354,16 +362,19 @@ internal sealed class ServerProcess : IDisposable
             Path.Combine(directory, "OrleansProtocol.Gateway.dll"),
             "--Silo:SiloPort=21111",
             "--Silo:GatewayPort=21300",
+            // The samples' fixed ports (and Unix socket) move out of the way of a host already serving them; the echo
+            // listener measured takes any free port. A second silo (--remote) moves its samples again.
+            "--OrleansProtocol:PortOffset=20000",
             "--OrleansProtocol:Listeners:echo:Port=0",
-            "--OrleansProtocol:Listeners:string-receiver:Port=0",
-            "--OrleansProtocol:Listeners:framed-string-receiver:Port=0",
-            "--OrleansProtocol:Listeners:chat:Port=0",
-            "--OrleansProtocol:Listeners:upgrade:Port=0",
             "--Health:Urls=http://127.0.0.1:0",
+
+            // As deployed (deploy/k8s): the dashboard's per-activation bookkeeping costs churn about 40 µs of CPU per
+            // connection (docs/performance.md); it is a development aid, measured apart with --Dashboard:Enabled=true.
+            "--Dashboard:Enabled=false",
 
             // Every bench connection comes from 127.0.0.1: lift the per-address limit (the listener's 10,000 stays).
             "--OrleansProtocol:Listeners:echo:MaxConnectionsPerAddress=100000",
-        }.Concat(extra))
+        }.Concat(extra).Concat(GatewaySettings))
         {
             start.ArgumentList.Add(argument);
         }
