@@ -352,10 +352,10 @@ public abstract partial class ProtocolGrain : Grain, IProtocolGrain, IProtocolCo
         transport.OnBytesSent(bytesSent);
         if (!transport.IsClosing)
         {
-            await RunCallback(
+            await transport.InFlowChangeAsync(bytesSent, () => RunCallback(
                 pause ? nameof(PauseWriting) : nameof(ResumeWriting),
                 static (g, p) => p ? g.PauseWriting() : g.ResumeWriting(),
-                pause);
+                pause));
         }
 
         return Reply();

@@ -331,9 +331,29 @@ public sealed class ProtocolTransport
 
     /// <summary>
     /// Bytes written but not yet handed to the socket, as far as the grain knows: everything written minus what the
-    /// gateway last reported as sent (it reports with every callback).
+    /// gateway last reported as sent (it reports with every callback). In <c>PauseWriting</c> and <c>ResumeWriting</c>
+    /// it counts from what had been sent when the gateway paused or resumed, as asyncio's protocol sees it then: over
+    /// the high-water mark, and at most the low one (plus what the protocol wrote since).
     /// </summary>
-    public long GetWriteBufferSize() => _lost ? 0 : _bytesWritten - _bytesSent;
+    public long GetWriteBufferSize() => _lost ? 0 : _bytesWritten - (_flowBytesSent ?? _bytesSent);
+
+    // Set for the length of a PauseWriting/ResumeWriting callback: the bytes sent when that change happened. A push's
+    // reply may have told the grain of later sends before the callback runs.
+    private long? _flowBytesSent;
+
+    /// <summary>Runs a write-flow callback with the buffer seen as it was at the change.</summary>
+    internal async Task InFlowChangeAsync(long bytesSent, Func<Task> callback)
+    {
+        _flowBytesSent = Math.Min(bytesSent, _bytesSent);
+        try
+        {
+            await callback();
+        }
+        finally
+        {
+            _flowBytesSent = null;
+        }
+    }
 
     /// <summary>
     /// Optional information about the connection (asyncio <c>get_extra_info</c>); see <see cref="ExtraInfoKeys"/> for
