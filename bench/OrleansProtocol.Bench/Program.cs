@@ -368,8 +368,8 @@ internal sealed class ServerProcess : IDisposable
             "--OrleansProtocol:Listeners:echo:Port=0",
             "--Health:Urls=http://127.0.0.1:0",
 
-            // As deployed (deploy/k8s): the dashboard's per-activation bookkeeping costs churn about 40 µs of CPU per
-            // connection (docs/performance.md); it is a development aid, measured apart with --Dashboard:Enabled=true.
+            // As deployed (deploy/k8s): without Orleans' dashboard, a development aid that hooks every activation;
+            // measure it with --Dashboard:Enabled=true (docs/performance.md).
             "--Dashboard:Enabled=false",
 
             // Every bench connection comes from 127.0.0.1: lift the per-address limit (the listener's 10,000 stays).
