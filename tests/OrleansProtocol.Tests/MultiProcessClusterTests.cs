@@ -230,7 +230,9 @@ public sealed class MultiProcessClusterTests(Xunit.Abstractions.ITestOutputHelpe
 
             for (var n = 0; n < 10; n++)
             {
-                var client = await TestClient.ConnectAsync(endPoints[i]["upgrade"]);
+                // A source address per gateway: the listing names clients by address and port, and one port may serve
+                // connections to two gateways at once.
+                var client = await TestClient.ConnectFromAsync(endPoints[i]["upgrade"], IPAddress.Parse($"127.0.0.{i + 2}"));
                 Assert.True(await EchoesAsync(client, $"hello {lineClients.Count}"));
                 lineClients.Add((i, client));
             }
