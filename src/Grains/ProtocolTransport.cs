@@ -344,7 +344,7 @@ public sealed class ProtocolTransport
     /// <summary>Runs a write-flow callback with the buffer seen as it was at the change.</summary>
     internal async Task InFlowChangeAsync(long bytesSent, Func<Task> callback)
     {
-        _flowBytesSent = Math.Min(bytesSent, _bytesSent);
+        _flowBytesSent = bytesSent;
         try
         {
             await callback();
