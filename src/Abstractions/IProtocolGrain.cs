@@ -79,6 +79,17 @@ public interface IProtocolGrain : IGrainWithStringKey
     Task<ProtocolReply> CloseRequested(ConnectionCloseReason reason, string? message, long bytesSent);
 
     /// <summary>
+    /// The gateway asks where the grain is and whether it still holds the connection: the silo it last knew the grain
+    /// on stopped gracefully and membership has declared it dead, but the grain may have moved with the connection and
+    /// its notice still be on the way. The protocol is not called. The reply names the grain's silo
+    /// (<see cref="ProtocolReply.GrainSilo"/>), or is <see cref="ProtocolReplyStatus.UnknownConnection"/> from an
+    /// activation that does not have the connection.
+    /// </summary>
+    /// <param name="bytesSent">Bytes the gateway has sent to the peer for this protocol so far (see remarks).</param>
+    [Alias("Locate")]
+    Task<ProtocolReply> Locate(long bytesSent);
+
+    /// <summary>
     /// The silo the grain lives on is stopping gracefully while its socket lives on another one (the gateway of the
     /// stopping silo asks). A protocol that can move migrates to <paramref name="targetSilo"/> with its connection;
     /// one that cannot is closed cleanly when the silo deactivates it.

@@ -24,8 +24,8 @@ public readonly record struct ProtocolReply(
     [property: Id(3)] long LastSequence,
     [property: Id(4)] int FramesTaken = 0)
 {
-    /// <summary>For <c>ConnectionMade</c>: the silo the grain lives on (<c>SiloAddress.ToString()</c>), so the gateway can
-    /// close the connection at once if that silo dies.</summary>
+    /// <summary>For <c>ConnectionMade</c> and <c>Locate</c>: the silo the grain lives on (<c>SiloAddress.ToString()</c>), so
+    /// the gateway can close the connection at once if that silo dies.</summary>
     [Id(5)]
     public string? GrainSilo { get; init; }
 }

@@ -209,6 +209,17 @@ public abstract partial class ProtocolGrain : Grain, IProtocolGrain, IProtocolCo
 
     Task<ProtocolReply> IProtocolGrain.PauseWriting(long bytesSent) => WriteFlowCallback(bytesSent, pause: true);
 
+    Task<ProtocolReply> IProtocolGrain.Locate(long bytesSent)
+    {
+        if (_transport is not { } transport || _lostDelivered)
+        {
+            return Task.FromResult(Unknown());
+        }
+
+        transport.OnBytesSent(bytesSent);
+        return Task.FromResult(Reply() with { GrainSilo = RuntimeIdentity });
+    }
+
     Task<ProtocolReply> IProtocolGrain.ResumeWriting(long bytesSent) => WriteFlowCallback(bytesSent, pause: false);
 
     async Task<ProtocolReply> IProtocolGrain.TlsStarted(TlsInfo tls, long bytesSent)
@@ -517,5 +528,14 @@ public abstract partial class ProtocolGrain : Grain, IProtocolGrain, IProtocolCo
         return new ProtocolReply(transport.TakeBatch(), status, keepOpen, transport.LastSequence, framesTaken);
     }
 
-    private static ProtocolReply Unknown() => new(null, ProtocolReplyStatus.UnknownConnection, false, 0);
+    private ProtocolReply Unknown()
+    {
+        if (_transport is null)
+        {
+            // A fresh activation (the connection's grain was lost with its silo): nothing to keep it for.
+            DeactivateOnIdle();
+        }
+
+        return new(null, ProtocolReplyStatus.UnknownConnection, false, 0);
+    }
 }

@@ -1,3 +1,4 @@
+using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.DependencyInjection;
 using Orleans.TestingHost;
 using OrleansProtocol.Gateway;
@@ -13,7 +14,7 @@ namespace OrleansProtocol.Tests;
 /// </summary>
 public sealed class MigrationTests
 {
-    private static async Task<InProcessTestCluster> StartClusterAsync(CallbackRecorder recorder)
+    private static async Task<InProcessTestCluster> StartClusterAsync(CallbackRecorder recorder, Action<Orleans.Hosting.ISiloBuilder>? configure = null)
     {
         var builder = new InProcessTestClusterBuilder(3);
         builder.Options.UseDistributedGrainDirectory = true;
@@ -32,6 +33,7 @@ public sealed class MigrationTests
                 o.Port = 0;
                 o.Placement = ConnectionPlacement.Remote;
             });
+            configure?.Invoke(silo);
         });
         var cluster = builder.Build();
         await cluster.DeployAsync();
@@ -137,5 +139,60 @@ public sealed class MigrationTests
         await stream.StopAsync();
         Assert.Null(stream.Failure);
         Assert.False(stream.EndedByServer);
+    }
+
+    [Fact]
+    public async Task A_moved_grain_whose_notice_reaches_the_gateway_after_its_old_silo_is_declared_dead_keeps_its_connection()
+    {
+        // Membership can declare the stopped silo dead before the gateway hears from the grain's new activation (under
+        // load, or here: its notice held back until the gateway has seen the death). The gateway must not take the
+        // silo's end for the grain's death: the grain moved, and the connection goes on.
+        var recorder = new CallbackRecorder();
+        var held = new HeldNotices();
+        var logs = new CapturingLoggerProvider(LogLevel.Debug);
+        await using var cluster = await StartClusterAsync(recorder, silo =>
+        {
+            silo.Services.AddSingleton(held);
+            silo.Services.AddLogging(logging => logging.AddProvider(logs).AddFilter<CapturingLoggerProvider>("OrleansProtocol", LogLevel.Debug));
+            silo.AddOutgoingGrainCallFilter(held.HoldAsync);
+        });
+        var gateway = cluster.Silos[0].ServiceProvider.GetRequiredService<ProtocolGateway>();
+        await using var client = await TestClient.ConnectAsync(gateway.GetServer("remote-echo").EndPoints[0]);
+        await client.SendAsync("before\n");
+        Assert.Equal("before", await client.ReadLineAsync());
+        var connection = gateway.GetServer("remote-echo").Connections.Single();
+        var stopping = cluster.Silos.Single(s => s.SiloAddress.ToString() == connection.GrainSilo);
+
+        held.Hold(Orleans.Runtime.GrainId.Create(Orleans.Runtime.GrainType.Create(connection.Info.GrainType!), connection.Id));
+        await cluster.StopSiloAsync(stopping);
+        // The gateway has taken in the silo's death while the grain's notice is held.
+        await logs.WaitForAsync(m => m.Contains(connection.Id) && m.Contains(stopping.SiloAddress.ToString()));
+        held.Release();
+
+        await client.SendAsync("after\n");
+        Assert.Equal("after", await client.ReadLineAsync());
+        Assert.Equal(cluster.Silos[0].SiloAddress.ToString(), connection.GrainSilo);
+        Assert.False(connection.Completion.IsCompleted);
+    }
+
+    /// <summary>Holds back the grain's notices to the gateway (transport observer calls) while asked to.</summary>
+    private sealed class HeldNotices
+    {
+        private readonly TaskCompletionSource _released = new(TaskCreationOptions.RunContinuationsAsynchronously);
+        private Orleans.Runtime.GrainId? _grain;
+
+        public void Hold(Orleans.Runtime.GrainId grain) => _grain = grain;
+
+        public void Release() => _released.TrySetResult();
+
+        public async Task HoldAsync(IOutgoingGrainCallContext context)
+        {
+            if (context.InterfaceMethod?.DeclaringType == typeof(ITransportObserver) && context.SourceId == _grain)
+            {
+                await _released.Task.WaitAsync(TestTimeouts.Default);
+            }
+
+            await context.Invoke();
+        }
     }
 }

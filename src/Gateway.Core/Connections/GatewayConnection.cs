@@ -64,6 +64,7 @@ internal sealed partial class GatewayConnection
     private bool _peerEof;
     private bool _grainLost;
     private bool _detached;
+    private bool _locateGrain;
     private (string Protocol, ReadOnlyMemory<byte> Data)? _handOff;
 
     private long _bytesReceived;
@@ -436,6 +437,25 @@ internal sealed partial class GatewayConnection
         WakeWriter();
     }
 
+    /// <summary>
+    /// The silo the gateway last knew the grain on has ended after stopping gracefully. Its grains either moved (the new
+    /// activation's notice may still be on the way) or closed their connections, so the pump asks the grain where it is
+    /// instead of taking the silo's end for the grain's; only an answer that it has no record resets the connection.
+    /// </summary>
+    public void LocateGrain()
+    {
+        lock (_lock)
+        {
+            if (_grainLost || _aborted || _closeRequested)
+            {
+                return;
+            }
+
+            _locateGrain = true;
+            WakePumpLocked();
+        }
+    }
+
     /// <summary>Resets the connection at once, discarding what is buffered.</summary>
     public void Abort(ConnectionCloseReason reason, string? detail)
     {
@@ -457,6 +477,7 @@ internal sealed partial class GatewayConnection
             (bool Pause, long BytesSent)? flowEvent;
             (ConnectionCloseReason Reason, string? Detail)? serverClose = null;
             (string Protocol, ReadOnlyMemory<byte> Data)? handOff;
+            bool locate;
             bool paused;
             lock (_lock)
             {
@@ -465,7 +486,8 @@ internal sealed partial class GatewayConnection
                     return;
                 }
 
-                // One thing per turn, in priority order: hand-off, server close, flow notification, data.
+                // One thing per turn, in priority order: hand-off, server close, locating the grain, flow notification,
+                // data.
                 handOff = _handOff;
                 if (handOff is null && _serverClose is not null && !_serverCloseSent)
                 {
@@ -473,7 +495,9 @@ internal sealed partial class GatewayConnection
                     serverClose = _serverClose;
                 }
 
-                flowEvent = handOff is null && serverClose is null && _flowEvents.Count > 0 ? _flowEvents.Dequeue() : null;
+                locate = handOff is null && serverClose is null && _locateGrain;
+                _locateGrain &= !locate;
+                flowEvent = handOff is null && serverClose is null && !locate && _flowEvents.Count > 0 ? _flowEvents.Dequeue() : null;
 
                 // Back-pressure: while the peer has not taken what the protocol wrote (writing is paused), its next
                 // input waits, so a protocol that answers what it reads cannot outrun a peer that reads slowly.
@@ -517,6 +541,12 @@ internal sealed partial class GatewayConnection
 
                 WakeWriter();
 
+                continue;
+            }
+
+            if (locate)
+            {
+                await LocateGrainAsync();
                 continue;
             }
 
@@ -698,6 +728,24 @@ internal sealed partial class GatewayConnection
         }
 
         return (null, truncatedByEof && !await DeliverEofAsync());
+    }
+
+    private async Task LocateGrainAsync()
+    {
+        var reply = await _grain.Locate(ProtocolBytesSent);
+        if (reply.Status != ProtocolReplyStatus.UnknownConnection && reply.GrainSilo is { } silo)
+        {
+            lock (_lock)
+            {
+                if (GrainSilo is not null && GrainSilo != silo)
+                {
+                    GrainSilo = silo;
+                    GatewayLog.GrainMoved(_logger, Id, silo);
+                }
+            }
+        }
+
+        await ApplyReplyAsync(reply);
     }
 
     /// <returns>The frames the grain did not take because it paused reading, or null.</returns>

@@ -78,6 +78,12 @@ internal static partial class GatewayLog
     [LoggerMessage(27, LogLevel.Debug, "Connection {ConnectionId}: its grain moved to silo {Silo}", EventName = "GrainMoved")]
     public static partial void GrainMoved(ILogger logger, string connectionId, string silo);
 
+    [LoggerMessage(30, LogLevel.Information, "Silo {Silo} left the cluster after stopping gracefully; asking the grains of {Count} connection(s) the gateway last knew there where they are now", EventName = "GrainSiloStopped")]
+    public static partial void GrainSiloStopped(ILogger logger, string silo, int count);
+
+    [LoggerMessage(31, LogLevel.Debug, "Connection {ConnectionId}: the silo of its grain ({Silo}) left the cluster after stopping gracefully; asking the grain where it is", EventName = "LocatingGrain")]
+    public static partial void LocatingGrain(ILogger logger, string connectionId, string silo);
+
     [LoggerMessage(28, LogLevel.Information, "{Count} connection grain(s) moved to the silos of their sockets; {Closed} could not move and close cleanly", EventName = "GrainsMovedAway")]
     public static partial void GrainsMovedAway(ILogger logger, int count, int closed);
 

@@ -410,21 +410,46 @@ public sealed class ProtocolGateway : ILifecycleParticipant<ISiloLifecycle>
     /// <summary>
     /// When membership declares a silo dead, connections whose grains lived there are aborted at once (their grains are
     /// gone; the next callback would only find a fresh activation), instead of waiting for the client's next bytes.
+    /// A silo seen stopping gracefully first is different: its grains moved with their connections or closed them, and
+    /// its death can reach this gateway before a moved grain's notice does, so those connections ask their grains.
     /// </summary>
     private async Task WatchMembershipAsync(CancellationToken cancellation)
     {
         var membership = _services.GetRequiredService<IClusterMembershipService>();
         var logger = _services.GetRequiredService<ILoggerFactory>().CreateLogger<ProtocolGateway>();
+        var stopping = new HashSet<SiloAddress>();
         try
         {
             await foreach (var snapshot in membership.MembershipUpdates.WithCancellation(cancellation))
             {
-                var dead = snapshot.Members.Values.Where(m => m.Status == SiloStatus.Dead).Select(m => m.SiloAddress.ToString()).ToHashSet();
+                stopping.UnionWith(snapshot.Members.Values.Where(m => m.Status is SiloStatus.ShuttingDown or SiloStatus.Stopping).Select(m => m.SiloAddress));
+                var dead = snapshot.Members.Values.Where(m => m.Status == SiloStatus.Dead).ToDictionary(m => m.SiloAddress.ToString(), m => stopping.Contains(m.SiloAddress));
+                stopping.RemoveWhere(s => !snapshot.Members.ContainsKey(s));
                 var servers = _outbound is { } outbound ? _servers.Add(outbound) : _servers;
-                foreach (var connection in servers.SelectMany(s => s.Connections).Where(c => c.GrainSilo is { } silo && dead.Contains(silo)))
+                var located = new Dictionary<string, int>();
+                foreach (var connection in servers.SelectMany(s => s.Connections))
                 {
-                    logger.LogWarning("Connection {ConnectionId}: the silo holding its grain ({Silo}) died; aborting.", connection.Id, connection.GrainSilo);
-                    connection.AbortGrainLost($"The silo holding the connection's grain ({connection.GrainSilo}) died.");
+                    if (connection.GrainSilo is not { } silo || !dead.TryGetValue(silo, out var graceful))
+                    {
+                        continue;
+                    }
+
+                    if (graceful)
+                    {
+                        GatewayLog.LocatingGrain(logger, connection.Id, silo);
+                        located[silo] = located.GetValueOrDefault(silo) + 1;
+                        connection.LocateGrain();
+                    }
+                    else
+                    {
+                        logger.LogWarning("Connection {ConnectionId}: the silo holding its grain ({Silo}) died; aborting.", connection.Id, silo);
+                        connection.AbortGrainLost($"The silo holding the connection's grain ({silo}) died.");
+                    }
+                }
+
+                foreach (var (silo, count) in located)
+                {
+                    GatewayLog.GrainSiloStopped(logger, silo, count);
                 }
             }
         }
