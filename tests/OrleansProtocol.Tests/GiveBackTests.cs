@@ -217,4 +217,16 @@ public sealed class GiveBackTests(GatewayClusterFixture fixture)
             .Sum(s => s.ActivationCount);
         Assert.Equal(0, activations);
     }
+
+    [Fact]
+    public async Task A_callback_that_reaches_an_activation_without_the_connection_is_answered_unknown_and_leaves_no_activation()
+    {
+        // What a gateway meets when its connection's grain was lost with its silo: the next callback, or the question
+        // where the grain is, activates it afresh. That activation has nothing to keep it and goes away.
+        var grain = fixture.Grains.GetGrain<IScriptGrain>($"lost/{Guid.NewGuid():N}");
+        var reply = await grain.Locate(bytesSent: 0);
+        Assert.Equal(ProtocolReplyStatus.UnknownConnection, reply.Status);
+        Assert.Equal(ProtocolReplyStatus.UnknownConnection, (await grain.DataReceived("x"u8.ToArray(), 0)).Status);
+        await fixture.Cluster.WaitForDeactivationAsync(grain.GetGrainId()).WaitAsync(TestTimeouts.Default);
+    }
 }
