@@ -228,6 +228,11 @@ public sealed class MultiProcessClusterTests(Xunit.Abstractions.ITestOutputHelpe
                 members.Add((i, member));
             }
 
+            await ConnectLineClientsAsync(i);
+        }
+
+        async Task ConnectLineClientsAsync(int i)
+        {
             for (var n = 0; n < 10; n++)
             {
                 // A source address per gateway: the listing names clients by address and port, and one port may serve
@@ -254,6 +259,13 @@ public sealed class MultiProcessClusterTests(Xunit.Abstractions.ITestOutputHelpe
             {
                 var live = streams.Where(s => s.Stream.Failure is null && !s.Stream.EndedByServer).ToList();
                 await Task.WhenAll(live.Select(s => s.Stream.WaitForProgressAsync(512)));
+
+                // The stopping silo's line clients may all have been closed with the grains of earlier rounds (each has
+                // its grain elsewhere two times in three): it gets new ones, as clients reconnect.
+                if (!lineClients.Any(l => l.Silo == stopping && !closedLineClients.Contains(l.Client)))
+                {
+                    await ConnectLineClientsAsync(stopping);
+                }
 
                 // Where each line client's socket and grain are, from the cluster's own listing (the operator's tool).
                 var (code, listing) = await ClusterClientProcess.RunAsync([.. operatorSettings, "list", "upgrade"]);
