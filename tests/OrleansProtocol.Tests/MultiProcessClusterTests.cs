@@ -40,8 +40,8 @@ public sealed class MultiProcessClusterTests(Xunit.Abstractions.ITestOutputHelpe
     [SkippableFact]
     public async Task Three_silo_processes_survive_a_SIGKILL_and_a_graceful_stop_with_nothing_lost_silently()
     {
-        Skip.IfNot(File.Exists("/usr/bin/redis-server"), "redis-server is not installed on this machine (.ci/run installs it)");
-        var (redis, redisPort) = await StartRedisAsync();
+        Skip.IfNot(RedisServer.Installed, RedisServer.NotInstalled);
+        var (redis, redisPort) = await RedisServer.StartAsync();
         try
         {
             var clusterId = $"test-{Guid.NewGuid():N}";
@@ -174,24 +174,12 @@ public sealed class MultiProcessClusterTests(Xunit.Abstractions.ITestOutputHelpe
         .. extra,
     ];
 
-    /// <summary>Starts a redis-server for membership on a free port; the caller kills it.</summary>
-    private static async Task<(Process Redis, int Port)> StartRedisAsync()
-    {
-        var port = TestPorts.Free();
-        var redis = Process.Start(new ProcessStartInfo("redis-server", ["--port", $"{port}", "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
-        {
-            RedirectStandardOutput = true,
-        })!;
-        await WaitForRedisAsync(port);
-        return (redis, port);
-    }
-
     [SkippableFact]
     public async Task A_rolling_restart_of_three_silos_resets_no_connection_whose_socket_stays_up_and_state_moves_with_its_grain()
     {
-        Skip.IfNot(File.Exists("/usr/bin/redis-server"), "redis-server is not installed on this machine (.ci/run installs it)");
+        Skip.IfNot(RedisServer.Installed, RedisServer.NotInstalled);
         const int perSilo = 100;
-        var (redis, redisPort) = await StartRedisAsync();
+        var (redis, redisPort) = await RedisServer.StartAsync();
         var clusterId = $"test-{Guid.NewGuid():N}";
         string[] Settings(int i) => HostSettings(
             redisPort, clusterId, 22000 + (i * 100), "--OrleansProtocol:Listeners:echo:Placement=Random", "--OrleansProtocol:Listeners:chat:Placement=Random",
@@ -372,28 +360,6 @@ public sealed class MultiProcessClusterTests(Xunit.Abstractions.ITestOutputHelpe
             }
 
             redis.Kill();
-        }
-    }
-
-    private static async Task WaitForRedisAsync(int port)
-    {
-        // redis-server says nothing we can await; poll its port until it answers PING (bounded).
-        var deadline = Stopwatch.StartNew();
-        while (true)
-        {
-            try
-            {
-                await using var client = await TestClient.ConnectAsync(new IPEndPoint(IPAddress.Loopback, port));
-                await client.SendAsync("PING\r\n");
-                if ((await client.ReadLineAsync()).StartsWith("+PONG", StringComparison.Ordinal))
-                {
-                    return;
-                }
-            }
-            catch (SocketException) when (deadline.Elapsed < TestTimeouts.Default)
-            {
-                await Task.Delay(TimeSpan.FromMilliseconds(50));
-            }
         }
     }
 }
