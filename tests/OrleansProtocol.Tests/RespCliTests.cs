@@ -73,6 +73,44 @@ public sealed class RespCliTests(ThreeSiloFixture fixture)
     }
 
     [SkippableFact]
+    public async Task Inline_commands_with_Redis_quoting_get_the_same_bytes_back_as_from_a_real_redis_server()
+    {
+        Skip.IfNot(RedisServer.Installed, RedisServer.NotInstalled);
+
+        // What a user types into nc or telnet: quoted arguments, escapes, then unbalanced quotes (an error, then the
+        // server closes; the PING after it is never answered).
+        var key = $"inline-{Guid.NewGuid():N}";
+        var script = string.Concat(
+            $"SET \"{key} a\" \"x\\x41\\n\\\"y\"\r\n",
+            $"GET \"{key} a\"\r\n",
+            $"MSET {key}1 'it\\'s' {key}2 \"tab\\there\" {key}3 ab\"c d\" {key}4 '' {key}5 \"\\q\\x4\"\r\n",
+            $"MGET {key}1 {key}2 {key}3 {key}4 {key}5\r\n",
+            "  PING   \"two words\"\t\r\n",
+            $"DEL \"{key} a\" {key}1 {key}2 {key}3 {key}4 {key}5\r\n",
+            "ECHO \"a\"b\r\n",
+            "PING\r\n");
+
+        async Task<string> RunAsync(System.Net.EndPoint server)
+        {
+            await using var client = await TestClient.ConnectAsync(server);
+            await client.SendAsync(script);
+            return Encoding.Latin1.GetString(await client.ReadToEndAsync());
+        }
+
+        var (redis, port) = await RedisServer.StartAsync();
+        try
+        {
+            var expected = await RunAsync(new System.Net.IPEndPoint(System.Net.IPAddress.Loopback, port));
+            Assert.EndsWith("-ERR Protocol error: unbalanced quotes in request\r\n", expected);
+            Assert.Equal(expected, await RunAsync(fixture.EndPoint(0, "resp")));
+        }
+        finally
+        {
+            redis.Kill();
+        }
+    }
+
+    [SkippableFact]
     public async Task Redis_cli_pipes_100000_SETs_through_one_gateway_and_every_silo_reads_them()
     {
         Skip.IfNot(RedisCli.Installed, NotInstalled);

@@ -71,4 +71,38 @@ public sealed class RespDecoderTests
         var over = Encoding.ASCII.GetBytes($"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n${RespLimits.MaxBulkLength + 1}\r\n");
         Assert.Equal(FrameReadStatus.TooLarge, new RespFrameDecoder(Format).TryRead(new ReadOnlySequence<byte>(over), out _, out _));
     }
+
+    [Theory]
+    [InlineData(@"SET ""a b"" c", new[] { "SET", "a b", "c" })]
+    [InlineData(@"ECHO ""x\x41\n\""y\\""", new[] { "ECHO", "xA\n\"y\\" })]
+    [InlineData(@"ECHO 'it\'s'", new[] { "ECHO", "it's" })]
+    [InlineData(@"ECHO 'a\nb'", new[] { "ECHO", @"a\nb" })]
+    [InlineData(@"ECHO ab""c d""", new[] { "ECHO", "abc d" })]
+    [InlineData(@"ECHO ""\q"" ""\x4"" """" ''", new[] { "ECHO", "q", "x4", "", "" })]
+    [InlineData("ECHO \"a\tb\"\t\v'c'", new[] { "ECHO", "a\tb", "c" })]
+    [InlineData("ECHO a\u000bb", new[] { "ECHO", "a\u000bb" })]
+    [InlineData("ECHO ab\0 cd", new[] { "ECHO", "ab" })]
+    public void Inline_arguments_are_split_and_unquoted_as_Redis_does(string line, string[] expected)
+    {
+        var bytes = Encoding.Latin1.GetBytes(line + "\r\n");
+        var decoder = new RespFrameDecoder(Format);
+        Assert.Equal(FrameReadStatus.Frame, decoder.TryRead(new ReadOnlySequence<byte>(bytes), out var frame, out var consumed));
+        Assert.Equal(bytes.Length, consumed);
+        Assert.Equal(expected, RespCommand.Parse(frame.ToArray()).Select(Encoding.Latin1.GetString));
+    }
+
+    [Theory]
+    [InlineData(@"ECHO ""abc")]
+    [InlineData(@"ECHO ""a""b")]
+    [InlineData(@"ECHO 'abc")]
+    [InlineData(@"ECHO 'a'b")]
+    [InlineData(@"ECHO ""a\""")]
+    public void Unbalanced_inline_quotes_are_a_protocol_error_with_Redis_text(string line)
+    {
+        var decoder = new RespFrameDecoder(Format);
+        var stream = Sequences.Of([Encoding.ASCII.GetBytes("PING\r\n" + line[..3]), Encoding.ASCII.GetBytes(line[3..] + "\r\nPING\r\n")]);
+        Assert.Equal(FrameReadStatus.Frame, decoder.TryRead(stream, out _, out var consumed));
+        Assert.Equal(FrameReadStatus.Invalid, decoder.TryRead(stream.Slice(consumed), out _, out _));
+        Assert.Equal("Protocol error: unbalanced quotes in request", decoder.Problem);
+    }
 }

@@ -8,8 +8,8 @@ namespace OrleansProtocol.Samples.Resp;
 public static class RespCommand
 {
     /// <summary>
-    /// The arguments of one command: the bulk strings of an array, or the words of an inline line (split on spaces and
-    /// tabs; Redis' quoting of inline arguments is not supported). Empty for an empty line or <c>*0</c>.
+    /// The arguments of one command: the bulk strings of an array, or the words of an inline line (split and unquoted
+    /// as Redis does, see <see cref="TrySplitInline"/>). Empty for an empty line or <c>*0</c>.
     /// </summary>
     public static byte[][] Parse(ReadOnlyMemory<byte> frame)
     {
@@ -49,23 +49,109 @@ public static class RespCommand
     private static byte[][] Inline(ReadOnlySpan<byte> line)
     {
         var words = new List<byte[]>();
-        var start = -1;
-        for (var i = 0; i <= line.Length; i++)
+        return TrySplitInline(line, words) ? [.. words] : [];
+    }
+
+    /// <summary>
+    /// Splits an inline command line into its arguments as Redis does (<c>sdssplitargs</c>): words between blanks; in
+    /// double quotes the escapes <c>\n \r \t \b \a \xHH</c> and <c>\</c> before any other byte; in single quotes only
+    /// <c>\'</c>; a quote may open inside a word, and a closing quote must be followed by a blank or the end of the line.
+    /// A NUL byte ends the line, as in Redis' C string.
+    /// </summary>
+    /// <param name="line">The line without its line end.</param>
+    /// <param name="arguments">Receives the arguments; null only to check the quotes.</param>
+    /// <returns>False when the quotes are unbalanced (Redis: "Protocol error: unbalanced quotes in request").</returns>
+    public static bool TrySplitInline(ReadOnlySpan<byte> line, List<byte[]>? arguments)
+    {
+        if (line.IndexOf((byte)0) is >= 0 and var nul)
         {
-            var blank = i == line.Length || line[i] is (byte)' ' or (byte)'\t';
-            if (!blank && start < 0)
-            {
-                start = i;
-            }
-            else if (blank && start >= 0)
-            {
-                words.Add(line[start..i].ToArray());
-                start = -1;
-            }
+            line = line[..nul];
         }
 
-        return [.. words];
+        var current = arguments is null ? null : new List<byte>();
+        var p = 0;
+        while (true)
+        {
+            while (p < line.Length && IsSpace(line[p]))
+            {
+                p++;
+            }
+
+            if (p == line.Length)
+            {
+                return true;
+            }
+
+            byte quote = 0;
+            current?.Clear();
+            while (true)
+            {
+                var c = p < line.Length ? line[p] : (byte)0;
+                var next = p + 1 < line.Length ? line[p + 1] : (byte)0;
+                if (quote != 0)
+                {
+                    if (c == 0)
+                    {
+                        return false;
+                    }
+
+                    if (c == quote)
+                    {
+                        if (next != 0 && !IsSpace(next))
+                        {
+                            return false;
+                        }
+
+                        p++;
+                        break;
+                    }
+
+                    if (quote == '"' && c == '\\' && next == 'x' && p + 3 < line.Length && IsHex(line[p + 2]) && IsHex(line[p + 3]))
+                    {
+                        current?.Add((byte)((Hex(line[p + 2]) << 4) | Hex(line[p + 3])));
+                        p += 3;
+                    }
+                    else if (quote == '"' && c == '\\' && next != 0)
+                    {
+                        p++;
+                        current?.Add(next switch { (byte)'n' => (byte)'\n', (byte)'r' => (byte)'\r', (byte)'t' => (byte)'\t', (byte)'b' => (byte)'\b', (byte)'a' => (byte)'\a', _ => next });
+                    }
+                    else if (quote == '\'' && c == '\\' && next == '\'')
+                    {
+                        p++;
+                        current?.Add(next);
+                    }
+                    else
+                    {
+                        current?.Add(c);
+                    }
+                }
+                else if (c is (byte)' ' or (byte)'\n' or (byte)'\r' or (byte)'\t' or 0)
+                {
+                    break;
+                }
+                else if (c is (byte)'"' or (byte)'\'')
+                {
+                    quote = c;
+                }
+                else
+                {
+                    current?.Add(c);
+                }
+
+                p++;
+            }
+
+            arguments?.Add([.. current!]);
+        }
     }
+
+    // C's isspace: what Redis skips between arguments.
+    private static bool IsSpace(byte c) => c is (byte)' ' or (byte)'\t' or (byte)'\n' or (byte)'\v' or (byte)'\f' or (byte)'\r';
+
+    private static bool IsHex(byte c) => char.IsAsciiHexDigit((char)c);
+
+    private static int Hex(byte c) => c <= '9' ? c - '0' : (c | 0x20) - 'a' + 10;
 
     /// <summary>The command's name in upper case (ASCII), for dispatch.</summary>
     public static string Name(byte[] argument) => Encoding.ASCII.GetString(argument).ToUpperInvariant();

@@ -64,6 +64,15 @@ public sealed class RespFrameDecoder(FrameFormat format) : IFrameDecoder
         consumed = newline + 1;
         var end = newline > 0 && ByteAt(buffer, newline - 1) == (byte)'\r' ? newline - 1 : newline;
         frame = buffer.Slice(0, end);
+
+        // Quotes are checked here so that unbalanced ones close the connection after the error, as in Redis.
+        var line = frame.IsSingleSegment ? frame.FirstSpan : frame.ToArray();
+        if (line.IndexOfAny((byte)'"', (byte)'\'') >= 0 && !RespCommand.TrySplitInline(line, null))
+        {
+            (consumed, frame) = (0, default);
+            return Fail(FrameReadStatus.Invalid, "Protocol error: unbalanced quotes in request");
+        }
+
         return FrameReadStatus.Frame;
     }
 
