@@ -175,13 +175,47 @@ public sealed class MigrationTests
         Assert.False(connection.Completion.IsCompleted);
     }
 
-    /// <summary>Holds back the grain's notices to the gateway (transport observer calls) while asked to.</summary>
+    [Fact]
+    public async Task A_connection_whose_grain_went_away_without_a_word_in_a_graceful_stop_is_reset_once_the_silo_is_gone()
+    {
+        // The grain cannot move and its close never reaches the gateway (lost here on purpose): asked where it is once
+        // its silo is declared dead, the grain's id finds only an activation without the connection, and the idle
+        // client is reset rather than left open with nothing behind it.
+        var recorder = new CallbackRecorder();
+        var held = new HeldNotices();
+        var logs = new CapturingLoggerProvider();
+        await using var cluster = await StartClusterAsync(recorder, silo =>
+        {
+            silo.Services.AddSingleton(held);
+            silo.Services.AddLogging(logging => logging.AddProvider(logs));
+            silo.AddOutgoingGrainCallFilter(held.HoldAsync);
+        });
+        var gateway = cluster.Silos[0].ServiceProvider.GetRequiredService<ProtocolGateway>();
+        await using var client = await TestClient.ConnectAsync(gateway.GetServer("remote-script").EndPoints[0]);
+        await client.SendAsync("whereami\n");
+        var grainSilo = await client.ReadLineAsync();
+        var connection = gateway.GetServer("remote-script").Connections.Single();
+        var stopping = cluster.Silos.Single(s => s.SiloAddress.ToString() == grainSilo);
+
+        held.Drop(Orleans.Runtime.GrainId.Create(Orleans.Runtime.GrainType.Create(connection.Info.GrainType!), connection.Id));
+        await cluster.StopSiloAsync(stopping);
+
+        var ended = await Assert.ThrowsAsync<System.Net.Sockets.SocketException>(async () => await client.ReadToEndAsync());
+        Assert.Equal(System.Net.Sockets.SocketError.ConnectionReset, ended.SocketErrorCode);
+        Assert.Equal(ConnectionCloseReason.GrainUnavailable, connection.CloseReason);
+        Assert.Contains(logs.Entries, e => e.Message.Contains(connection.Id) && e.Message.Contains("the grain has no record of this connection"));
+    }
+
+    /// <summary>Holds back, or drops, the grain's notices to the gateway (transport observer calls) while asked to.</summary>
     private sealed class HeldNotices
     {
         private readonly TaskCompletionSource _released = new(TaskCreationOptions.RunContinuationsAsynchronously);
         private Orleans.Runtime.GrainId? _grain;
+        private bool _drop;
 
         public void Hold(Orleans.Runtime.GrainId grain) => _grain = grain;
+
+        public void Drop(Orleans.Runtime.GrainId grain) => (_grain, _drop) = (grain, true);
 
         public void Release() => _released.TrySetResult();
 
@@ -189,6 +223,11 @@ public sealed class MigrationTests
         {
             if (context.InterfaceMethod?.DeclaringType == typeof(ITransportObserver) && context.SourceId == _grain)
             {
+                if (_drop)
+                {
+                    throw new InvalidOperationException("Dropped by the test.");
+                }
+
                 await _released.Task.WaitAsync(TestTimeouts.Default);
             }
 
