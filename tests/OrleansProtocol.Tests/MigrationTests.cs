@@ -45,7 +45,8 @@ public sealed class MigrationTests
     public async Task A_graceful_stop_of_the_grains_silo_moves_echo_connections_byte_exact_and_closes_the_others_after_their_data()
     {
         var recorder = new CallbackRecorder();
-        await using var cluster = await StartClusterAsync(recorder);
+        var logs = new CapturingLoggerProvider(LogLevel.Warning);
+        await using var cluster = await StartClusterAsync(recorder, silo => silo.Services.AddLogging(logging => logging.AddProvider(logs)));
         var gateway = cluster.Silos[0].ServiceProvider.GetRequiredService<ProtocolGateway>();
         var stopping = cluster.Silos[1];
 
@@ -82,7 +83,7 @@ public sealed class MigrationTests
         await cluster.StopSiloAsync(stopping);
 
         // Every stream goes on: no reset, no byte lost, duplicated or out of order, and the gateway follows its grain.
-        await Task.WhenAll(streams.Select(s => s.WaitForProgressAsync()));
+        await WithWarningsAsync(logs, Task.WhenAll(streams.Select(s => s.WaitForProgressAsync())));
         foreach (var stream in streams)
         {
             await stream.StopAsync();
@@ -204,6 +205,20 @@ public sealed class MigrationTests
         Assert.Equal(System.Net.Sockets.SocketError.ConnectionReset, ended.SocketErrorCode);
         Assert.Equal(ConnectionCloseReason.GrainUnavailable, connection.CloseReason);
         Assert.Contains(logs.Entries, e => e.Message.Contains(connection.Id) && e.Message.Contains("the grain has no record of this connection"));
+    }
+
+    /// <summary>A failure says what the silos warned of (why a connection was reset, say).</summary>
+    private static async Task WithWarningsAsync(CapturingLoggerProvider logs, Task task)
+    {
+        try
+        {
+            await task;
+        }
+        catch (Exception ex)
+        {
+            var warnings = logs.Entries.Select(e => $"{e.Level} {e.Category}: {e.Message} {e.Scopes} {e.Exception?.GetType().Name}: {e.Exception?.Message}").Take(40);
+            throw new Xunit.Sdk.XunitException($"{ex.Message}{Environment.NewLine}The silos warned:{Environment.NewLine}{string.Join(Environment.NewLine, warnings)}");
+        }
     }
 
     /// <summary>Holds back, or drops, the grain's notices to the gateway (transport observer calls) while asked to.</summary>

@@ -39,7 +39,7 @@ public sealed class CapturingLoggerProvider(LogLevel minimum = LogLevel.Informat
     {
     }
 
-    public sealed record LogEntry(LogLevel Level, string Category, EventId EventId, string Message, string Scopes);
+    public sealed record LogEntry(LogLevel Level, string Category, EventId EventId, string Message, string Scopes, Exception? Exception = null);
 
     private sealed class Logger(CapturingLoggerProvider owner, string category) : ILogger
     {
@@ -58,7 +58,7 @@ public sealed class CapturingLoggerProvider(LogLevel minimum = LogLevel.Informat
             if (IsEnabled(logLevel))
             {
                 var scopes = string.Join(" => ", owner._scopes.Value ?? []);
-                owner._entries.Enqueue(new LogEntry(logLevel, category, eventId, formatter(state, exception), scopes));
+                owner._entries.Enqueue(new LogEntry(logLevel, category, eventId, formatter(state, exception), scopes, exception));
                 owner._changed.Fire();
             }
         }
