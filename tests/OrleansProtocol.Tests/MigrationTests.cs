@@ -207,6 +207,82 @@ public sealed class MigrationTests
         Assert.Contains(logs.Entries, e => e.Message.Contains(connection.Id) && e.Message.Contains("the grain has no record of this connection"));
     }
 
+    [Fact]
+    public async Task A_call_Orleans_did_not_deliver_goes_again_and_the_peer_notices_nothing_but_one_never_delivered_ends_the_connection()
+    {
+        // Orleans rejects a request it did not deliver, as the silo a grain just left does once it stops forwarding;
+        // here a filter rejects the first delivery of each chosen call, or every delivery for one connection.
+        var recorder = new CallbackRecorder();
+        var rejections = new RejectedCalls();
+        var logs = new CapturingLoggerProvider(LogLevel.Debug);
+        await using var cluster = await StartClusterAsync(recorder, silo =>
+        {
+            silo.Services.AddLogging(logging => logging.AddProvider(logs).AddFilter<CapturingLoggerProvider>("OrleansProtocol", LogLevel.Debug));
+            silo.AddOutgoingGrainCallFilter(rejections.RejectAsync);
+        });
+        var gateway = cluster.Silos[0].ServiceProvider.GetRequiredService<ProtocolGateway>();
+        Orleans.Runtime.GrainId GrainOf(TestClient client) => gateway.GetServer("remote-echo").Connections
+            .Where(c => Equals(c.Info.RemoteEndPoint, client.LocalEndPoint))
+            .Select(c => Orleans.Runtime.GrainId.Create(Orleans.Runtime.GrainType.Create(c.Info.GrainType!), c.Id)).Single();
+
+        // Healthy: each DataReceived is rejected once, then delivered; every line comes back once, in order.
+        await using var healthy = await TestClient.ConnectAsync(gateway.GetServer("remote-echo").EndPoints[0]);
+        await healthy.SendAsync("first\n");
+        Assert.Equal("first", await healthy.ReadLineAsync());
+        rejections.RejectFirstDelivery(GrainOf(healthy));
+        for (var i = 0; i < 20; i++)
+        {
+            await healthy.SendAsync($"line {i}\n");
+            Assert.Equal($"line {i}", await healthy.ReadLineAsync());
+        }
+
+        Assert.Equal(20, rejections.Rejected);
+        Assert.Contains(logs.Entries, e => e.Message.Contains("Orleans did not deliver a call to the grain"));
+
+        // Never delivered: after a few attempts the connection gives up on its grain and resets.
+        await using var doomed = await TestClient.ConnectAsync(gateway.GetServer("remote-echo").EndPoints[0]);
+        await doomed.SendAsync("first\n");
+        Assert.Equal("first", await doomed.ReadLineAsync());
+        var connection = gateway.GetServer("remote-echo").Connections.Single(c => Equals(c.Info.RemoteEndPoint, doomed.LocalEndPoint));
+        rejections.RejectEveryDelivery(GrainOf(doomed));
+        await doomed.SendAsync("lost\n");
+        var ended = await Assert.ThrowsAsync<System.Net.Sockets.SocketException>(async () => await doomed.ReadToEndAsync());
+        Assert.Equal(System.Net.Sockets.SocketError.ConnectionReset, ended.SocketErrorCode);
+        Assert.Equal(ConnectionCloseReason.GrainUnavailable, connection.CloseReason);
+    }
+
+    /// <summary>Rejects gateway calls to chosen grains as Orleans rejects an undelivered request.</summary>
+    private sealed class RejectedCalls
+    {
+        private readonly System.Collections.Concurrent.ConcurrentDictionary<Orleans.Runtime.GrainId, bool> _everyDelivery = new();
+        private readonly System.Collections.Concurrent.ConcurrentDictionary<Orleans.Runtime.GrainId, byte> _rejectedOnce = new();
+        private int _rejected;
+
+        public int Rejected => Volatile.Read(ref _rejected);
+
+        public void RejectFirstDelivery(Orleans.Runtime.GrainId grain) => _everyDelivery[grain] = false;
+
+        public void RejectEveryDelivery(Orleans.Runtime.GrainId grain) => _everyDelivery[grain] = true;
+
+        public Task RejectAsync(IOutgoingGrainCallContext context)
+        {
+            if (context.InterfaceMethod?.Name == nameof(IProtocolGrain.DataReceived)
+                && _everyDelivery.TryGetValue(context.TargetId, out var every)
+                && (every || _rejectedOnce.TryRemove(context.TargetId, out _) is false && _rejectedOnce.TryAdd(context.TargetId, 0)))
+            {
+                Interlocked.Increment(ref _rejected);
+                throw (Exception)Activator.CreateInstance(
+                    typeof(Orleans.Runtime.OrleansMessageRejectionException),
+                    System.Reflection.BindingFlags.NonPublic | System.Reflection.BindingFlags.Instance,
+                    binder: null,
+                    args: ["Silo stopping (rejected by the test)"],
+                    culture: null)!;
+            }
+
+            return context.Invoke();
+        }
+    }
+
     /// <summary>A failure says what the silos warned of (why a connection was reset, say).</summary>
     private static async Task WithWarningsAsync(CapturingLoggerProvider logs, Task task)
     {

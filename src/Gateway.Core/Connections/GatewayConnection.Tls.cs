@@ -132,7 +132,7 @@ internal sealed partial class GatewayConnection
 
         GatewayLog.TlsStarted(_logger, Id, Info.Tls!.Protocol, Info.Tls.Cipher);
         upgrade.Done.TrySetResult();
-        await ApplyReplyAsync(await _grain.TlsStarted(Info.Tls, ProtocolBytesSent));
+        await ApplyReplyAsync(await CallGrainAsync(this, static (grain, c) => grain.TlsStarted(c.Info.Tls!, c.ProtocolBytesSent)));
         return true;
     }
 

@@ -65,6 +65,9 @@ internal sealed partial class GatewayConnection
     private bool _grainLost;
     private bool _detached;
     private bool _locateGrain;
+
+    // Deliveries of one grain call Orleans may reject (undelivered) before the connection gives up on its grain.
+    private const int MaxGrainCallAttempts = 3;
     private (string Protocol, ReadOnlyMemory<byte> Data)? _handOff;
 
     private long _bytesReceived;
@@ -320,20 +323,24 @@ internal sealed partial class GatewayConnection
     private async Task ConnectGrainAsync()
     {
         // ConnectionMade activates the grain: a placement hint on this one call decides its silo.
-        Task<ProtocolReply> made;
-        if (_siting.PickSilo(Id) is { } silo)
-        {
-            RequestContext.Set(IPlacementDirector.PlacementHintKey, silo);
-            made = _grain.ConnectionMade(Info, Observer);
-            RequestContext.Remove(IPlacementDirector.PlacementHintKey);
-        }
-        else
-        {
-            made = _grain.ConnectionMade(Info, Observer);
-        }
-
         var started = Stopwatch.GetTimestamp();
-        var reply = await made;
+        var reply = await CallGrainAsync((Connection: this, Silo: _siting.PickSilo(Id)), static (grain, s) =>
+        {
+            if (s.Silo is null)
+            {
+                return grain.ConnectionMade(s.Connection.Info, s.Connection.Observer);
+            }
+
+            RequestContext.Set(IPlacementDirector.PlacementHintKey, s.Silo);
+            try
+            {
+                return grain.ConnectionMade(s.Connection.Info, s.Connection.Observer);
+            }
+            finally
+            {
+                RequestContext.Remove(IPlacementDirector.PlacementHintKey);
+            }
+        });
         _metrics.GrainCall(Info.ListenerName, "connection_made", started);
         GrainSilo = reply.GrainSilo;
         await ApplyReplyAsync(reply);
@@ -532,7 +539,7 @@ internal sealed partial class GatewayConnection
 
             if (serverClose is { } close)
             {
-                await ApplyReplyAsync(await _grain.CloseRequested(close.Reason, close.Detail, ProtocolBytesSent));
+                await ApplyReplyAsync(await CallGrainAsync((Connection: this, Close: close), static (grain, s) => grain.CloseRequested(s.Close.Reason, s.Close.Detail, s.Connection.ProtocolBytesSent)));
                 lock (_lock)
                 {
                     // The reply normally carried the close already; this covers a grain that did not close.
@@ -553,7 +560,7 @@ internal sealed partial class GatewayConnection
             // Write flow-control notifications go first, in the order they happened.
             if (flowEvent is { } flow)
             {
-                await ApplyReplyAsync(flow.Pause ? await _grain.PauseWriting(flow.BytesSent) : await _grain.ResumeWriting(flow.BytesSent));
+                await ApplyReplyAsync(await CallGrainAsync(flow, static (grain, f) => f.Pause ? grain.PauseWriting(f.BytesSent) : grain.ResumeWriting(f.BytesSent)));
                 continue;
             }
 
@@ -732,7 +739,7 @@ internal sealed partial class GatewayConnection
 
     private async Task LocateGrainAsync()
     {
-        var reply = await _grain.Locate(ProtocolBytesSent);
+        var reply = await CallGrainAsync(this, static (grain, c) => grain.Locate(c.ProtocolBytesSent));
         if (reply.Status != ProtocolReplyStatus.UnknownConnection && reply.GrainSilo is { } silo)
         {
             lock (_lock)
@@ -752,7 +759,7 @@ internal sealed partial class GatewayConnection
     private async Task<ReadOnlyMemory<byte>[]?> DeliverFramesAsync(ReadOnlyMemory<byte>[] frames)
     {
         var started = Stopwatch.GetTimestamp();
-        var reply = await _grain.FramesReceived(frames, ProtocolBytesSent);
+        var reply = await CallGrainAsync((Connection: this, Frames: frames), static (grain, s) => grain.FramesReceived(s.Frames, s.Connection.ProtocolBytesSent));
         _metrics.GrainCall(Info.ListenerName, "frames_received", started);
         await ApplyReplyAsync(reply);
         return reply.Status == ProtocolReplyStatus.Deferred ? frames[reply.FramesTaken..] : null;
@@ -763,7 +770,7 @@ internal sealed partial class GatewayConnection
     {
         GatewayLog.DataDelivered(_logger, Id, data.Length);
         var started = Stopwatch.GetTimestamp();
-        var reply = await _grain.DataReceived(data, ProtocolBytesSent);
+        var reply = await CallGrainAsync((Connection: this, Data: data), static (grain, s) => grain.DataReceived(s.Data, s.Connection.ProtocolBytesSent));
         _metrics.GrainCall(Info.ListenerName, "data_received", started);
         await ApplyReplyAsync(reply);
         return reply.Status != ProtocolReplyStatus.Deferred;
@@ -773,7 +780,7 @@ internal sealed partial class GatewayConnection
     private async Task<bool> DeliverEofAsync()
     {
         var started = Stopwatch.GetTimestamp();
-        var reply = await _grain.EofReceived(ProtocolBytesSent);
+        var reply = await CallGrainAsync(this, static (grain, c) => grain.EofReceived(c.ProtocolBytesSent));
         _metrics.GrainCall(Info.ListenerName, "eof_received", started);
         await ApplyReplyAsync(reply);
         if (reply.Status == ProtocolReplyStatus.Deferred)
@@ -870,11 +877,35 @@ internal sealed partial class GatewayConnection
 
         try
         {
-            await _grain.ConnectionLost(reason, detail);
+            await CallGrainAsync((Reason: reason, Detail: detail), static async (grain, s) =>
+            {
+                await grain.ConnectionLost(s.Reason, s.Detail);
+                return true;
+            });
         }
         catch (Exception ex)
         {
             GatewayLog.ConnectionLostFailed(_logger, Id, ex);
+        }
+    }
+
+    /// <summary>
+    /// Calls the connection's grain. Orleans rejects a request it did not deliver, typically when the grain has moved and
+    /// the silo it left, which the cached address still names, is stopping and no longer forwards. The grain never saw
+    /// that call, so it goes again (the rejection cleared the cached address), a few times at most.
+    /// </summary>
+    private async Task<T> CallGrainAsync<TState, T>(TState state, Func<IProtocolGrain, TState, Task<T>> call)
+    {
+        for (var attempt = 1; ; attempt++)
+        {
+            try
+            {
+                return await call(_grain, state);
+            }
+            catch (OrleansMessageRejectionException ex) when (attempt < MaxGrainCallAttempts)
+            {
+                GatewayLog.GrainCallRejected(_logger, Id, attempt, ex.Message);
+            }
         }
     }
 

@@ -84,6 +84,9 @@ internal static partial class GatewayLog
     [LoggerMessage(31, LogLevel.Debug, "Connection {ConnectionId}: the silo of its grain ({Silo}) left the cluster after stopping gracefully; asking the grain where it is", EventName = "LocatingGrain")]
     public static partial void LocatingGrain(ILogger logger, string connectionId, string silo);
 
+    [LoggerMessage(32, LogLevel.Debug, "Connection {ConnectionId}: Orleans did not deliver a call to the grain (attempt {Attempt}: {Reason}); sending it again", EventName = "GrainCallRejected")]
+    public static partial void GrainCallRejected(ILogger logger, string connectionId, int attempt, string reason);
+
     [LoggerMessage(28, LogLevel.Information, "{Count} connection grain(s) moved to the silos of their sockets; {Closed} could not move and close cleanly", EventName = "GrainsMovedAway")]
     public static partial void GrainsMovedAway(ILogger logger, int count, int closed);
 
