@@ -19,6 +19,12 @@ public static class Program
             return 0;
         }
 
+        if (args.Length > 0 && args[0] == "--kestrel-server")
+        {
+            await KestrelEchoServer.RunAsync(int.Parse(args[1]));
+            return 0;
+        }
+
         var settings = SettingsParser.Parse(args);
         ServerProcess.GatewaySettings = settings.GatewaySettings;
         if (settings.IdleConnections > 0)
@@ -37,39 +43,86 @@ public static class Program
             $"echo request/response, {(settings.Pipeline > 1 ? $"{settings.Pipeline} pipelined messages of " : "")}{settings.Size} B messages, {settings.Rounds} rounds of {settings.Duration.TotalSeconds:0} s per server and " +
             $"connection count after {settings.Warmup.TotalSeconds:0} s warm-up each, medians shown; {Environment.ProcessorCount} cores shared by client and servers");
 
-        using var baseline = await ServerProcess.StartBaselineAsync();
-        using var gateway = settings.Remote
-            ? await ServerProcess.StartGatewayPairAsync(settings.Configuration)
-            : await ServerProcess.StartGatewayAsync(settings.Configuration);
-        Console.WriteLine($"baseline: plain .NET socket echo (pid {baseline.Pid}) on {baseline.EndPoint}; gateway: Echo grain (pid {gateway.Pid}) on {gateway.EndPoint}"
-            + (settings.Remote ? $", every grain on a second silo (pid {gateway.Companion!.Pid}); server CPU is both silos'" : ""));
+        using var servers = await ServerSet.StartAsync(settings);
+        Console.WriteLine(servers.Describe()
+            + (settings.Remote ? $", every grain on a second silo (pid {servers.Gateway.Companion!.Pid}); server CPU is both silos'" : ""));
         Console.WriteLine();
-        Console.WriteLine("| connections | server | req/s | server CPU µs/req | p50 µs | p99 µs | req/s vs baseline |");
-        Console.WriteLine("|---:|---|---:|---:|---:|---:|---:|");
+        Console.WriteLine("| connections | server | req/s | server CPU µs/req | p50 µs | p99 µs | req/s vs baseline | CPU vs baseline | allocated B/req |");
+        Console.WriteLine("|---:|---|---:|---:|---:|---:|---:|---:|---:|");
 
         foreach (var connections in settings.Connections)
         {
-            // Alternate the servers round by round, so both see the same machine load; report medians.
-            var baseRuns = new List<LoadResult>();
-            var gatewayRuns = new List<LoadResult>();
-            for (var round = 0; round < settings.Rounds; round++)
+            var results = await servers.AlternateAsync(settings, server => LoadRun.RunAsync(server, connections, settings));
+            foreach (var (name, r) in results)
             {
-                baseRuns.Add(await LoadRun.RunAsync(baseline, connections, settings));
-                gatewayRuns.Add(await LoadRun.RunAsync(gateway, connections, settings));
+                Print(connections, name, r, results[0].Result);
             }
-
-            var baseResult = LoadResult.Median(baseRuns);
-            var gatewayResult = LoadResult.Median(gatewayRuns);
-            Print(connections, "baseline", baseResult, null);
-            Print(connections, "gateway", gatewayResult, gatewayResult.RequestsPerSecond / baseResult.RequestsPerSecond);
         }
 
         return 0;
     }
 
-    private static void Print(int connections, string server, LoadResult r, double? ratio) =>
+    private static void Print(int connections, string server, LoadResult r, LoadResult baseline) =>
         Console.WriteLine(
-            $"| {connections} | {server} | {r.RequestsPerSecond:N0} | {r.ServerCpuMicrosPerRequest:N1} | {r.P50Micros:N0} | {r.P99Micros:N0} | {(ratio is { } x ? $"{x:P0}" : "")} |");
+            $"| {connections} | {server} | {r.RequestsPerSecond:N0} | {r.ServerCpuMicrosPerRequest:N1} | {r.P50Micros:N0} | {r.P99Micros:N0} | "
+            + (ReferenceEquals(r, baseline) ? "| | " : $"{r.RequestsPerSecond / baseline.RequestsPerSecond:N2}× | {r.ServerCpuMicrosPerRequest / baseline.ServerCpuMicrosPerRequest:N2}× | ")
+            + (r.AllocatedBytesPerRequest is { } a ? $"{a:N0} |" : "|"));
+}
+
+/// <summary>
+/// The servers of one invocation: the plain .NET echo (the baseline every ratio is against), the Kestrel
+/// <c>ConnectionHandler</c> echo, Python asyncio's <c>Protocol</c> echo (where python3 is on the machine), and the gateway.
+/// Rounds alternate server by server, so all see the same background load; each figure is the median of its rounds.
+/// </summary>
+internal sealed class ServerSet : IDisposable
+{
+    private readonly List<(string Name, ServerProcess Server)> _servers;
+
+    private ServerSet(List<(string Name, ServerProcess Server)> servers) => _servers = servers;
+
+    public ServerProcess Gateway => _servers[^1].Server;
+
+    public static async Task<ServerSet> StartAsync(Settings settings)
+    {
+        var servers = new List<(string, ServerProcess)>
+        {
+            ("baseline", await ServerProcess.StartBaselineAsync()),
+            ("kestrel", await ServerProcess.StartKestrelAsync()),
+        };
+        if (await ServerProcess.TryStartAsyncioAsync() is { } asyncio)
+        {
+            servers.Add(("asyncio", asyncio));
+        }
+
+        servers.Add(("gateway", settings.Remote
+            ? await ServerProcess.StartGatewayPairAsync(settings.Configuration)
+            : await ServerProcess.StartGatewayAsync(settings.Configuration)));
+        return new ServerSet(servers);
+    }
+
+    public string Describe() => string.Join("; ", _servers.Select(s => $"{s.Name}: pid {s.Server.Pid} on {s.Server.EndPoint}"));
+
+    public async Task<List<(string Name, LoadResult Result)>> AlternateAsync(Settings settings, Func<ServerProcess, Task<LoadResult>> run)
+    {
+        var runs = _servers.Select(_ => new List<LoadResult>()).ToArray();
+        for (var round = 0; round < settings.Rounds; round++)
+        {
+            for (var i = 0; i < _servers.Count; i++)
+            {
+                runs[i].Add(await run(_servers[i].Server));
+            }
+        }
+
+        return [.. _servers.Select((s, i) => (s.Name, LoadResult.Median(runs[i])))];
+    }
+
+    public void Dispose()
+    {
+        foreach (var (_, server) in _servers)
+        {
+            server.Dispose();
+        }
+    }
 }
 
 internal sealed record Settings(int Size, TimeSpan Warmup, TimeSpan Duration, int Rounds, int[] Connections, int IdleConnections, string Configuration)
@@ -121,11 +174,17 @@ internal static class SettingsParser
 
 internal sealed record LoadResult(double RequestsPerSecond, double ServerCpuMicrosPerRequest, double P50Micros, double P99Micros)
 {
+    /// <summary>Managed bytes the server allocated per request (the gateway's diagnostics endpoint); null for the baselines.</summary>
+    public double? AllocatedBytesPerRequest { get; init; }
+
     /// <summary>The median of each figure over the rounds (each taken on its own).</summary>
     public static LoadResult Median(IReadOnlyList<LoadResult> runs)
     {
         double M(Func<LoadResult, double> f) => runs.Select(f).Order().ElementAt(runs.Count / 2);
-        return new LoadResult(M(r => r.RequestsPerSecond), M(r => r.ServerCpuMicrosPerRequest), M(r => r.P50Micros), M(r => r.P99Micros));
+        return new LoadResult(M(r => r.RequestsPerSecond), M(r => r.ServerCpuMicrosPerRequest), M(r => r.P50Micros), M(r => r.P99Micros))
+        {
+            AllocatedBytesPerRequest = runs.All(r => r.AllocatedBytesPerRequest is not null) ? M(r => r.AllocatedBytesPerRequest!.Value) : null,
+        };
     }
 }
 
@@ -157,6 +216,7 @@ internal static class Measurement
         })).ToArray();
 
         await Task.Delay(settings.Warmup);
+        var allocatedBefore = await server.AllocatedBytesAsync();
         var cpuBefore = server.CpuTime;
         var wallBefore = Stopwatch.GetTimestamp();
         Volatile.Write(ref measuring, 1);
@@ -164,12 +224,17 @@ internal static class Measurement
         Volatile.Write(ref measuring, 0);
         var wall = Stopwatch.GetElapsedTime(wallBefore);
         var cpu = server.CpuTime - cpuBefore;
+        var allocated = await server.AllocatedBytesAsync() - allocatedBefore;
         Volatile.Write(ref stop, 1);
         await Task.WhenAll(tasks);
         var all = latencies.SelectMany(l => l).ToArray();
         Array.Sort(all);
         double Percentile(double p) => all.Length == 0 ? 0 : all[(int)Math.Min(all.Length - 1, p * all.Length)] * 1e6 / Stopwatch.Frequency;
-        return new LoadResult(all.Length / wall.TotalSeconds, all.Length == 0 ? 0 : cpu.TotalMicroseconds / all.Length, Percentile(0.50), Percentile(0.99));
+        return new LoadResult(all.Length / wall.TotalSeconds, all.Length == 0 ? 0 : cpu.TotalMicroseconds / all.Length, Percentile(0.50), Percentile(0.99))
+        {
+            // The two readings bracket the window as the CPU readings do; one HTTP request each, a few KiB, is noise.
+            AllocatedBytesPerRequest = allocated is { } bytes && all.Length > 0 ? (double)bytes / all.Length : null,
+        };
     }
 }
 
@@ -289,7 +354,8 @@ internal static class BaselineEchoServer
 internal sealed class ServerProcess : IDisposable
 {
     private static readonly Regex EchoListener = new(@"Listener echo serving \S+ on (?<endpoint>[\d.]+:\d+)");
-    private static readonly Regex BaselineListener = new(@"baseline listening on (?<endpoint>[\d.]+:\d+)");
+    private static readonly Regex BaselineListener = new(@"(baseline|kestrel|asyncio) listening on (?<endpoint>[\d.]+:\d+)");
+    private static readonly HttpClient Http = new();
 
     private readonly Process _process;
 
@@ -320,6 +386,65 @@ internal sealed class ServerProcess : IDisposable
         }
     }
 
+    /// <summary>The gateway host's diagnostics endpoint (<c>/diagnostics/runtime</c>); null for the baselines.</summary>
+    public Uri? Diagnostics { get; private set; }
+
+    /// <summary>The managed bytes the server process has allocated so far (summed with the companion's), or null.</summary>
+    public async Task<long?> AllocatedBytesAsync()
+    {
+        if (Diagnostics is null)
+        {
+            return null;
+        }
+
+        using var json = System.Text.Json.JsonDocument.Parse(await Http.GetStringAsync(Diagnostics));
+        return json.RootElement.GetProperty("allocatedBytes").GetInt64() + (Companion is null ? 0 : await Companion.AllocatedBytesAsync() ?? 0);
+    }
+
+    public static Task<ServerProcess> StartKestrelAsync()
+    {
+        var start = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true };
+        start.ArgumentList.Add(typeof(Program).Assembly.Location);
+        start.ArgumentList.Add("--kestrel-server");
+        start.ArgumentList.Add("0");
+        return StartAsync(start, BaselineListener);
+    }
+
+    /// <summary>Python asyncio's echo (<c>bench/asyncio_echo.py</c>), or null where python3 is missing.</summary>
+    public static async Task<ServerProcess?> TryStartAsyncioAsync()
+    {
+        var start = new ProcessStartInfo("python3") { RedirectStandardOutput = true };
+        start.ArgumentList.Add(Path.Combine(RepositoryRoot(), "bench", "asyncio_echo.py"));
+        start.ArgumentList.Add("0");
+        try
+        {
+            return await StartAsync(start, BaselineListener);
+        }
+        catch (System.ComponentModel.Win32Exception)
+        {
+            Console.WriteLine("python3 not found: the asyncio baseline is left out.");
+            return null;
+        }
+    }
+
+    private static string RepositoryRoot()
+    {
+        var root = AppContext.BaseDirectory;
+        while (!File.Exists(Path.Combine(root, "OrleansProtocol.sln")))
+        {
+            root = Path.GetDirectoryName(root.TrimEnd(Path.DirectorySeparatorChar)) ?? throw new InvalidOperationException("repository root not found");
+        }
+
+        return root;
+    }
+
+    private static int FreePort()
+    {
+        using var probe = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+        probe.Bind(new IPEndPoint(IPAddress.Loopback, 0));
+        return ((IPEndPoint)probe.LocalEndPoint!).Port;
+    }
+
     public static Task<ServerProcess> StartBaselineAsync()
     {
         var start = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true };
@@ -347,14 +472,10 @@ internal sealed class ServerProcess : IDisposable
     /// <summary>Settings from the bench's command line for every gateway process (last, so they win).</summary>
     public static string[] GatewaySettings { get; set; } = [];
 
-    public static Task<ServerProcess> StartGatewayAsync(string configuration, params string[] extra)
+    public static async Task<ServerProcess> StartGatewayAsync(string configuration, params string[] extra)
     {
-        var root = AppContext.BaseDirectory;
-        while (!File.Exists(Path.Combine(root, "OrleansProtocol.sln")))
-        {
-            root = Path.GetDirectoryName(root.TrimEnd(Path.DirectorySeparatorChar)) ?? throw new InvalidOperationException("repository root not found");
-        }
-
+        var root = RepositoryRoot();
+        var diagnostics = new Uri($"http://127.0.0.1:{FreePort()}/diagnostics/runtime");
         var directory = Path.Combine(root, "src", "Gateway", "bin", configuration, "net10.0");
         var start = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, WorkingDirectory = directory };
         foreach (var argument in new[]
@@ -366,7 +487,7 @@ internal sealed class ServerProcess : IDisposable
             // listener measured takes any free port. A second silo (--remote) moves its samples again.
             "--OrleansProtocol:PortOffset=20000",
             "--OrleansProtocol:Listeners:echo:Port=0",
-            "--Health:Urls=http://127.0.0.1:0",
+            $"--Health:Urls=http://127.0.0.1:{diagnostics.Port}",
 
             // As deployed (deploy/k8s): without Orleans' dashboard, a development aid that hooks every activation;
             // measure it with --Dashboard:Enabled=true (docs/performance.md).
@@ -379,7 +500,9 @@ internal sealed class ServerProcess : IDisposable
             start.ArgumentList.Add(argument);
         }
 
-        return StartAsync(start, EchoListener);
+        var gateway = await StartAsync(start, EchoListener);
+        gateway.Diagnostics = diagnostics;
+        return gateway;
     }
 
     private static async Task<ServerProcess> StartAsync(ProcessStartInfo start, Regex ready)
@@ -432,6 +555,19 @@ internal static class IdleMemory
         using (var baseline = await ServerProcess.StartBaselineAsync())
         {
             await MeasureAsync("baseline", baseline, settings.IdleConnections);
+        }
+
+        using (var kestrel = await ServerProcess.StartKestrelAsync())
+        {
+            await MeasureAsync("kestrel", kestrel, settings.IdleConnections);
+        }
+
+        using (var asyncio = await ServerProcess.TryStartAsyncioAsync())
+        {
+            if (asyncio is not null)
+            {
+                await MeasureAsync("asyncio", asyncio, settings.IdleConnections);
+            }
         }
 
         // The listener's and the silo's connection limits are lifted to the count asked for (configuration, as a user
@@ -515,26 +651,20 @@ internal static class Churn
         Console.WriteLine(
             $"connection churn (connect, one 64 B echo, close), {settings.Rounds} rounds of {settings.Duration.TotalSeconds:0} s per server and worker count " +
             $"after {settings.Warmup.TotalSeconds:0} s warm-up each, medians shown; {Environment.ProcessorCount} cores shared by client and servers");
-        using var baseline = await ServerProcess.StartBaselineAsync();
-        using var gateway = await ServerProcess.StartGatewayAsync(settings.Configuration);
+        using var servers = await ServerSet.StartAsync(settings);
         Console.WriteLine();
-        Console.WriteLine("| workers | server | connections/s | server CPU µs/connection | p50 µs | p99 µs | connections/s vs baseline | CPU vs baseline |");
-        Console.WriteLine("|---:|---|---:|---:|---:|---:|---:|---:|");
+        Console.WriteLine("| workers | server | connections/s | server CPU µs/connection | p50 µs | p99 µs | connections/s vs baseline | CPU vs baseline | allocated B/connection |");
+        Console.WriteLine("|---:|---|---:|---:|---:|---:|---:|---:|---:|");
         foreach (var workers in settings.Connections)
         {
-            var baseRuns = new List<LoadResult>();
-            var gatewayRuns = new List<LoadResult>();
-            for (var round = 0; round < settings.Rounds; round++)
+            var results = await servers.AlternateAsync(settings, server => RunOnceAsync(server, workers, settings));
+            var b = results[0].Result;
+            foreach (var (name, r) in results)
             {
-                baseRuns.Add(await RunOnceAsync(baseline, workers, settings));
-                gatewayRuns.Add(await RunOnceAsync(gateway, workers, settings));
+                Console.WriteLine($"| {workers} | {name} | {r.RequestsPerSecond:N0} | {r.ServerCpuMicrosPerRequest:N0} | {r.P50Micros:N0} | {r.P99Micros:N0} | "
+                    + (ReferenceEquals(r, b) ? "| | " : $"{r.RequestsPerSecond / b.RequestsPerSecond:P0} | {r.ServerCpuMicrosPerRequest / b.ServerCpuMicrosPerRequest:N2}× | ")
+                    + (r.AllocatedBytesPerRequest is { } x ? $"{x:N0} |" : "|"));
             }
-
-            var b = LoadResult.Median(baseRuns);
-            var g = LoadResult.Median(gatewayRuns);
-            Console.WriteLine($"| {workers} | baseline | {b.RequestsPerSecond:N0} | {b.ServerCpuMicrosPerRequest:N0} | {b.P50Micros:N0} | {b.P99Micros:N0} | | |");
-            Console.WriteLine($"| {workers} | gateway | {g.RequestsPerSecond:N0} | {g.ServerCpuMicrosPerRequest:N0} | {g.P50Micros:N0} | {g.P99Micros:N0} | "
-                + $"{g.RequestsPerSecond / b.RequestsPerSecond:P0} | {g.ServerCpuMicrosPerRequest / b.ServerCpuMicrosPerRequest:N2}× |");
         }
     }
 

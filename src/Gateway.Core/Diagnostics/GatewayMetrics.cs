@@ -32,6 +32,9 @@ public sealed class GatewayMetrics
         _pausedConnections = meter.CreateUpDownCounter<long>("orleansprotocol.paused_connections", "{connection}", "Connections paused, by direction (read: the protocol paused reading; write: over the high-water mark).");
         _grainCallDuration = meter.CreateHistogram<double>("orleansprotocol.grain_call.duration", "s", "Duration of the gateway's calls to protocol grains, by callback.");
         _framesOverLimit = meter.CreateCounter<long>("orleansprotocol.frames_over_limit", "{frame}", "Frames refused for exceeding the maximum frame size.");
+
+        // The process's, not the gateway's alone: per request it is the figure the data path is tuned on (docs/performance.md).
+        meter.CreateObservableCounter("orleansprotocol.process.allocated_bytes", static () => GC.GetTotalAllocatedBytes(), "By", "Bytes allocated on the managed heap by the whole process since it started.");
     }
 
     internal void ConnectionOpened(string listener) => _activeConnections.Add(1, new KeyValuePair<string, object?>("orleansprotocol.listener", listener));
