@@ -11,11 +11,14 @@ namespace OrleansProtocol.Gateway.Connections;
 /// slow grain nor a protocol that paused reading counts against the peer; raw listeners cannot tell an incomplete
 /// message from a finished one and rely on the idle timeout and the connection limits. The send rate gives every byte
 /// the gateway buffers for the peer the grace period plus its share at the minimum rate to reach the kernel.
-/// Not thread-safe: the connection's lock guards it, except <see cref="Touch"/>, <see cref="PeerSentData"/> and
-/// <see cref="LastActivity"/>, which the pump and writer call as bytes move.
+/// The clock owns its state, as Kestrel's <c>TimeoutControl</c> does, and calls nobody: the heartbeat acts on what
+/// <see cref="Check"/> returns, outside every lock. The receive figures (written by the pump) and the check share the
+/// clock's lock, taken only while the receive rate is timed; the send deadline has one writer (the writer part, under
+/// its lock) and is read by the check; activity stamps are single values.
 /// </remarks>
 internal sealed class ConnectionClock(ConnectionClock.Limits limits, long start)
 {
+    private readonly Lock _lock = new();
     private readonly long _start = start;
     private long _lastActivity = start;
     private bool _peerSentData;
@@ -79,23 +82,46 @@ internal sealed class ConnectionClock(ConnectionClock.Limits limits, long start)
     /// <summary>The pump is about to wait on the socket: the wait counts against the peer if it holds an incomplete frame.</summary>
     public void StartReceiveWait(long now)
     {
-        if (_rxPartial > 0)
+        if (_rxPartial > 0 && limits.TimesReceiveRate)
         {
-            _rxWaitingSince = now;
+            lock (_lock)
+            {
+                _rxWaitingSince = now;
+            }
         }
     }
 
     /// <summary>Bytes of the incomplete frame the pump is waiting on the peer for, or -1 when it is not (tests).</summary>
-    public long AwaitedIncompleteFrame => _rxPartial > 0 && _rxWaitingSince >= 0 ? _rxPartial : -1;
-
-    /// <summary>Whether a framed read must be reported to <see cref="TrackIncompleteFrame"/> (false in the common case: nothing to time).</summary>
-    public bool TracksRead(long partial) => limits.TimesReceiveRate && (partial > 0 || _rxPartial > 0 || _rxWaitingSince >= 0);
+    public long AwaitedIncompleteFrame
+    {
+        get
+        {
+            lock (_lock)
+            {
+                return _rxPartial > 0 && _rxWaitingSince >= 0 ? _rxPartial : -1;
+            }
+        }
+    }
 
     /// <summary>
     /// After a framed read: <paramref name="consumed"/> bytes left the pipe as whole frames and
-    /// <paramref name="partial"/> bytes of an incomplete frame stay in it.
+    /// <paramref name="partial"/> bytes of an incomplete frame stay in it. Nothing to do in the common case (the
+    /// receive rate is not timed, or no frame is incomplete): the pump is the only writer of these figures.
     /// </summary>
     public void TrackIncompleteFrame(long consumed, long partial, long now)
+    {
+        if (!limits.TimesReceiveRate || (partial == 0 && _rxPartial == 0 && _rxWaitingSince < 0))
+        {
+            return;
+        }
+
+        lock (_lock)
+        {
+            TrackIncompleteFrameLocked(consumed, partial, now);
+        }
+    }
+
+    private void TrackIncompleteFrameLocked(long consumed, long partial, long now)
     {
         if (_rxWaitingSince >= 0)
         {
@@ -130,7 +156,7 @@ internal sealed class ConnectionClock(ConnectionClock.Limits limits, long start)
         if (limits.TxRate > 0)
         {
             var time = (long)(bytes / limits.TxRate);
-            _txDeadline = buffered == 0 ? now + Math.Max(limits.TxGraceMs, time) : _txDeadline + time;
+            Volatile.Write(ref _txDeadline, buffered == 0 ? now + Math.Max(limits.TxGraceMs, time) : _txDeadline + time);
         }
     }
 
@@ -142,8 +168,16 @@ internal sealed class ConnectionClock(ConnectionClock.Limits limits, long start)
     /// <returns>The first clock run out, why, and whether the connection must be aborted rather than closed; or null.</returns>
     public (ConnectionCloseReason Reason, string Detail, bool Abort)? Check(long now, long buffered, long sent, bool closing)
     {
+        lock (_lock)
+        {
+            return CheckLocked(now, buffered, sent, closing);
+        }
+    }
+
+    private (ConnectionCloseReason Reason, string Detail, bool Abort)? CheckLocked(long now, long buffered, long sent, bool closing)
+    {
         var rxWaited = _rxWaited + (_rxWaitingSince < 0 ? 0 : now - _rxWaitingSince);
-        if (limits.TxRate > 0 && buffered > 0 && now > _txDeadline)
+        if (limits.TxRate > 0 && buffered > 0 && now > Volatile.Read(ref _txDeadline))
         {
             // Overdue twice with no byte sent in between: a stall. Once is not enough, as a clock that jumps (a fake
             // one in a test, a long pause) can find bytes the kernel has taken whose send has not yet been counted.

@@ -1,135 +1,86 @@
-using System.Buffers;
 using System.Diagnostics;
-using System.IO.Pipelines;
 using System.Net;
+using System.Net.Security;
 using System.Net.Sockets;
-using System.Security.Cryptography.X509Certificates;
 using Microsoft.AspNetCore.Connections;
-using Microsoft.AspNetCore.Connections.Features;
 using Microsoft.Extensions.Logging;
-using Orleans.Runtime.Placement;
-using OrleansProtocol.Framing;
+using OrleansProtocol.Gateway.Connections.Opening;
 using OrleansProtocol.Gateway.Diagnostics;
 
 namespace OrleansProtocol.Gateway.Connections;
 
 /// <summary>
-/// One accepted socket and its grain: the inbound pump (this file) and the outbound writer
-/// (<c>GatewayConnection.Outbound.cs</c>). The connection is also the grain's transport observer.
+/// One accepted (or outbound) socket and its grain. The connection owns the lifecycle (<see cref="ConnectionLifecycle"/>)
+/// and the control state under one lock, and composes the parts that each own one concern: the opening steps
+/// (<see cref="ProxyHeaderStep"/>, <see cref="TlsStep"/>), the inbound pump (<see cref="ConnectionPump"/>), the grain
+/// session (<see cref="GrainSession"/>), the outbound writer (<see cref="OutboundWriter"/>) and the clocks
+/// (<see cref="ConnectionClock"/>). It is also where the grain's batches are applied, in their sequence order.
 /// </summary>
 /// <remarks>
-/// Inbound, the pump keeps exactly one grain callback in flight and awaits it before the next, so callbacks reach the
-/// grain in order on any topology; bytes read meanwhile wait in Kestrel's input pipe and are coalesced into the next
-/// <c>DataReceived</c>. When the pipe holds <see cref="ProtocolListenerOptions.MaxReadBufferSize"/> bytes, Kestrel
-/// stops reading the socket and TCP pushes back on the peer. The pump also holds input while writing is paused (the
-/// write buffer went over the high-water mark) unless <see cref="ProtocolListenerOptions.ReadWhileWritingPaused"/>.
+/// Lock order: this connection's lock, then the writer's. Nothing that runs grain code or waits runs under either.
 /// </remarks>
-internal sealed partial class GatewayConnection
+internal sealed class GatewayConnection : IOutboundEvents
 {
     private readonly ConnectionContext _context;
-    private readonly Socket? _socket;
-    private PipeReader _input;
-    private IProtocolGrain _grain;
-
-    // The current protocol's grain, guarded by _lock with the sequencer's epoch: pushes from any other grain are stale.
-    private GrainId _grainId;
-    private readonly IGrainFactory _grainFactory;
-    private readonly int _maxDataReceivedSize;
-    private readonly bool _readWhileWritingPaused;
-    private readonly byte[] _refusalMessage;
-    private readonly IFrameDecoder? _decoder;
-    private readonly long _maxBufferedFrame;
-    private readonly ConnectionSiting _siting;
-    private readonly GatewayMetrics _metrics;
-    private readonly (IReadOnlyList<IPNetwork> Trusted, TimeSpan Timeout)? _proxy;
-    private readonly ILogger _logger;
     private readonly Lock _lock = new();
-    private readonly AsyncSignal _pumpSignal = new();
     private readonly TaskCompletionSource _completion = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly TaskCompletionSource<bool> _made = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly TaskCompletionSource _told = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly long _startTimestamp = Stopwatch.GetTimestamp();
-
-    // Keeps one FramesReceived call a reasonable Orleans message even for tiny frames.
-    private const int MaxFramesPerCall = 1024;
-
-    // Guarded by _lock.
-    private ConnectionCloseReason _closeReason;
-    private string? _closeDetail;
-    private bool _closeRequested;
-    private (ConnectionCloseReason Reason, string? Detail)? _serverClose;
-    private bool _serverCloseSent;
-    private bool _aborted;
-    private bool _readPaused;
-    private bool _peerEof;
-    private bool _grainLost;
-    private bool _detached;
-    private bool _locateGrain;
-
-    // Deliveries of one grain call Orleans may reject (undelivered) before the connection gives up on its grain.
-    private const int MaxGrainCallAttempts = 3;
-    private (string Protocol, ReadOnlyMemory<byte> Data)? _handOff;
-
+    private readonly ConnectionPump _pump;
     private long _bytesReceived;
 
-    public GatewayConnection(
-        ConnectionContext context,
-        string listenerName,
-        GrainType grainType,
-        IGrainFactory grainFactory,
-        ProtocolListenerOptions options,
-        ILogger logger,
-        ConnectionSiting siting,
-        GatewayMetrics metrics,
-        TimeProvider time,
-        X509Certificate2? serverCertificate = null)
-    {
-        _siting = siting;
-        _metrics = metrics;
-        _proxy = options.ProxyProtocol ? (options.TrustedNetworks, options.ProxyHeaderTimeout) : null;
-        _tlsServer = serverCertificate is null ? null : (serverCertificate, options.Tls);
-        _context = context;
-        // Null on an in-memory connection: the writer then sends through the transport's output pipe.
-        _socket = context.Features.Get<IConnectionSocketFeature>()?.Socket;
-        if (_socket is { ProtocolType: ProtocolType.Tcp })
-        {
-            // TCP only: a Unix socket has no Nagle to turn off.
-            _socket.NoDelay = options.NoDelay;
-        }
+    // Guarded by _lock: the lifecycle, the order of the grain's batches (and its epoch: the current protocol's number),
+    // the current protocol's grain, what the pump is asked to do next, and the inbound pauses.
+    private readonly ConnectionLifecycle _life = new();
+    private readonly BatchSequencer _sequencer = new();
+    private GrainId _grainId;
+    private PumpRequests _requests;
+    private (string Protocol, ReadOnlyMemory<byte> Data)? _handOff;
+    private (ConnectionCloseReason Reason, string? Detail)? _serverClose;
+    private StartTlsUpgrade? _startTls;
+    private bool _readPaused;
+    private bool _peerEof;
 
-        _input = context.Transport.Input;
-        _grainFactory = grainFactory;
-        _maxDataReceivedSize = options.MaxDataReceivedSize;
-        _flow = new WriteFlow(options.MaxWriteBufferSize);
-        _readWhileWritingPaused = options.ReadWhileWritingPaused;
-        _refusalMessage = options.RefusalMessage is { Length: > 0 } refusal ? System.Text.Encoding.UTF8.GetBytes(refusal) : [];
-        _time = time;
-        _clock = new ConnectionClock(ConnectionClock.Limits.From(options), Now);
-        _logger = logger;
+    public GatewayConnection(ConnectionContext context, ListenerContext listener)
+    {
+        _context = context;
+        Listener = listener;
+        Clock = new ConnectionClock(listener.ClockLimits, ConnectionClock.Now(listener.Time));
 
         // Unique across the cluster and over time; never ip:port, which the OS reuses. The listener's name in front
         // lets anyone find the connection in that listener's directory by id alone.
-        var id = $"{listenerName}/{Guid.CreateVersion7():N}";
-        var framing = options.Framing.ToFormat();
-        _decoder = options.Framing.CreateDecoder(framing);
-        _maxBufferedFrame = framing.MaxFrameSize + 16L + (framing.Delimiter?.Length ?? 0);
-        var unix = IsUnix(context);
-        Info = new ConnectionInfo(id, listenerName, context.LocalEndPoint as IPEndPoint, context.RemoteEndPoint as IPEndPoint)
+        var id = $"{listener.Name}/{Guid.CreateVersion7():N}";
+        var unix = context.LocalEndPoint is UnixDomainSocketEndPoint || context.RemoteEndPoint is UnixDomainSocketEndPoint;
+        Info = new ConnectionInfo(id, listener.Name, context.LocalEndPoint as IPEndPoint, context.RemoteEndPoint as IPEndPoint)
         {
-            Framing = framing,
-            GrainType = grainType.ToString(),
-            GatewaySilo = siting.LocalSiloName,
+            Framing = listener.Framing,
+            GrainType = listener.GrainTypeName,
+            GatewaySilo = listener.Siting.LocalSiloName,
             LocalPath = unix ? UnixPath(context.LocalEndPoint) : null,
             RemotePath = unix ? UnixPath(context.RemoteEndPoint) : null,
-            MaxWriteBufferSize = options.MaxWriteBufferSize,
+            MaxWriteBufferSize = listener.Options.MaxWriteBufferSize,
         };
-        _grainId = GrainId.Create(grainType, id);
-        _grain = grainFactory.GetGrain<IProtocolGrain>(_grainId);
+        _grainId = GrainId.Create(listener.GrainType, id);
+        Writer = new OutboundWriter(id, listener, Clock, this) { Transport = ConnectionTransport.Accept(context, listener.Options.NoDelay) };
+        Session = new GrainSession(this, listener, _grainId);
+        _pump = new ConnectionPump(this);
     }
 
-    public ConnectionInfo Info { get; private set; }
+    /// <summary>What the connection's listener shares with all its connections.</summary>
+    public ListenerContext Listener { get; }
+
+    public ConnectionInfo Info { get; internal set; }
 
     public string Id => Info.ConnectionId;
+
+    internal OutboundWriter Writer { get; }
+
+    internal GrainSession Session { get; }
+
+    internal ConnectionClock Clock { get; }
+
+    internal ILogger Logger => Listener.Logger;
 
     /// <summary>True once the grain's <c>ConnectionMade</c> has run; false if the connection ended first.</summary>
     public Task<bool> Made => _made.Task;
@@ -140,55 +91,110 @@ internal sealed partial class GatewayConnection
     /// <summary>Completes when the connection is closed and its grain was told.</summary>
     public Task Completion => _completion.Task;
 
+    /// <summary>The silo the connection's grain lives on, as it said in its <c>ConnectionMade</c> reply.</summary>
+    public string? GrainSilo => Session.GrainSilo;
+
+    /// <summary>Why the TLS handshake failed, if it did.</summary>
+    internal string? HandshakeError { get; set; }
+
+    /// <summary>The client TLS of an outbound connection: handshaken before its grain is created.</summary>
+    internal (SslClientAuthenticationOptions Options, TimeSpan Timeout)? ClientTls { get; private set; }
+
+    /// <summary>The client address this connection holds a place for under the per-address limit, if any.</summary>
+    internal IPAddress? CountedAddress { get; set; }
+
+    /// <summary>Bytes handed to the socket so far.</summary>
+    internal long BytesSent => Writer.BytesSent;
+
+    /// <summary>Bytes sent as the current protocol counts them (from its <c>SetProtocol</c>).</summary>
+    internal long ProtocolBytesSent => Writer.ProtocolBytesSent;
+
+    /// <summary>Bytes accepted from the grain and not yet handed to the socket (asyncio's write buffer size).</summary>
+    internal long WriteBufferSize => Writer.Buffered;
+
+    /// <summary>The largest <see cref="WriteBufferSize"/> seen; for tests and diagnostics.</summary>
+    internal long PeakWriteBufferSize => Writer.Peak;
+
+    /// <summary>When a byte last went either way (<see cref="ConnectionClock.Now"/>), for the idle timeout.</summary>
+    public long LastActivity => Clock.LastActivity;
+
+    /// <summary>Bytes of an incomplete frame the pump is waiting on the peer for, or -1 (tests synchronise on it).</summary>
+    internal long AwaitedIncompleteFrame => Clock.AwaitedIncompleteFrame;
+
+    /// <summary>Why the connection ended (or is ending); <see cref="ConnectionCloseReason.None"/> while it is open.</summary>
+    internal ConnectionCloseReason CloseReason => _life.Reason;
+
+    internal void AddBytesReceived(long count) => Interlocked.Add(ref _bytesReceived, count);
+
+    /// <summary>Makes this (outbound) connection a TLS client, handshaking before its grain is created.</summary>
+    internal void UseClientTls(SslClientAuthenticationOptions options, TimeSpan handshakeTimeout) => ClientTls = (options, handshakeTimeout);
+
     /// <summary>Runs the connection from <c>ConnectionMade</c> to <c>ConnectionLost</c>. Never throws.</summary>
     public async Task RunAsync()
     {
-        using var scope = _logger.BeginScope(new ConnectionLogScope(Id));
-        GatewayLog.ConnectionAccepted(_logger, Id, Info.RemoteEndPoint, Info.ListenerName);
-        _metrics.ConnectionOpened(Info.ListenerName);
-        _writer = WriteLoopAsync();
+        using var scope = Logger.BeginScope(new ConnectionLogScope(Id));
+        GatewayLog.ConnectionAccepted(Logger, Id, Info.RemoteEndPoint, Info.ListenerName);
+        Listener.Metrics.ConnectionOpened(Info.ListenerName);
+        var writer = Writer.RunAsync();
         try
         {
             // A bad PROXY header or a failed TLS handshake drops the connection before any grain exists.
-            if ((_proxy is null || await ReadProxyHeaderAsync(_proxy.Value.Trusted, _proxy.Value.Timeout))
-                && (!UsesTls || await HandshakeAsync()))
+            if (await _pump.OpenAsync())
             {
-                await ConnectGrainAsync();
+                await _pump.ApplyReplyAsync(await Session.ConnectionMadeAsync());
+                lock (_lock)
+                {
+                    _life.Opened();
+                }
+
                 _made.TrySetResult(true);
-                await ReceiveLoopAsync();
+                await _pump.RunAsync();
             }
         }
         catch (Exception ex)
         {
-            GatewayLog.GrainUnavailable(_logger, Id, ex);
+            GatewayLog.GrainUnavailable(Logger, Id, ex);
             Abort(ConnectionCloseReason.GrainUnavailable, ex.Message);
         }
 
         try
         {
-            await _writer;
-            await NotifyConnectionLostAsync();
-            _told.TrySetResult();
-            if (_linger)
+            var linger = await writer;
+            (ConnectionCloseReason Reason, string? Detail, bool Tell) end;
+            lock (_lock)
             {
-                await LingerAsync();
+                // Calling a lost grain would only activate a fresh one that knows nothing of this connection.
+                end = (_life.Reason, _life.Detail, _life.Grain == GrainLink.Attached);
+            }
+
+            if (end.Tell)
+            {
+                await Session.ConnectionLostAsync(end.Reason, end.Detail);
+            }
+
+            _told.TrySetResult();
+            if (linger)
+            {
+                await _pump.LingerAsync();
             }
 
             await _context.DisposeAsync();
             GatewayLog.ConnectionClosed(
-                _logger, Id, _closeReason, _closeDetail, Stopwatch.GetElapsedTime(_startTimestamp),
-                Interlocked.Read(ref _bytesReceived), BytesSent);
+                Logger, Id, end.Reason, end.Detail, Stopwatch.GetElapsedTime(_startTimestamp), Interlocked.Read(ref _bytesReceived), BytesSent);
         }
         finally
         {
+            ConnectionCloseReason reason;
             lock (_lock)
             {
                 // A connection that ends paused leaves the paused gauges.
                 SetReadPausedLocked(false);
-                RestartWriteFlowLocked();
+                _life.Ended();
+                reason = _life.Reason;
             }
 
-            _metrics.ConnectionClosed(Info.ListenerName, _closeReason, Stopwatch.GetElapsedTime(_startTimestamp));
+            Writer.ConfigureFlow(null, restart: false, ended: true);
+            Listener.Metrics.ConnectionClosed(Info.ListenerName, reason, Stopwatch.GetElapsedTime(_startTimestamp));
 
             // Whatever happened above, the server's drain must not wait for this connection.
             _made.TrySetResult(false);
@@ -197,792 +203,432 @@ internal sealed partial class GatewayConnection
         }
     }
 
-    /// <summary>
-    /// Reads the PROXY protocol header that a trusted load balancer sends first, and takes the client's addresses from
-    /// it. Anything else — an untrusted sender, a malformed, truncated or late header — drops the connection.
-    /// </summary>
-    private async Task<bool> ReadProxyHeaderAsync(IReadOnlyList<IPNetwork> trusted, TimeSpan timeout)
-    {
-        string? failure = null;
-        if (Info.RemoteEndPoint is not { } remote || !trusted.Any(n => n.Contains(remote.Address.IsIPv4MappedToIPv6 ? remote.Address.MapToIPv4() : remote.Address)))
-        {
-            failure = $"A PROXY header from {Info.RemoteEndPoint}, outside the trusted networks, is refused.";
-        }
-        else
-        {
-            using var deadline = DeadlineFromAccept(timeout);
-            try
-            {
-                while (failure is null)
-                {
-                    var result = await _input.ReadAsync(deadline.Token);
-                    var buffer = result.Buffer;
-                    var status = ProxyProtocolParser.TryParse(buffer, out var header, out var consumed);
-                    if (status == ProxyParseStatus.Done)
-                    {
-                        _input.AdvanceTo(buffer.GetPosition(consumed));
-                        Info = Info with
-                        {
-                            RemoteEndPoint = header.Source ?? Info.RemoteEndPoint,
-                            LocalEndPoint = header.Destination ?? Info.LocalEndPoint,
-                        };
-
-                        // The per-address limit counts the client the header names (the balancer's own address for
-                        // its health checks, which name none), and is released for that same address.
-                        if (AdmitProxiedClient?.Invoke(this, (header.Source ?? remote).Address) is { } refusal)
-                        {
-                            RefuseAfterHeader(refusal);
-                            return false;
-                        }
-
-                        return true;
-                    }
-
-                    _input.AdvanceTo(buffer.Start, buffer.End);
-                    if (status == ProxyParseStatus.Invalid)
-                    {
-                        failure = "The PROXY protocol header is malformed.";
-                    }
-                    else if (result.IsCompleted)
-                    {
-                        failure = "The connection ended inside its PROXY protocol header.";
-                    }
-                }
-            }
-            catch (OperationCanceledException)
-            {
-                failure = $"No complete PROXY protocol header within {timeout}.";
-            }
-            catch (Exception ex)
-            {
-                failure = $"Reading the PROXY protocol header failed: {ex.Message}";
-            }
-        }
-
-        LogRejection("proxy_header", failure, GatewayLog.ProxyHeaderRejected);
-        lock (_lock)
-        {
-            _grainLost = true;
-            AbortLocked(ConnectionCloseReason.ProtocolError, failure);
-        }
-
-        WakeWriter();
-        return false;
-    }
-
-    /// <summary>
-    /// Logs a rejection a client can cause at will (a junk connection), sampled per listener and kind
-    /// (<see cref="GatewayLog.IsSampled"/>); the metrics keep the exact count.
-    /// </summary>
-    private void LogRejection(string kind, string detail, Action<ILogger, string, string, long> log)
-    {
-        var count = OrleansProtocol.Diagnostics.LogSampling.Next(Info.ListenerName, kind);
-        if (GatewayLog.IsSampled(count))
-        {
-            log(_logger, Id, detail, count);
-        }
-        else
-        {
-            GatewayLog.RejectionNotSampled(_logger, Id, kind, detail);
-        }
-    }
-
-    /// <summary>The client address this connection holds a place for under the per-address limit, if any.</summary>
-    internal IPAddress? CountedAddress { get; set; }
-
-    /// <summary>
-    /// For a PROXY listener: takes a place for the client the header names, or returns why not. Set by the server.
-    /// </summary>
-    internal Func<GatewayConnection, IPAddress, string?>? AdmitProxiedClient { get; init; }
-
-    /// <summary>Refused at the per-address limit once the PROXY header named the client: as a refusal at accept.</summary>
-    private void RefuseAfterHeader(string detail)
-    {
-        lock (_lock)
-        {
-            _grainLost = true;
-            if (_refusalMessage.Length > 0)
-            {
-                _outbound.Enqueue(new OutboundItem(OutboundKind.Data, _refusalMessage));
-                _flow.Add(_refusalMessage.Length);
-                RequestCloseLocked(ConnectionCloseReason.ConnectionLimit, detail);
-            }
-            else
-            {
-                AbortLocked(ConnectionCloseReason.ConnectionLimit, detail);
-            }
-        }
-
-        WakeWriter();
-    }
-
-    /// <summary>
-    /// Gives the current grain its observer and its <c>ConnectionMade</c>. Runs outside any grain turn, so Orleans
-    /// registers the observer with the silo's hosted client.
-    /// </summary>
-    private async Task ConnectGrainAsync()
-    {
-        // ConnectionMade activates the grain: a placement hint on this one call decides its silo.
-        var started = Stopwatch.GetTimestamp();
-        var reply = await CallGrainAsync((Connection: this, Silo: _siting.PickSilo(Id)), static (grain, s) =>
-        {
-            if (s.Silo is null)
-            {
-                return grain.ConnectionMade(s.Connection.Info, s.Connection.Observer);
-            }
-
-            RequestContext.Set(IPlacementDirector.PlacementHintKey, s.Silo);
-            try
-            {
-                return grain.ConnectionMade(s.Connection.Info, s.Connection.Observer);
-            }
-            finally
-            {
-                RequestContext.Remove(IPlacementDirector.PlacementHintKey);
-            }
-        });
-        _metrics.GrainCall(Info.ListenerName, "connection_made", started);
-        GrainSilo = reply.GrainSilo;
-        await ApplyReplyAsync(reply);
-    }
-
-    /// <summary>Why the connection ended (or is ending); <see cref="ConnectionCloseReason.None"/> while it is open.</summary>
-    internal ConnectionCloseReason CloseReason
-    {
-        get
-        {
-            lock (_lock)
-            {
-                return _closeReason;
-            }
-        }
-    }
-
-    /// <summary>The silo the connection's grain lives on, as it said in its <c>ConnectionMade</c> reply.</summary>
-    public string? GrainSilo { get; private set; }
-
-    private static bool IsUnix(ConnectionContext context) =>
-        context.LocalEndPoint is UnixDomainSocketEndPoint || context.RemoteEndPoint is UnixDomainSocketEndPoint;
-
-    // An unnamed Unix socket (a server's client) reports no end point, or one without a path: asyncio's empty string.
-    private static string UnixPath(EndPoint? endPoint) => (endPoint as UnixDomainSocketEndPoint)?.ToString() ?? "";
-
     /// <summary>The connection's figures now (the directory's <c>ListStatus</c>, the live view).</summary>
     internal ConnectionStatus Status()
     {
-        lock (_lock)
-        {
-            // Shown as GatewaySilo is (address:port@generation), not as the runtime identity (Saddress:port:generation).
-            var grainSilo = GrainSilo is { Length: > 1 } silo && silo[0] == 'S' && silo.LastIndexOf(':') is > 1 and var colon
-                ? $"{silo[1..colon]}@{silo[(colon + 1)..]}"
-                : GrainSilo;
-            return new ConnectionStatus(Info, grainSilo, Stopwatch.GetElapsedTime(_startTimestamp), Interlocked.Read(ref _bytesReceived), BytesSent, _flow.Paused, _readPaused);
-        }
-    }
-
-    /// <summary>The silo's transport observer, where the grain pushes what it does outside callbacks.</summary>
-    internal required ITransportObserver Observer { get; init; }
-
-    /// <summary>
-    /// asyncio's <c>set_protocol</c>: the connection goes to a new grain of the requested type (same connection id),
-    /// which gets <c>ConnectionMade</c> and then the bytes the old protocol left to it, before anything read later.
-    /// </summary>
-    /// <returns>The handed-over bytes to deliver first, or null.</returns>
-    private async Task<byte[]?> SwitchProtocolAsync(string protocol, ReadOnlyMemory<byte> data)
-    {
-        lock (_lock)
-        {
-            _sequencer.NextEpoch();
-            _grainId = GrainId.Create(GrainType.Create(protocol), Id);
-
-            // The new protocol's counts start here; what the old one left in the buffer is its inheritance.
-            Volatile.Write(ref _protocolSentBase, Interlocked.Read(ref _bytesSent));
-            Info = Info with { GrainType = protocol, InheritedWriteBufferSize = _flow.Buffered };
-            _handOff = null;
-
-            // The new protocol starts as asyncio's does: reading, default watermarks, and told at once if the write
-            // buffer is over the high-water mark, so its PauseWriting/ResumeWriting alternate from the start.
-            SetReadPausedLocked(false);
-            _flowEvents.Clear();
-            RestartWriteFlowLocked();
-            UpdateWriteFlowLocked();
-        }
-
-        _grain = _grainFactory.GetGrain<IProtocolGrain>(_grainId);
-        GatewayLog.ProtocolSwitched(_logger, Id, protocol);
-        await ConnectGrainAsync();
-        return data.IsEmpty ? null : data.ToArray();
+        // Shown as GatewaySilo is (address:port@generation), not as the runtime identity (Saddress:port:generation).
+        var grainSilo = GrainSilo is { Length: > 1 } silo && silo[0] == 'S' && silo.LastIndexOf(':') is > 1 and var colon
+            ? $"{silo[1..colon]}@{silo[(colon + 1)..]}"
+            : GrainSilo;
+        return new ConnectionStatus(
+            Info, grainSilo, Stopwatch.GetElapsedTime(_startTimestamp), Interlocked.Read(ref _bytesReceived), BytesSent, Writer.Paused, Volatile.Read(ref _readPaused));
     }
 
     /// <summary>
     /// Asks the connection to close from the server side (its listener closes, the silo stops). The pump asks the
     /// grain, whose reply carries everything it wrote before the request, then the connection flushes and closes.
     /// </summary>
-    public void RequestClose(ConnectionCloseReason reason, string? detail)
-    {
-        lock (_lock)
-        {
-            if (_closeRequested || _aborted || _serverClose is not null)
-            {
-                return;
-            }
-
-            _serverClose = (reason, detail);
-            WakePumpLocked();
-        }
-    }
-
-    /// <summary>The grain's silo died: reset the connection, and do not call the grain again (it would only activate afresh).</summary>
-    public void AbortGrainLost(string detail)
-    {
-        lock (_lock)
-        {
-            _grainLost = true;
-            AbortLocked(ConnectionCloseReason.GrainUnavailable, detail);
-        }
-
-        WakeWriter();
-    }
+    public void RequestClose(ConnectionCloseReason reason, string? detail) => Post(PumpRequests.ServerClose, (reason, detail));
 
     /// <summary>
     /// The silo the gateway last knew the grain on has ended after stopping gracefully. Its grains either moved (the new
     /// activation's notice may still be on the way) or closed their connections, so the pump asks the grain where it is
     /// instead of taking the silo's end for the grain's; only an answer that it has no record resets the connection.
     /// </summary>
-    public void LocateGrain()
+    public void LocateGrain() => Post(PumpRequests.Locate, default);
+
+    /// <summary>The grain's silo died: reset the connection, and do not call the grain again (it would only activate afresh).</summary>
+    public void AbortGrainLost(string detail) => Abort(ConnectionCloseReason.GrainUnavailable, detail, grainLost: true);
+
+    /// <summary>Resets the connection at once, discarding what is buffered.</summary>
+    /// <param name="reason">Why, unless a close or abort before it named one.</param>
+    /// <param name="detail">Words for the log and <c>ConnectionLost</c>.</param>
+    /// <param name="grainLost">No grain has the connection: it is not called again (not even <c>ConnectionLost</c>).</param>
+    /// <param name="replaceReason">This reason wins over a close's already on its way (the send-rate clock).</param>
+    public void Abort(ConnectionCloseReason reason, string? detail, bool grainLost = false, bool replaceReason = false)
     {
         lock (_lock)
         {
-            if (_grainLost || _aborted || _closeRequested)
+            if (grainLost)
             {
-                return;
+                _life.LoseGrain();
             }
 
-            _locateGrain = true;
+            AbortLocked(reason, detail, replaceReason);
+        }
+
+        Writer.Wake();
+    }
+
+    /// <summary>A graceful close: what is queued is sent, then the FIN (or close_notify on TLS).</summary>
+    /// <param name="reason">Why, unless a close or abort before it named one.</param>
+    /// <param name="detail">Words for the log and <c>ConnectionLost</c>.</param>
+    /// <param name="grainLost">No grain has the connection (a refusal after the PROXY header).</param>
+    public void Close(ConnectionCloseReason reason, string? detail, bool grainLost = false)
+    {
+        lock (_lock)
+        {
+            if (grainLost)
+            {
+                _life.LoseGrain();
+            }
+
+            CloseLocked(reason, detail);
+        }
+
+        Writer.Wake();
+    }
+
+    /// <summary>
+    /// The grain took the peer's EOF: input has ended. Unless it asked to stay half-open the connection closes (on TLS
+    /// always: asyncio's keep-open "has no effect when using ssl").
+    /// </summary>
+    internal void EofDelivered(bool keepOpen)
+    {
+        lock (_lock)
+        {
+            _peerEof = true;
+            if (!keepOpen || _pump.IsTls)
+            {
+                CloseLocked(ConnectionCloseReason.PeerClosed, null);
+            }
+        }
+
+        Writer.Wake();
+    }
+
+    /// <summary>Checks every clock; closes or aborts the connection at the first one run out. Called by the heartbeat.</summary>
+    /// <returns>The clock that ran out and why, for the heartbeat's log, or null.</returns>
+    internal (ConnectionCloseReason Reason, string Detail)? CheckClocks(long now)
+    {
+        bool closing;
+        lock (_lock)
+        {
+            if (_life.IsAborted)
+            {
+                return null;
+            }
+
+            closing = _life.IsEnding || _serverClose is not null;
+        }
+
+        if (Clock.Check(now, Writer.Buffered, BytesSent, closing) is not { } expired)
+        {
+            return null;
+        }
+
+        if (expired.Abort)
+        {
+            // The send rate: the reason replaces a close's that was waiting for the very bytes the peer does not take.
+            Abort(expired.Reason, expired.Detail, replaceReason: true);
+        }
+        else
+        {
+            // Through the grain, so what it wrote is flushed before the close.
+            RequestClose(expired.Reason, expired.Detail);
+        }
+
+        return (expired.Reason, expired.Detail);
+    }
+
+    /// <summary>
+    /// Applies a push from <paramref name="grain"/>: from the connection's current protocol, unless it is one that
+    /// handed the connection over (another grain type), whose pushes are dropped.
+    /// </summary>
+    /// <returns>The bytes sent so far, as the current protocol counts them.</returns>
+    internal long ApplyPush(GrainId grain, TransportBatch batch)
+    {
+        lock (_lock)
+        {
+            if (grain.Equals(_grainId))
+            {
+                OfferLocked(batch);
+            }
+        }
+
+        Writer.Wake();
+        return ProtocolBytesSent;
+    }
+
+    /// <summary>
+    /// Applies a callback's reply batch; true when every batch the grain had sealed before replying is applied (some may
+    /// still be on their way through the observer, and the next callback must see their effects), or the connection
+    /// is past waiting for them.
+    /// </summary>
+    internal bool ApplyReply(TransportBatch? batch, long lastSequence)
+    {
+        bool caughtUp;
+        lock (_lock)
+        {
+            if (batch is not null)
+            {
+                OfferLocked(batch);
+            }
+
+            caughtUp = _sequencer.Applied >= lastSequence || _life.IsAborted || _handOff is not null;
+        }
+
+        Writer.Wake();
+        return caughtUp;
+    }
+
+    /// <summary>Whether the pump has caught up with <paramref name="lastSequence"/> (see <see cref="ApplyReply"/>).</summary>
+    internal bool IsCaughtUp(long lastSequence) => ApplyReply(null, lastSequence);
+
+    /// <summary>
+    /// The grain's reply said it has no record of the connection. A grain that closed the connection as it went away
+    /// (detached) is left to finish that close; otherwise the connection is reset.
+    /// </summary>
+    internal void UnknownConnection()
+    {
+        lock (_lock)
+        {
+            if (_life.Grain == GrainLink.Detached)
+            {
+                // A callback already on its way found a new activation. The close in progress stands: flush, then FIN.
+                return;
+            }
+        }
+
+        GatewayLog.GrainLostConnection(Logger, Id);
+        Abort(ConnectionCloseReason.GrainUnavailable, "The grain has no record of this connection.", grainLost: true);
+    }
+
+    /// <summary>The pump's next job, in priority order; taken under the lock so that each is done once.</summary>
+    internal PumpWork TakeWork()
+    {
+        lock (_lock)
+        {
+            if (_life.IsEnding)
+            {
+                return new(PumpWorkKind.Stop);
+            }
+
+            if (_handOff is { } handOff)
+            {
+                return new(PumpWorkKind.HandOff, HandOff: handOff);
+            }
+
+            if (_startTls is { Done.Task.IsCompleted: false } upgrade)
+            {
+                return new(PumpWorkKind.StartTls, Upgrade: upgrade);
+            }
+
+            if ((_requests & PumpRequests.ServerClose) != 0)
+            {
+                _requests &= ~PumpRequests.ServerClose;
+                return new(PumpWorkKind.ServerClose, Close: _serverClose!.Value);
+            }
+
+            if ((_requests & PumpRequests.Locate) != 0)
+            {
+                _requests &= ~PumpRequests.Locate;
+                return new(PumpWorkKind.Locate);
+            }
+
+            // Write flow-control notifications go first, in the order they happened.
+            if (Writer.TryTakeFlowEvent(out var flow))
+            {
+                return new(PumpWorkKind.WriteFlow, Flow: flow);
+            }
+
+            // Back-pressure: while the peer has not taken what the protocol wrote (writing is paused), its next input
+            // waits, so a protocol that answers what it reads cannot outrun a peer that reads slowly.
+            var paused = _readPaused || _peerEof || (Writer.Paused && !Listener.Options.ReadWhileWritingPaused);
+            return new(paused ? PumpWorkKind.Wait : PumpWorkKind.Read);
+        }
+    }
+
+    /// <summary>
+    /// asyncio's <c>set_protocol</c>, on the pump: the connection goes to a new grain of the requested type (same
+    /// connection id); the old protocol's later batches are dropped.
+    /// </summary>
+    /// <returns>The bytes the old protocol left to the new one, delivered first.</returns>
+    internal ReadOnlyMemory<byte> SwitchProtocol(string protocol, ReadOnlyMemory<byte> data)
+    {
+        GrainId grain;
+        lock (_lock)
+        {
+            _sequencer.NextEpoch();
+            grain = _grainId = GrainId.Create(GrainType.Create(protocol), Id);
+
+            // The new protocol's counts start here; what the old one left in the buffer is its inheritance. It starts
+            // as asyncio's does: reading, default watermarks, and told at once if the write buffer is over the mark.
+            Info = Info with { GrainType = protocol, InheritedWriteBufferSize = Writer.Buffered };
+            _handOff = null;
+            SetReadPausedLocked(false);
+            Writer.ConfigureFlow(null, restart: true);
+        }
+
+        Session.Retarget(grain);
+        GatewayLog.ProtocolSwitched(Logger, Id, protocol);
+        return data;
+    }
+
+    /// <summary>
+    /// Applies one batch in sequence order. Stale, duplicate or early batches stop here (the sequencer holds an early
+    /// one until its turn); after a hand-off nothing more from this protocol applies.
+    /// </summary>
+    private void OfferLocked(TransportBatch batch)
+    {
+        if (_handOff is null && _sequencer.Offer(batch, _sequencer.Epoch, this, static (connection, next) =>
+        {
+            connection.ApplyInOrderLocked(next);
+            return connection._handOff is null;
+        }))
+        {
+            // The pump may be waiting for this sequence number, or for reading to resume.
             WakePumpLocked();
         }
     }
 
-    /// <summary>Resets the connection at once, discarding what is buffered.</summary>
-    public void Abort(ConnectionCloseReason reason, string? detail)
+    /// <summary>What one batch asks for, in the order the grain asked for it.</summary>
+    private void ApplyInOrderLocked(TransportBatch batch)
+    {
+        if (_life.IsAborted)
+        {
+            return;
+        }
+
+        var flags = batch.Flags;
+        if ((flags & TransportBatchFlags.Abort) != 0)
+        {
+            AbortLocked(Reason(batch, ConnectionCloseReason.LocalAbort), batch.CloseMessage);
+            return;
+        }
+
+        if ((flags & TransportBatchFlags.Moved) != 0 && batch.GrainSilo is { } grainSilo)
+        {
+            // The grain moved with the connection (its old silo is stopping, say): follow it, so the old silo's end is
+            // not taken for the grain's death.
+            Session.GrainSilo = grainSilo;
+            GatewayLog.GrainMoved(Logger, Id, grainSilo);
+        }
+
+        if ((flags & TransportBatchFlags.Detach) != 0)
+        {
+            // The grain is going away and has told its protocol: finish the connection without calling it again, and
+            // without taking its silo's end for a reason to reset (the flush may outlast the silo).
+            _life.Detach();
+            Session.GrainSilo = null;
+        }
+
+        if ((flags & TransportBatchFlags.SetWriteBufferLimits) != 0)
+        {
+            Writer.ConfigureFlow((batch.WriteBufferHigh, batch.WriteBufferLow), restart: false);
+        }
+
+        if ((flags & TransportBatchFlags.PauseReading) != 0)
+        {
+            SetReadPausedLocked(true);
+        }
+        else if ((flags & TransportBatchFlags.ResumeReading) != 0)
+        {
+            SetReadPausedLocked(false);
+        }
+
+        StartTlsUpgrade? upgrade = null;
+        if ((flags & TransportBatchFlags.StartTls) != 0 && !_pump.IsTls && _startTls is null && !Writer.OutputShut)
+        {
+            // Before the go-ahead this batch carries: the writer stops there until the pump has noted what the peer
+            // sent so far, which it sent before it could have seen the go-ahead.
+            _startTls = upgrade = new StartTlsUpgrade(batch.StartTlsClient);
+            Writer.Submit(OutboundKind.StartTlsGate, upgrade: upgrade);
+        }
+
+        if (!batch.Data.IsEmpty && !Writer.Submit(OutboundKind.Data, batch.Data))
+        {
+            // The grain's transport stops a ProtocolGrain at the same cap before this; this holds for any IProtocolGrain.
+            var detail = Writer.OverCapDetail();
+            _pump.LogRejection("write_buffer_limit", detail, GatewayLog.WriteBufferLimit);
+            AbortLocked(ConnectionCloseReason.WriteBufferLimit, detail);
+            return;
+        }
+
+        if ((flags & TransportBatchFlags.WriteEof) != 0)
+        {
+            Writer.Submit(OutboundKind.WriteEof);
+        }
+
+        if ((flags & TransportBatchFlags.Close) != 0)
+        {
+            CloseLocked(Reason(batch, ConnectionCloseReason.LocalClose), batch.CloseMessage);
+        }
+
+        if (upgrade is not null)
+        {
+            Writer.Submit(OutboundKind.StartTls, upgrade: upgrade);
+        }
+
+        if ((flags & TransportBatchFlags.SetProtocol) != 0 && batch.NewProtocol is { } protocol)
+        {
+            // The pump switches grains before its next callback; this grain's later batches are dropped.
+            _handOff = (protocol, batch.HandOffData);
+        }
+
+        if (Writer.HasFlowEvent || upgrade is not null || _handOff is not null)
+        {
+            WakePumpLocked();
+        }
+
+        static ConnectionCloseReason Reason(TransportBatch batch, ConnectionCloseReason fallback) =>
+            batch.CloseReason == ConnectionCloseReason.None ? fallback : batch.CloseReason;
+    }
+
+    private void Post(PumpRequests request, (ConnectionCloseReason Reason, string? Detail) close)
     {
         lock (_lock)
         {
-            AbortLocked(reason, detail);
-        }
-
-        WakeWriter();
-    }
-
-    private async Task ReceiveLoopAsync()
-    {
-        byte[]? deferredData = null;
-        ReadOnlyMemory<byte>[]? deferredFrames = null;
-        var deferredEof = false;
-        while (true)
-        {
-            (bool Pause, long BytesSent)? flowEvent;
-            (ConnectionCloseReason Reason, string? Detail)? serverClose = null;
-            (string Protocol, ReadOnlyMemory<byte> Data)? handOff;
-            bool locate;
-            bool paused;
-            lock (_lock)
+            if (_life.IsEnding || (request == PumpRequests.ServerClose && _serverClose is not null)
+                || (request == PumpRequests.Locate && _life.Grain != GrainLink.Attached))
             {
-                if (_closeRequested || _aborted)
-                {
-                    return;
-                }
-
-                // One thing per turn, in priority order: hand-off, server close, locating the grain, flow notification,
-                // data.
-                handOff = _handOff;
-                if (handOff is null && _serverClose is not null && !_serverCloseSent)
-                {
-                    _serverCloseSent = true;
-                    serverClose = _serverClose;
-                }
-
-                locate = handOff is null && serverClose is null && _locateGrain;
-                _locateGrain &= !locate;
-                flowEvent = handOff is null && serverClose is null && !locate && _flowEvents.Count > 0 ? _flowEvents.Dequeue() : null;
-
-                // Back-pressure: while the peer has not taken what the protocol wrote (writing is paused), its next
-                // input waits, so a protocol that answers what it reads cannot outrun a peer that reads slowly.
-                paused = _readPaused || _peerEof || (_flow.Paused && !_readWhileWritingPaused);
-            }
-
-            if (handOff is { } switchTo)
-            {
-                // The hand-off comes with the old protocol's last reply, so nothing was deferred: what it left goes first.
-                deferredData = await SwitchProtocolAsync(switchTo.Protocol, switchTo.Data);
-                continue;
-            }
-
-            StartTlsUpgrade? upgrade;
-            lock (_lock)
-            {
-                upgrade = _startTls is { Done.Task.IsCompleted: false } pending && handOff is null ? pending : null;
-            }
-
-            if (upgrade is not null)
-            {
-                // What the protocol did not take before starting TLS was sent before the handshake: never delivered.
-                var undelivered = (deferredData?.Length ?? 0) + (deferredFrames?.Sum(f => (long)f.Length) ?? 0);
-                (deferredData, deferredFrames, deferredEof) = (null, null, false);
-                if (!await UpgradeToTlsAsync(upgrade, undelivered))
-                {
-                    return;
-                }
-
-                continue;
-            }
-
-            if (serverClose is { } close)
-            {
-                await ApplyReplyAsync(await CallGrainAsync((Connection: this, Close: close), static (grain, s) => grain.CloseRequested(s.Close.Reason, s.Close.Detail, s.Connection.ProtocolBytesSent)));
-                lock (_lock)
-                {
-                    // The reply normally carried the close already; this covers a grain that did not close.
-                    RequestCloseLocked(close.Reason, close.Detail);
-                }
-
-                WakeWriter();
-
-                continue;
-            }
-
-            if (locate)
-            {
-                await LocateGrainAsync();
-                continue;
-            }
-
-            // Write flow-control notifications go first, in the order they happened.
-            if (flowEvent is { } flow)
-            {
-                await ApplyReplyAsync(await CallGrainAsync(flow, static (grain, f) => f.Pause ? grain.PauseWriting(f.BytesSent) : grain.ResumeWriting(f.BytesSent)));
-                continue;
-            }
-
-            if (paused)
-            {
-                await _pumpSignal.WaitAsync();
-                continue;
-            }
-
-            // What the grain refused while it had paused reading goes first once it resumes.
-            if (deferredData is not null)
-            {
-                var data = deferredData;
-                deferredData = await DeliverDataAsync(data) ? null : data;
-                continue;
-            }
-
-            if (deferredFrames is not null)
-            {
-                deferredFrames = await DeliverFramesAsync(deferredFrames);
-                continue;
-            }
-
-            if (deferredEof)
-            {
-                deferredEof = !await DeliverEofAsync();
-                continue;
-            }
-
-            ReadResult result;
-            try
-            {
-                StartReceiveWait();
-                result = await _input.ReadAsync();
-            }
-            catch (Exception ex)
-            {
-                // Kestrel completes the input with the socket error (a reset, typically).
-                Abort(ConnectionCloseReason.PeerReset, ex.Message);
                 return;
             }
 
-            var buffer = result.Buffer;
-            if (!buffer.IsEmpty)
+            if (request == PumpRequests.ServerClose)
             {
-                _clock.PeerSentData();
+                _serverClose = close;
             }
 
-            if (result.IsCanceled)
-            {
-                // Woken by CancelPendingRead: state changed (close, abort, a flow event).
-                _input.AdvanceTo(buffer.Start);
-                continue;
-            }
-
-            if (_decoder is not null)
-            {
-                (deferredFrames, deferredEof) = await ReceiveFramesAsync(result);
-                continue;
-            }
-
-            if (!buffer.IsEmpty)
-            {
-                // One copy out of the pipe into an array the grain owns; the pipe's memory goes back to Kestrel's pool.
-                var chunk = buffer.Slice(0, Math.Min(buffer.Length, _maxDataReceivedSize)).ToArray();
-                _input.AdvanceTo(buffer.GetPosition(chunk.Length));
-                Interlocked.Add(ref _bytesReceived, chunk.Length);
-                _clock.Touch(Now);
-                _metrics.BytesReceived(Info.ListenerName, chunk.Length);
-                if (!await DeliverDataAsync(chunk))
-                {
-                    deferredData = chunk;
-                }
-            }
-            else if (result.IsCompleted)
-            {
-                _input.AdvanceTo(buffer.End);
-                deferredEof = !await DeliverEofAsync();
-            }
-            else
-            {
-                _input.AdvanceTo(buffer.Start, buffer.End);
-            }
+            _requests |= request;
+            WakePumpLocked();
         }
     }
 
-    /// <summary>
-    /// The framed read: whole frames out of the pipe (a batch of them up to <see cref="ProtocolListenerOptions.MaxDataReceivedSize"/>),
-    /// an incomplete one left there until the rest arrives; a frame over the limit closes the connection before its
-    /// body is read.
-    /// </summary>
-    /// <returns>Frames the grain deferred because it paused reading (or null), and whether it deferred the EOF.</returns>
-    private async Task<(ReadOnlyMemory<byte>[]? DeferredFrames, bool DeferredEof)> ReceiveFramesAsync(ReadResult result)
+    private void CloseLocked(ConnectionCloseReason reason, string? detail)
     {
-        var buffer = result.Buffer;
-
-        // Allocated at the first whole frame: a peer trickling a frame costs no allocation per read.
-        List<ReadOnlyMemory<byte>>? frames = null;
-        long consumed = 0;
-        long batchBytes = 0;
-        var status = FrameReadStatus.NeedMoreData;
-        string? problem = null;
-        while (batchBytes < _maxDataReceivedSize && (frames?.Count ?? 0) < MaxFramesPerCall)
+        if (_life.TryClose(reason, detail))
         {
-            status = _decoder!.TryRead(buffer.Slice(consumed), out var frame, out var frameLength);
-            if (status != FrameReadStatus.Frame)
-            {
-                break;
-            }
-
-            if (frameLength <= 0 || frameLength > buffer.Length - consumed)
-            {
-                // A decoder that makes no progress (or claims bytes it was not given) would spin or corrupt the stream.
-                status = FrameReadStatus.Invalid;
-                problem = $"The listener's decoder returned a frame consuming {frameLength} of {buffer.Length - consumed} bytes.";
-                break;
-            }
-
-            (frames ??= []).Add(frame.ToArray());
-            consumed += frameLength;
-            batchBytes += frame.Length;
-        }
-
-        if (status == FrameReadStatus.NeedMoreData && buffer.Length - consumed > _maxBufferedFrame)
-        {
-            // The backstop for a decoder that does not decide TooLarge from its headers: memory stays bounded.
-            status = FrameReadStatus.TooLarge;
-            problem = $"The listener's decoder needed more than {buffer.Length - consumed} bytes for one frame, over the maximum of {Info.Framing.MaxFrameSize} bytes.";
-        }
-
-        var truncatedByEof = frames is null && status == FrameReadStatus.NeedMoreData && result.IsCompleted;
-        if (truncatedByEof)
-        {
-            if (buffer.Length > consumed)
-            {
-                GatewayLog.TruncatedFrame(_logger, Id, buffer.Length - consumed);
-            }
-
-            _input.AdvanceTo(buffer.End);
-        }
-        else
-        {
-            // Examined everything only when what is left is an incomplete frame: the next read waits for more bytes.
-            var rest = buffer.GetPosition(consumed);
-            _input.AdvanceTo(rest, status == FrameReadStatus.NeedMoreData ? buffer.End : rest);
-        }
-
-        TrackIncompleteFrame(consumed, status == FrameReadStatus.NeedMoreData && !truncatedByEof ? buffer.Length - consumed : 0);
-        Interlocked.Add(ref _bytesReceived, consumed);
-        _clock.Touch(Now);
-        if (consumed > 0)
-        {
-            _metrics.BytesReceived(Info.ListenerName, consumed);
-        }
-        if (frames is not null)
-        {
-            // Frames before a bad one are delivered; the bad one is met again at the start of the next read.
-            return (await DeliverFramesAsync([.. frames]), false);
-        }
-
-        if (status is FrameReadStatus.TooLarge or FrameReadStatus.Invalid)
-        {
-            var detail = problem ?? _decoder!.Problem ?? (status == FrameReadStatus.Invalid
-                ? "The listener's decoder found an invalid frame."
-                : $"A frame exceeds the maximum of {Info.Framing.MaxFrameSize} bytes.");
-            LogRejection("frame_rejected", detail, GatewayLog.FrameRejected);
-            _metrics.FrameOverLimit(Info.ListenerName);
-
-            // Through the grain, so what it wrote is flushed before the close.
-            RequestClose(status == FrameReadStatus.Invalid ? ConnectionCloseReason.ProtocolError : ConnectionCloseReason.FrameTooLarge, detail);
-            return (null, false);
-        }
-
-        return (null, truncatedByEof && !await DeliverEofAsync());
-    }
-
-    private async Task LocateGrainAsync()
-    {
-        var reply = await CallGrainAsync(this, static (grain, c) => grain.Locate(c.ProtocolBytesSent));
-        if (reply.Status != ProtocolReplyStatus.UnknownConnection && reply.GrainSilo is { } silo)
-        {
-            lock (_lock)
-            {
-                if (GrainSilo is not null && GrainSilo != silo)
-                {
-                    GrainSilo = silo;
-                    GatewayLog.GrainMoved(_logger, Id, silo);
-                }
-            }
-        }
-
-        await ApplyReplyAsync(reply);
-    }
-
-    /// <returns>The frames the grain did not take because it paused reading, or null.</returns>
-    private async Task<ReadOnlyMemory<byte>[]?> DeliverFramesAsync(ReadOnlyMemory<byte>[] frames)
-    {
-        var started = Stopwatch.GetTimestamp();
-        var reply = await CallGrainAsync((Connection: this, Frames: frames), static (grain, s) => grain.FramesReceived(s.Frames, s.Connection.ProtocolBytesSent));
-        _metrics.GrainCall(Info.ListenerName, "frames_received", started);
-        await ApplyReplyAsync(reply);
-        return reply.Status == ProtocolReplyStatus.Deferred ? frames[reply.FramesTaken..] : null;
-    }
-
-    /// <returns>False when the grain deferred the data because it paused reading.</returns>
-    private async Task<bool> DeliverDataAsync(byte[] data)
-    {
-        GatewayLog.DataDelivered(_logger, Id, data.Length);
-        var started = Stopwatch.GetTimestamp();
-        var reply = await CallGrainAsync((Connection: this, Data: data), static (grain, s) => grain.DataReceived(s.Data, s.Connection.ProtocolBytesSent));
-        _metrics.GrainCall(Info.ListenerName, "data_received", started);
-        await ApplyReplyAsync(reply);
-        return reply.Status != ProtocolReplyStatus.Deferred;
-    }
-
-    /// <returns>False when the grain deferred the EOF because it paused reading.</returns>
-    private async Task<bool> DeliverEofAsync()
-    {
-        var started = Stopwatch.GetTimestamp();
-        var reply = await CallGrainAsync(this, static (grain, c) => grain.EofReceived(c.ProtocolBytesSent));
-        _metrics.GrainCall(Info.ListenerName, "eof_received", started);
-        await ApplyReplyAsync(reply);
-        if (reply.Status == ProtocolReplyStatus.Deferred)
-        {
-            return false;
-        }
-
-        lock (_lock)
-        {
-            _peerEof = true;
-
-            // asyncio: keeping a TLS connection half-open "has no effect when using ssl"; it closes.
-            if (!reply.KeepOpen || _tls is not null)
-            {
-                RequestCloseLocked(ConnectionCloseReason.PeerClosed, null);
-            }
-        }
-
-        WakeWriter();
-
-        return true;
-    }
-
-    /// <summary>
-    /// Applies a callback's operations, then waits until every batch the grain had sealed before replying is applied
-    /// too (some may still be on their way through the observer), so the next callback sees their effects.
-    /// </summary>
-    private async Task ApplyReplyAsync(ProtocolReply reply)
-    {
-        if (reply.Status == ProtocolReplyStatus.UnknownConnection)
-        {
-            lock (_lock)
-            {
-                if (_detached)
-                {
-                    // The grain closed the connection as it went away; a callback already on its way found a new
-                    // activation. The close in progress stands: flush, then FIN.
-                    return;
-                }
-            }
-
-            GatewayLog.GrainLostConnection(_logger, Id);
-            lock (_lock)
-            {
-                _grainLost = true;
-                AbortLocked(ConnectionCloseReason.GrainUnavailable, "The grain has no record of this connection.");
-            }
-
-            WakeWriter();
-
-            return;
-        }
-
-        if (reply.Batch is { } batch)
-        {
-            int epoch;
-            lock (_lock)
-            {
-                epoch = _sequencer.Epoch;
-            }
-
-            Apply(batch, epoch);
-        }
-
-        while (true)
-        {
-            lock (_lock)
-            {
-                if (_sequencer.Applied >= reply.LastSequence || _aborted || _handOff is not null)
-                {
-                    return;
-                }
-            }
-
-            await _pumpSignal.WaitAsync();
+            // Reading stops now; the writer flushes what is queued, then closes the socket.
+            Writer.Submit(OutboundKind.Close);
+            WakePumpLocked();
         }
     }
 
-    private async Task NotifyConnectionLostAsync()
+    private void AbortLocked(ConnectionCloseReason reason, string? detail, bool replaceReason = false)
     {
-        ConnectionCloseReason reason;
-        string? detail;
-        lock (_lock)
+        if (_life.TryAbort(reason, detail, replaceReason))
         {
-            if (_grainLost)
-            {
-                // Calling would only activate a fresh grain that knows nothing of this connection.
-                return;
-            }
-
-            reason = _closeReason;
-            detail = _closeDetail;
-        }
-
-        try
-        {
-            await CallGrainAsync((Reason: reason, Detail: detail), static async (grain, s) =>
-            {
-                await grain.ConnectionLost(s.Reason, s.Detail);
-                return true;
-            });
-        }
-        catch (Exception ex)
-        {
-            GatewayLog.ConnectionLostFailed(_logger, Id, ex);
+            Writer.Abort(_startTls);
+            WakePumpLocked();
         }
     }
 
-    /// <summary>
-    /// Calls the connection's grain. Orleans rejects a request it did not deliver, typically when the grain has moved and
-    /// the silo it left, which the cached address still names, is stopping and no longer forwards. The grain never saw
-    /// that call, so it goes again (the rejection cleared the cached address), a few times at most.
-    /// </summary>
-    private async Task<T> CallGrainAsync<TState, T>(TState state, Func<IProtocolGrain, TState, Task<T>> call)
+    private void SetReadPausedLocked(bool paused)
     {
-        for (var attempt = 1; ; attempt++)
+        if (_readPaused != paused)
         {
-            try
-            {
-                return await call(_grain, state);
-            }
-            catch (OrleansMessageRejectionException ex) when (attempt < MaxGrainCallAttempts)
-            {
-                GatewayLog.GrainCallRejected(_logger, Id, attempt, ex.Message);
-            }
+            Volatile.Write(ref _readPaused, paused);
+            Listener.Metrics.Paused(Info.ListenerName, "read", paused ? 1 : -1);
         }
     }
 
-    private void RequestCloseLocked(ConnectionCloseReason reason, string? detail)
+    // Safe under the lock: the pump's continuations run on the thread pool.
+    private void WakePumpLocked() => _pump.Wake();
+
+    void IOutboundEvents.WriteFlowChanged() => _pump.Wake();
+
+    void IOutboundEvents.SendFailed(Exception error) => Abort(ConnectionCloseReason.PeerReset, error.Message);
+
+    // An unnamed Unix socket (a server's client) reports no end point, or one without a path: asyncio's empty string.
+    private static string UnixPath(EndPoint? endPoint) => (endPoint as UnixDomainSocketEndPoint)?.ToString() ?? "";
+
+    [Flags]
+    private enum PumpRequests
     {
-        if (_closeRequested || _aborted)
-        {
-            return;
-        }
-
-        _closeRequested = true;
-        RecordReasonLocked(reason, detail);
-
-        // Reading stops now; the writer flushes what is queued, then closes the socket.
-        _outbound.Enqueue(new OutboundItem(OutboundKind.Close, default));
-        _writerWakeNeeded = 1;
-        WakePumpLocked();
-    }
-
-    private void AbortLocked(ConnectionCloseReason reason, string? detail)
-    {
-        if (_aborted)
-        {
-            return;
-        }
-
-        _aborted = true;
-        RecordReasonLocked(reason, detail);
-
-        // A STARTTLS in progress waits on the writer and the writer on it: neither will come now.
-        _startTls?.AtGate.TrySetResult();
-        _startTls?.GateOpen.TrySetResult();
-        _startTls?.Flushed.TrySetResult();
-        _startTls?.Done.TrySetResult();
-        _outbound.Clear();
-        _flow.Clear();
-        ResetSocket();
-        _writerWakeNeeded = 1;
-        WakePumpLocked();
-    }
-
-    private void RecordReasonLocked(ConnectionCloseReason reason, string? detail)
-    {
-        if (_closeReason == ConnectionCloseReason.None)
-        {
-            _closeReason = reason;
-            _closeDetail = detail;
-        }
-    }
-
-    private void WakePumpLocked()
-    {
-        _pumpSignal.Set();
-
-        // The pump may be waiting for socket data; Kestrel's reader continuations run on the thread pool, so this is
-        // safe under the lock.
-        _input.CancelPendingRead();
-    }
-
-    private void ResetSocket()
-    {
-        try
-        {
-            // Linger 0 makes close send RST: the peer sees the abort, as asyncio's abort and Twisted's abortConnection.
-            // On TCP only: a Unix socket has no RST (the peer reads an end of stream).
-            if (_socket is { ProtocolType: ProtocolType.Tcp })
-            {
-                _socket.LingerState = new LingerOption(true, 0);
-            }
-
-            _socket?.Dispose();
-        }
-        catch (ObjectDisposedException)
-        {
-        }
-
-        _context.Abort(new ConnectionAbortedException("The connection was aborted."));
+        None = 0,
+        ServerClose = 1,
+        Locate = 2,
     }
 
     private sealed class ConnectionLogScope(string connectionId) : IReadOnlyList<KeyValuePair<string, object?>>
@@ -1002,3 +648,23 @@ internal sealed partial class GatewayConnection
         public override string ToString() => $"ConnectionId:{connectionId}";
     }
 }
+
+/// <summary>What the pump does next (<see cref="GatewayConnection.TakeWork"/>).</summary>
+internal enum PumpWorkKind
+{
+    Stop,
+    HandOff,
+    StartTls,
+    ServerClose,
+    Locate,
+    WriteFlow,
+    Wait,
+    Read,
+}
+
+internal readonly record struct PumpWork(
+    PumpWorkKind Kind,
+    (string Protocol, ReadOnlyMemory<byte> Data) HandOff = default,
+    StartTlsUpgrade? Upgrade = null,
+    (ConnectionCloseReason Reason, string? Detail) Close = default,
+    (bool Pause, long BytesSent) Flow = default);

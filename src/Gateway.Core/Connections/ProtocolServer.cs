@@ -48,7 +48,7 @@ public sealed class ProtocolServer : IAsyncDisposable
     private bool _isClosed;
     private volatile bool _closedForHeartbeat;
     private int _servingForever;
-    private System.Security.Cryptography.X509Certificates.X509Certificate2? _certificate;
+    private ListenerContext? _listener;
     private readonly byte[] _refusalMessage;
     private readonly TimeProvider _time;
 
@@ -270,7 +270,12 @@ public sealed class ProtocolServer : IAsyncDisposable
     internal async Task BindAsync(CancellationToken cancellationToken)
     {
         // Loaded once per server; a bad file fails the server's start, not its first connection.
-        _certificate = _options.Tls.Enabled ? _options.Tls.LoadCertificate() : null;
+        _listener = new ListenerContext(
+            Name, _grainType, _options, _grainFactory, _observer, _siting, _metrics, _time, _connectionLogger,
+            _options.Tls.Enabled ? _options.Tls.LoadCertificate() : null)
+        {
+            AdmitProxiedClient = _options.ProxyProtocol ? AdmitProxiedClient : null,
+        };
         var transportOptions = new SocketTransportOptions
         {
             Backlog = _options.Backlog,
@@ -472,12 +477,7 @@ public sealed class ProtocolServer : IAsyncDisposable
             GatewayConnection connection;
             try
             {
-                connection = new GatewayConnection(context, Name, _grainType, _grainFactory, _options, _connectionLogger, _siting, _metrics, _time, _certificate)
-                {
-                    Observer = _observer,
-                    CountedAddress = counted,
-                    AdmitProxiedClient = _options.ProxyProtocol ? AdmitProxiedClient : null,
-                };
+                connection = new GatewayConnection(context, _listener!) { CountedAddress = counted };
             }
             catch (Exception ex)
             {

@@ -266,19 +266,17 @@ public sealed class ProtocolGateway : ILifecycleParticipant<ISiloLifecycle>
             throw;
         }
 
-        var connection = new GatewayConnection(
-            socketContexts.Create(socket),
+        var listener = new ListenerContext(
             $"outbound:{request.Target}",
             _services.GetRequiredService<GrainTypeResolver>().GetGrainType(grainClass),
-            _services.GetRequiredService<IGrainFactory>(),
             options,
-            _services.GetRequiredService<ILoggerFactory>().CreateLogger<GatewayConnection>(),
+            _services.GetRequiredService<IGrainFactory>(),
+            _observer!,
             Siting(ConnectionPlacement.Local),
             _services.GetRequiredService<GatewayMetrics>(),
-            Time)
-        {
-            Observer = _observer!,
-        };
+            Time,
+            _services.GetRequiredService<ILoggerFactory>().CreateLogger<GatewayConnection>());
+        var connection = new GatewayConnection(socketContexts.Create(socket), listener);
         if (request.Tls is { } tls)
         {
             connection.UseClientTls(

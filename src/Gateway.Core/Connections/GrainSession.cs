@@ -1,0 +1,154 @@
+using System.Diagnostics;
+using Orleans.Runtime.Placement;
+using OrleansProtocol.Gateway.Diagnostics;
+
+namespace OrleansProtocol.Gateway.Connections;
+
+/// <summary>
+/// The connection's side of its grain: which grain it is (a new one at each <c>SetProtocol</c>), where it lives, and
+/// every callback the pump makes to it — one at a time, each awaited before the next, so callbacks reach the grain in
+/// order on any topology. Calls are made outside any grain turn, so Orleans registers the observer with the silo's
+/// hosted client.
+/// </summary>
+/// <remarks>Used by the pump only (one callback in flight); <see cref="GrainSilo"/> is also read by the cluster watch.</remarks>
+internal sealed class GrainSession(GatewayConnection connection, ListenerContext listener, GrainId grainId)
+{
+    // Deliveries of one grain call Orleans may reject (undelivered) before the connection gives up on its grain.
+    private const int MaxGrainCallAttempts = 3;
+
+    private IProtocolGrain _grain = listener.GrainFactory.GetGrain<IProtocolGrain>(grainId);
+    private string? _grainSilo;
+
+    /// <summary>The silo the grain lives on, as its <c>ConnectionMade</c> reply or a move said; null once detached.</summary>
+    public string? GrainSilo
+    {
+        get => Volatile.Read(ref _grainSilo);
+        set => Volatile.Write(ref _grainSilo, value);
+    }
+
+    /// <summary>The connection goes to another grain (<c>SetProtocol</c>); the pump calls it next.</summary>
+    public void Retarget(GrainId grain) => _grain = listener.GrainFactory.GetGrain<IProtocolGrain>(grain);
+
+    /// <summary>The grain says it lives on <paramref name="silo"/> now: follow it (logged when it moved).</summary>
+    public void Moved(string silo)
+    {
+        if (Interlocked.Exchange(ref _grainSilo, silo) is { } previous && previous != silo)
+        {
+            GatewayLog.GrainMoved(listener.Logger, connection.Id, silo);
+        }
+    }
+
+    /// <summary>
+    /// <c>ConnectionMade</c>, which activates the grain: a placement hint on this one call decides its silo.
+    /// </summary>
+    public async Task<ProtocolReply> ConnectionMadeAsync()
+    {
+        var started = Stopwatch.GetTimestamp();
+        var reply = await CallAsync((Connection: connection, Silo: listener.Siting.PickSilo(connection.Id)), static (grain, s) =>
+        {
+            if (s.Silo is null)
+            {
+                return grain.ConnectionMade(s.Connection.Info, s.Connection.Listener.Observer);
+            }
+
+            RequestContext.Set(IPlacementDirector.PlacementHintKey, s.Silo);
+            try
+            {
+                return grain.ConnectionMade(s.Connection.Info, s.Connection.Listener.Observer);
+            }
+            finally
+            {
+                RequestContext.Remove(IPlacementDirector.PlacementHintKey);
+            }
+        });
+        listener.Metrics.GrainCall(listener.Name, "connection_made", started);
+        GrainSilo = reply.GrainSilo;
+        return reply;
+    }
+
+    public async Task<ProtocolReply> DataReceivedAsync(byte[] data)
+    {
+        GatewayLog.DataDelivered(listener.Logger, connection.Id, data.Length);
+        var started = Stopwatch.GetTimestamp();
+        var reply = await CallAsync((Connection: connection, Data: data), static (grain, s) => grain.DataReceived(s.Data, s.Connection.ProtocolBytesSent));
+        listener.Metrics.GrainCall(listener.Name, "data_received", started);
+        return reply;
+    }
+
+    public async Task<ProtocolReply> FramesReceivedAsync(ReadOnlyMemory<byte>[] frames)
+    {
+        var started = Stopwatch.GetTimestamp();
+        var reply = await CallAsync((Connection: connection, Frames: frames), static (grain, s) => grain.FramesReceived(s.Frames, s.Connection.ProtocolBytesSent));
+        listener.Metrics.GrainCall(listener.Name, "frames_received", started);
+        return reply;
+    }
+
+    public async Task<ProtocolReply> EofReceivedAsync()
+    {
+        var started = Stopwatch.GetTimestamp();
+        var reply = await CallAsync(connection, static (grain, c) => grain.EofReceived(c.ProtocolBytesSent));
+        listener.Metrics.GrainCall(listener.Name, "eof_received", started);
+        return reply;
+    }
+
+    public Task<ProtocolReply> WriteFlowAsync((bool Pause, long BytesSent) flow) =>
+        CallAsync(flow, static (grain, f) => f.Pause ? grain.PauseWriting(f.BytesSent) : grain.ResumeWriting(f.BytesSent));
+
+    public Task<ProtocolReply> CloseRequestedAsync(ConnectionCloseReason reason, string? detail) =>
+        CallAsync((Connection: connection, Reason: reason, Detail: detail), static (grain, s) => grain.CloseRequested(s.Reason, s.Detail, s.Connection.ProtocolBytesSent));
+
+    public Task<ProtocolReply> TlsStartedAsync() =>
+        CallAsync(connection, static (grain, c) => grain.TlsStarted(c.Info.Tls!, c.ProtocolBytesSent));
+
+    /// <summary>
+    /// Asks the grain where it is (its last known silo ended after stopping gracefully): a moved grain answers with its
+    /// silo and the connection follows it; an activation without the connection answers "unknown connection".
+    /// </summary>
+    public async Task<ProtocolReply> LocateAsync()
+    {
+        var reply = await CallAsync(connection, static (grain, c) => grain.Locate(c.ProtocolBytesSent));
+        if (reply.Status != ProtocolReplyStatus.UnknownConnection && reply.GrainSilo is { } silo && GrainSilo is not null)
+        {
+            Moved(silo);
+        }
+
+        return reply;
+    }
+
+    /// <summary>Tells the grain the connection ended; a failure is logged, never thrown (the connection is gone either way).</summary>
+    public async Task ConnectionLostAsync(ConnectionCloseReason reason, string? detail)
+    {
+        try
+        {
+            await CallAsync((Reason: reason, Detail: detail), static async (grain, s) =>
+            {
+                await grain.ConnectionLost(s.Reason, s.Detail);
+                return true;
+            });
+        }
+        catch (Exception ex)
+        {
+            GatewayLog.ConnectionLostFailed(listener.Logger, connection.Id, ex);
+        }
+    }
+
+    /// <summary>
+    /// Calls the grain. Orleans rejects a request it did not deliver, typically when the grain has moved and the silo it
+    /// left, which the cached address still names, is stopping and no longer forwards. The grain never saw that call,
+    /// so it goes again (the rejection cleared the cached address), a few times at most.
+    /// </summary>
+    private async Task<T> CallAsync<TState, T>(TState state, Func<IProtocolGrain, TState, Task<T>> call)
+    {
+        for (var attempt = 1; ; attempt++)
+        {
+            try
+            {
+                return await call(_grain, state);
+            }
+            catch (OrleansMessageRejectionException ex) when (attempt < MaxGrainCallAttempts)
+            {
+                GatewayLog.GrainCallRejected(listener.Logger, connection.Id, attempt, ex.Message);
+            }
+        }
+    }
+}
