@@ -27,8 +27,9 @@ public sealed class ProtocolTransport
     // One delegate for the connection's life: a method group converted per WriteFrame would allocate per frame.
     private Framing.FrameCodec.SpanWriter? _write;
 
-    // Operations recorded since the last batch was sealed.
+    // Operations recorded since the last batch was sealed: bytes copied into _data, or one buffer handed over as it is.
     private ArrayBufferWriter<byte>? _data;
+    private ReadOnlyMemory<byte> _handed;
     private TransportBatchFlags _flags;
     private ConnectionCloseReason _closeReason;
     private string? _closeMessage;
@@ -65,7 +66,7 @@ public sealed class ProtocolTransport
     internal long LastSequence { get; private set; }
 
     /// <summary>The bytes of writes not yet sealed into a batch (they move with the grain).</summary>
-    internal int PendingBytes => _data?.WrittenCount ?? 0;
+    internal int PendingBytes => PendingMemory.Length;
 
     /// <summary>
     /// True once <see cref="Close()"/> or <see cref="Abort()"/> was called, the connection was lost, or it was handed
@@ -97,36 +98,99 @@ public sealed class ProtocolTransport
     /// <exception cref="InvalidOperationException">After <see cref="WriteEof"/>.</exception>
     public void Write(ReadOnlySpan<byte> data)
     {
+        if (Admit(data.Length))
+        {
+            Pending(data.Length).Write(data);
+            Written(data.Length);
+        }
+    }
+
+    /// <summary>
+    /// Queues <paramref name="data"/> as <see cref="Write(ReadOnlySpan{byte})"/> does; with <paramref name="copy"/>
+    /// false the buffer is handed over instead of copied, and the caller must not change it afterwards. The bytes
+    /// <c>DataReceived</c> and <c>FramesReceived</c> were given qualify (the gateway made them for that call alone), so
+    /// an echo costs no copy; a pooled or reused buffer does not.
+    /// </summary>
+    /// <exception cref="InvalidOperationException">After <see cref="WriteEof"/>.</exception>
+    public void Write(ReadOnlyMemory<byte> data, bool copy)
+    {
+        if (copy)
+        {
+            Write(data.Span);
+            return;
+        }
+
+        if (!Admit(data.Length))
+        {
+            return;
+        }
+
+        if (_data is null && _handed.IsEmpty)
+        {
+            // The common reply, one buffer: it travels to the gateway as it is.
+            _handed = data;
+        }
+        else
+        {
+            Pending(data.Length).Write(data.Span);
+        }
+
+        Written(data.Length);
+    }
+
+    /// <summary>Whether a write of <paramref name="length"/> bytes is taken (it may abort the connection at the cap).</summary>
+    private bool Admit(int length)
+    {
         if (_eofWritten)
         {
             throw new InvalidOperationException("Cannot call Write() after WriteEof().");
         }
 
-        if (data.IsEmpty)
+        if (length == 0)
         {
-            return;
+            return false;
         }
 
         if (IsClosing)
         {
-            DropWrite(data.Length);
-            return;
+            DropWrite(length);
+            return false;
         }
 
-        if (Connection.MaxWriteBufferSize is { } cap && GetWriteBufferSize() + data.Length > cap)
+        if (Connection.MaxWriteBufferSize is { } cap && GetWriteBufferSize() + length > cap)
         {
             // Stopped here, before the bytes are held on the way: the protocol writes faster than its peer reads.
-            var message = $"{GetWriteBufferSize() + data.Length} bytes would be waiting for the peer (it has taken {_bytesSent} so far), over the "
+            var message = $"{GetWriteBufferSize() + length} bytes would be waiting for the peer (it has taken {_bytesSent} so far), over the "
                 + $"cap of {cap} (MaxWriteBufferSize): the protocol outruns its peer; honour PauseWriting, or raise the cap for replies this large.";
             _owner.LogSampled(LogLevel.Warning, "write_buffer_limit", message + " Aborting.");
             Abort(ConnectionCloseReason.WriteBufferLimit, message);
-            return;
+            return false;
         }
 
-        (_data ??= new ArrayBufferWriter<byte>(Math.Max(data.Length, 256))).Write(data);
-        _bytesWritten += data.Length;
+        return true;
+    }
+
+    /// <summary>The buffer writes are copied into, holding a handed-over buffer's bytes first if there is one.</summary>
+    private ArrayBufferWriter<byte> Pending(int hint = 256)
+    {
+        if (_data is null)
+        {
+            _data = new ArrayBufferWriter<byte>(Math.Max(hint + _handed.Length, 256));
+            _data.Write(_handed.Span);
+            _handed = default;
+        }
+
+        return _data;
+    }
+
+    private void Written(int length)
+    {
+        _bytesWritten += length;
         _owner.OnTransportChanged();
     }
+
+    /// <summary>The bytes written and not yet sealed into a batch.</summary>
+    private ReadOnlyMemory<byte> PendingMemory => _data?.WrittenMemory ?? _handed;
 
     /// <summary>
     /// Writes <paramref name="payload"/> as one frame of the listener's framing (<see cref="ConnectionInfo.Framing"/>):
@@ -148,7 +212,7 @@ public sealed class ProtocolTransport
 
     /// <summary>
     /// Half-closes the connection once everything written so far is sent (asyncio <c>write_eof</c>): the peer reads
-    /// EOF and can still send. Later <see cref="Write"/> calls throw.
+    /// EOF and can still send. Later <see cref="Write(ReadOnlySpan{byte})"/> calls throw.
     /// </summary>
     /// <exception cref="NotSupportedException">On a TLS connection (<see cref="CanWriteEof"/> is false), as asyncio.</exception>
     public void WriteEof()
@@ -207,6 +271,7 @@ public sealed class ProtocolTransport
 
         _closing = true;
         _data = null;
+        _handed = default;
         _flags = TransportBatchFlags.Abort;
         _closeReason = reason;
         _closeMessage = message;
@@ -381,7 +446,7 @@ public sealed class ProtocolTransport
     internal bool IsOverHighWater => !_lost && _bytesTaken - _bytesSent > _high;
 
     /// <summary>True when written bytes wait to be sealed into a batch.</summary>
-    internal bool HasPendingData => _data is not null;
+    internal bool HasPendingData => _data is not null || !_handed.IsEmpty;
 
     internal void OnBytesSent(long bytesSent)
     {
@@ -412,7 +477,7 @@ public sealed class ProtocolTransport
         Closing = _closing,
         EofWritten = _eofWritten,
         ReadingPaused = _readingPaused,
-        PendingData = _data?.WrittenMemory.ToArray(),
+        PendingData = HasPendingData ? PendingMemory.ToArray() : null,
         PendingFlags = _flags,
         CloseReason = _closeReason,
         CloseMessage = _closeMessage,
@@ -474,16 +539,16 @@ public sealed class ProtocolTransport
     /// <summary>Seals what was recorded since the last batch, or returns null when nothing was.</summary>
     internal TransportBatch? TakeBatch()
     {
-        if (_data is null && _flags == TransportBatchFlags.None)
+        if (!HasPendingData && _flags == TransportBatchFlags.None)
         {
             return null;
         }
 
-        _bytesTaken += _data?.WrittenCount ?? 0;
+        _bytesTaken += PendingMemory.Length;
         var batch = new TransportBatch
         {
             Sequence = ++LastSequence,
-            Data = _data?.WrittenMemory ?? default,
+            Data = PendingMemory,
             Flags = _flags,
             WriteBufferHigh = _high,
             WriteBufferLow = _low,
@@ -497,6 +562,7 @@ public sealed class ProtocolTransport
 
         // A new buffer per batch: the gateway may hold this one (local calls skip the copy for [Immutable] types).
         _data = null;
+        _handed = default;
         _flags = TransportBatchFlags.None;
         return batch;
     }

@@ -28,6 +28,7 @@ internal sealed class GatewayConnection : IOutboundEvents
     private readonly TaskCompletionSource _told = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly long _startTimestamp = Stopwatch.GetTimestamp();
     private readonly ConnectionPump _pump;
+    private volatile ConnectionTransport _transport;
     private long _bytesReceived;
 
     // Guarded by _lock: the lifecycle, the order of the grain's batches (and its epoch: the current protocol's number),
@@ -62,10 +63,27 @@ internal sealed class GatewayConnection : IOutboundEvents
             MaxWriteBufferSize = listener.Options.MaxWriteBufferSize,
         };
         _grainId = GrainId.Create(listener.GrainType, id);
-        Writer = new OutboundWriter(id, listener, Clock, this) { Transport = ConnectionTransport.Accept(context, listener.Options.NoDelay) };
+        _transport = ConnectionTransport.Accept(context, listener.Options.NoDelay);
+        Writer = new OutboundWriter(id, listener, Clock, this) { Transport = _transport };
         Session = new GrainSession(this, listener, _grainId);
+        Opening = new ConnectionOpening(this);
         _pump = new ConnectionPump(this);
     }
+
+    /// <summary>What the connection reads from and writes to now (TLS swaps in its own).</summary>
+    internal ConnectionTransport Transport => _transport;
+
+    /// <summary>
+    /// An opening step hands on its transport (TLS over the socket). Called on the pump, while the writer is parked
+    /// (at accept nothing is queued yet; STARTTLS holds it at its gate).
+    /// </summary>
+    internal void UseTransport(ConnectionTransport transport)
+    {
+        _transport = transport;
+        Writer.Transport = transport;
+    }
+
+    internal ConnectionOpening Opening { get; }
 
     /// <summary>What the connection's listener shares with all its connections.</summary>
     public ListenerContext Listener { get; }
@@ -139,7 +157,7 @@ internal sealed class GatewayConnection : IOutboundEvents
         try
         {
             // A bad PROXY header or a failed TLS handshake drops the connection before any grain exists.
-            if (await _pump.OpenAsync())
+            if (await Opening.OpenAsync())
             {
                 await _pump.ApplyReplyAsync(await Session.ConnectionMadeAsync());
                 lock (_lock)
@@ -278,7 +296,7 @@ internal sealed class GatewayConnection : IOutboundEvents
         lock (_lock)
         {
             _peerEof = true;
-            if (!keepOpen || _pump.IsTls)
+            if (!keepOpen || Transport.IsTls)
             {
                 CloseLocked(ConnectionCloseReason.PeerClosed, null);
             }
@@ -433,8 +451,7 @@ internal sealed class GatewayConnection : IOutboundEvents
     /// asyncio's <c>set_protocol</c>, on the pump: the connection goes to a new grain of the requested type (same
     /// connection id); the old protocol's later batches are dropped.
     /// </summary>
-    /// <returns>The bytes the old protocol left to the new one, delivered first.</returns>
-    internal ReadOnlyMemory<byte> SwitchProtocol(string protocol, ReadOnlyMemory<byte> data)
+    internal void SwitchProtocol(string protocol)
     {
         GrainId grain;
         lock (_lock)
@@ -452,7 +469,6 @@ internal sealed class GatewayConnection : IOutboundEvents
 
         Session.Retarget(grain);
         GatewayLog.ProtocolSwitched(Logger, Id, protocol);
-        return data;
     }
 
     /// <summary>
@@ -518,7 +534,7 @@ internal sealed class GatewayConnection : IOutboundEvents
         }
 
         StartTlsUpgrade? upgrade = null;
-        if ((flags & TransportBatchFlags.StartTls) != 0 && !_pump.IsTls && _startTls is null && !Writer.OutputShut)
+        if ((flags & TransportBatchFlags.StartTls) != 0 && !Transport.IsTls && _startTls is null && !Writer.OutputShut)
         {
             // Before the go-ahead this batch carries: the writer stops there until the pump has noted what the peer
             // sent so far, which it sent before it could have seen the go-ahead.
@@ -530,7 +546,7 @@ internal sealed class GatewayConnection : IOutboundEvents
         {
             // The grain's transport stops a ProtocolGrain at the same cap before this; this holds for any IProtocolGrain.
             var detail = Writer.OverCapDetail();
-            _pump.LogRejection("write_buffer_limit", detail, GatewayLog.WriteBufferLimit);
+            Opening.LogRejection("write_buffer_limit", detail, GatewayLog.WriteBufferLimit);
             AbortLocked(ConnectionCloseReason.WriteBufferLimit, detail);
             return;
         }

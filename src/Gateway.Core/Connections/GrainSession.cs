@@ -13,8 +13,8 @@ namespace OrleansProtocol.Gateway.Connections;
 /// <remarks>Used by the pump only (one callback in flight); <see cref="GrainSilo"/> is also read by the cluster watch.</remarks>
 internal sealed class GrainSession(GatewayConnection connection, ListenerContext listener, GrainId grainId)
 {
-    // Deliveries of one grain call Orleans may reject (undelivered) before the connection gives up on its grain.
-    private const int MaxGrainCallAttempts = 3;
+    /// <summary>Deliveries of one grain call Orleans may reject (undelivered) before the connection gives up on its grain.</summary>
+    internal const int MaxGrainCallAttempts = 3;
 
     private IProtocolGrain _grain = listener.GrainFactory.GetGrain<IProtocolGrain>(grainId);
     private string? _grainSilo;
@@ -66,30 +66,17 @@ internal sealed class GrainSession(GatewayConnection connection, ListenerContext
         return reply;
     }
 
-    public async Task<ProtocolReply> DataReceivedAsync(byte[] data)
+    // The inbound callbacks, the hot path: the pump awaits Orleans' task itself and sends a rejected one again (see
+    // CallAsync), so a request costs no async frame here.
+    public Task<ProtocolReply> DataReceived(byte[] data)
     {
         GatewayLog.DataDelivered(listener.Logger, connection.Id, data.Length);
-        var started = Stopwatch.GetTimestamp();
-        var reply = await CallAsync((Connection: connection, Data: data), static (grain, s) => grain.DataReceived(s.Data, s.Connection.ProtocolBytesSent));
-        listener.Metrics.GrainCall(listener.Name, "data_received", started);
-        return reply;
+        return _grain.DataReceived(data, connection.ProtocolBytesSent);
     }
 
-    public async Task<ProtocolReply> FramesReceivedAsync(ReadOnlyMemory<byte>[] frames)
-    {
-        var started = Stopwatch.GetTimestamp();
-        var reply = await CallAsync((Connection: connection, Frames: frames), static (grain, s) => grain.FramesReceived(s.Frames, s.Connection.ProtocolBytesSent));
-        listener.Metrics.GrainCall(listener.Name, "frames_received", started);
-        return reply;
-    }
+    public Task<ProtocolReply> FramesReceived(ReadOnlyMemory<byte>[] frames) => _grain.FramesReceived(frames, connection.ProtocolBytesSent);
 
-    public async Task<ProtocolReply> EofReceivedAsync()
-    {
-        var started = Stopwatch.GetTimestamp();
-        var reply = await CallAsync(connection, static (grain, c) => grain.EofReceived(c.ProtocolBytesSent));
-        listener.Metrics.GrainCall(listener.Name, "eof_received", started);
-        return reply;
-    }
+    public Task<ProtocolReply> EofReceived() => _grain.EofReceived(connection.ProtocolBytesSent);
 
     public Task<ProtocolReply> WriteFlowAsync((bool Pause, long BytesSent) flow) =>
         CallAsync(flow, static (grain, f) => f.Pause ? grain.PauseWriting(f.BytesSent) : grain.ResumeWriting(f.BytesSent));
