@@ -48,12 +48,26 @@ internal enum GrainLink
 /// or abort names the reason the connection ends with; nothing leaves <see cref="ConnectionState.Aborted"/> but the
 /// end. Moves are asserted in Debug builds.
 /// </summary>
-/// <remarks>Not thread-safe: the connection's lock guards it.</remarks>
+/// <remarks>
+/// The connection's lock guards every move; <see cref="State"/> and <see cref="Grain"/> may be read without it (the
+/// heartbeat, a reply's check), as a single value that is at worst a move behind.
+/// </remarks>
 internal sealed class ConnectionLifecycle
 {
-    public ConnectionState State { get; private set; }
+    private volatile ConnectionState _state;
+    private volatile GrainLink _grain;
 
-    public GrainLink Grain { get; private set; }
+    public ConnectionState State
+    {
+        get => _state;
+        private set => _state = value;
+    }
+
+    public GrainLink Grain
+    {
+        get => _grain;
+        private set => _grain = value;
+    }
 
     /// <summary>Why the connection ends; <see cref="ConnectionCloseReason.None"/> while it is open.</summary>
     public ConnectionCloseReason Reason { get; private set; }
@@ -123,7 +137,7 @@ internal sealed class ConnectionLifecycle
         }
     }
 
-    /// <summary>The connection has ended: its grain was told, the socket is gone.</summary>
+    /// <summary>The connection has ended: nothing more is read or sent; what remains is telling the grain.</summary>
     public void Ended()
     {
         if (State != ConnectionState.Closed)

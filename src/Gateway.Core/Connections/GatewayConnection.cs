@@ -40,6 +40,7 @@ internal sealed class GatewayConnection : IOutboundEvents
     private (string Protocol, ReadOnlyMemory<byte> Data)? _handOff;
     private (ConnectionCloseReason Reason, string? Detail)? _serverClose;
     private StartTlsUpgrade? _startTls;
+    private volatile bool _serverCloseAsked;
     private bool _readPaused;
     private bool _peerEof;
 
@@ -160,11 +161,6 @@ internal sealed class GatewayConnection : IOutboundEvents
             if (await Opening.OpenAsync())
             {
                 await _pump.ApplyReplyAsync(await Session.ConnectionMadeAsync());
-                lock (_lock)
-                {
-                    _life.Opened();
-                }
-
                 _made.TrySetResult(true);
                 await _pump.RunAsync();
             }
@@ -175,16 +171,10 @@ internal sealed class GatewayConnection : IOutboundEvents
             Abort(ConnectionCloseReason.GrainUnavailable, ex.Message);
         }
 
+        var linger = await writer;
+        var end = End();
         try
         {
-            var linger = await writer;
-            (ConnectionCloseReason Reason, string? Detail, bool Tell) end;
-            lock (_lock)
-            {
-                // Calling a lost grain would only activate a fresh one that knows nothing of this connection.
-                end = (_life.Reason, _life.Detail, _life.Grain == GrainLink.Attached);
-            }
-
             if (end.Tell)
             {
                 await Session.ConnectionLostAsync(end.Reason, end.Detail);
@@ -202,22 +192,27 @@ internal sealed class GatewayConnection : IOutboundEvents
         }
         finally
         {
-            ConnectionCloseReason reason;
-            lock (_lock)
-            {
-                // A connection that ends paused leaves the paused gauges.
-                SetReadPausedLocked(false);
-                _life.Ended();
-                reason = _life.Reason;
-            }
-
-            Writer.ConfigureFlow(null, restart: false, ended: true);
-            Listener.Metrics.ConnectionClosed(Info.ListenerName, reason, Stopwatch.GetElapsedTime(_startTimestamp));
+            Listener.Metrics.ConnectionClosed(Info.ListenerName, end.Reason, Stopwatch.GetElapsedTime(_startTimestamp));
 
             // Whatever happened above, the server's drain must not wait for this connection.
             _made.TrySetResult(false);
             _told.TrySetResult();
             _completion.TrySetResult();
+        }
+    }
+
+    /// <summary>
+    /// The pump and the writer are done: the connection ends (it leaves the paused gauges), and says why and whether
+    /// its grain is to be told (calling a lost grain would only activate a fresh one that knows nothing of it).
+    /// </summary>
+    private (ConnectionCloseReason Reason, string? Detail, bool Tell) End()
+    {
+        lock (_lock)
+        {
+            SetReadPausedLocked(false);
+            _life.Ended();
+            Writer.ConfigureFlow(null, restart: false, ended: true);
+            return (_life.Reason, _life.Detail, _life.Grain == GrainLink.Attached);
         }
     }
 
@@ -293,33 +288,26 @@ internal sealed class GatewayConnection : IOutboundEvents
     /// </summary>
     internal void EofDelivered(bool keepOpen)
     {
-        lock (_lock)
+        // Written by the pump alone, and read by it (TakeWork) next.
+        Volatile.Write(ref _peerEof, true);
+        if (!keepOpen || Transport.IsTls)
         {
-            _peerEof = true;
-            if (!keepOpen || Transport.IsTls)
-            {
-                CloseLocked(ConnectionCloseReason.PeerClosed, null);
-            }
+            Close(ConnectionCloseReason.PeerClosed, null);
         }
-
-        Writer.Wake();
     }
 
     /// <summary>Checks every clock; closes or aborts the connection at the first one run out. Called by the heartbeat.</summary>
     /// <returns>The clock that ran out and why, for the heartbeat's log, or null.</returns>
     internal (ConnectionCloseReason Reason, string Detail)? CheckClocks(long now)
     {
-        bool closing;
-        lock (_lock)
+        // Read without the lock: a state a move behind costs at most one check (a close already on its way ignores
+        // another, and a second abort is none).
+        if (_life.IsAborted)
         {
-            if (_life.IsAborted)
-            {
-                return null;
-            }
-
-            closing = _life.IsEnding || _serverClose is not null;
+            return null;
         }
 
+        var closing = _life.IsEnding || _serverCloseAsked;
         if (Clock.Check(now, Writer.Buffered, BytesSent, closing) is not { } expired)
         {
             return null;
@@ -346,15 +334,7 @@ internal sealed class GatewayConnection : IOutboundEvents
     /// <returns>The bytes sent so far, as the current protocol counts them.</returns>
     internal long ApplyPush(GrainId grain, TransportBatch batch)
     {
-        lock (_lock)
-        {
-            if (grain.Equals(_grainId))
-            {
-                OfferLocked(batch);
-            }
-        }
-
-        Writer.Wake();
+        Offer(batch, grain, lastSequence: 0);
         return ProtocolBytesSent;
     }
 
@@ -363,12 +343,18 @@ internal sealed class GatewayConnection : IOutboundEvents
     /// still be on their way through the observer, and the next callback must see their effects), or the connection
     /// is past waiting for them.
     /// </summary>
-    internal bool ApplyReply(TransportBatch? batch, long lastSequence)
+    internal bool ApplyReply(TransportBatch? batch, long lastSequence) => Offer(batch, from: null, lastSequence);
+
+    /// <summary>
+    /// Applies <paramref name="batch"/> (a reply's, or a push <paramref name="from"/> a grain, which must be the current
+    /// protocol's) and says whether everything up to <paramref name="lastSequence"/> is applied, in one turn of the lock.
+    /// </summary>
+    private bool Offer(TransportBatch? batch, GrainId? from, long lastSequence)
     {
         bool caughtUp;
         lock (_lock)
         {
-            if (batch is not null)
+            if (batch is not null && (from is null || from.Value.Equals(_grainId)))
             {
                 OfferLocked(batch);
             }
@@ -389,13 +375,10 @@ internal sealed class GatewayConnection : IOutboundEvents
     /// </summary>
     internal void UnknownConnection()
     {
-        lock (_lock)
+        if (_life.Grain == GrainLink.Detached)
         {
-            if (_life.Grain == GrainLink.Detached)
-            {
-                // A callback already on its way found a new activation. The close in progress stands: flush, then FIN.
-                return;
-            }
+            // A callback already on its way found a new activation. The close in progress stands: flush, then FIN.
+            return;
         }
 
         GatewayLog.GrainLostConnection(Logger, Id);
@@ -407,6 +390,8 @@ internal sealed class GatewayConnection : IOutboundEvents
     {
         lock (_lock)
         {
+            // The pump asks first right after ConnectionMade: from here the connection is open.
+            _life.Opened();
             if (_life.IsEnding)
             {
                 return new(PumpWorkKind.Stop);
@@ -442,7 +427,7 @@ internal sealed class GatewayConnection : IOutboundEvents
 
             // Back-pressure: while the peer has not taken what the protocol wrote (writing is paused), its next input
             // waits, so a protocol that answers what it reads cannot outrun a peer that reads slowly.
-            var paused = _readPaused || _peerEof || (Writer.Paused && !Listener.Options.ReadWhileWritingPaused);
+            var paused = _readPaused || Volatile.Read(ref _peerEof) || (Writer.Paused && !Listener.Options.ReadWhileWritingPaused);
             return new(paused ? PumpWorkKind.Wait : PumpWorkKind.Read);
         }
     }
@@ -594,6 +579,7 @@ internal sealed class GatewayConnection : IOutboundEvents
             if (request == PumpRequests.ServerClose)
             {
                 _serverClose = close;
+                _serverCloseAsked = true;
             }
 
             _requests |= request;

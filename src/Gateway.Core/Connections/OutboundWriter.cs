@@ -19,7 +19,7 @@ internal interface IOutboundEvents
 /// write buffer's accounting and asyncio's watermarks (<see cref="WriteFlow"/>), and the one loop that sends in order.
 /// </summary>
 /// <remarks>
-/// Owns its state under its own lock; the connection may call it while holding its lock (never the other way round).
+/// Owns its state under its own lock; the connection may call it while holding its own lock, never the other way round.
 /// The loop runs inline on the thread that queued the bytes (usually the pump, right after the grain's reply), saving a
 /// thread-pool hop per response; it is woken only outside every lock, through <see cref="Wake"/>.
 /// </remarks>
@@ -69,16 +69,9 @@ internal sealed class OutboundWriter
     public long Buffered => Volatile.Read(ref _buffered);
 
     /// <summary>The largest <see cref="Buffered"/> seen; for tests and diagnostics.</summary>
-    public long Peak
-    {
-        get
-        {
-            lock (_lock)
-            {
-                return _flow.Peak;
-            }
-        }
-    }
+    public long Peak => Volatile.Read(ref _peak);
+
+    private long _peak;
 
     /// <summary>Whether the protocol was last told to pause writing.</summary>
     public bool Paused => _paused;
@@ -123,6 +116,7 @@ internal sealed class OutboundWriter
             _clock.ExtendSendDeadline(data.Length, _flow.Buffered, ConnectionClock.Now(_listener.Time));
             _flow.Add(data.Length);
             Volatile.Write(ref _buffered, _flow.Buffered);
+            Volatile.Write(ref _peak, _flow.Peak);
             if (_flow.OverCap)
             {
                 return false;
