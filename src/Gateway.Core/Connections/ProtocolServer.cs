@@ -34,18 +34,19 @@ public sealed class ProtocolServer : IAsyncDisposable
     private readonly ILogger _logger;
     private readonly ILogger _connectionLogger;
     private readonly ConcurrentDictionary<string, GatewayConnection> _connections = new();
-    private readonly ConcurrentDictionary<IPAddress, int> _perAddress = new();
-    private long _refused;
+    private readonly ConnectionAdmission _admission;
     private Task _heartbeat = Task.CompletedTask;
 
     private readonly TaskCompletionSource _closed = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    // Guards binding, starting and closing (the listeners, the accept loops, the two flags' moves); the flags and the
+    // listeners are read without it.
     private readonly Lock _lock = new();
-    private List<IConnectionListener> _listeners = [];
+    private volatile List<IConnectionListener> _listeners = [];
     private readonly List<Task> _acceptLoops = [];
     private Task _unbound = Task.CompletedTask;
     private TaskCompletionSource? _drained;
-    private bool _serving;
-    private bool _isClosed;
+    private volatile bool _serving;
+    private volatile bool _isClosed;
     private volatile bool _closedForHeartbeat;
     private int _servingForever;
     private ListenerContext? _listener;
@@ -81,6 +82,7 @@ public sealed class ProtocolServer : IAsyncDisposable
         _logger = loggerFactory.CreateLogger<ProtocolServer>();
         _connectionLogger = loggerFactory.CreateLogger<GatewayConnection>();
         _refusalMessage = options.RefusalMessage is { Length: > 0 } text ? System.Text.Encoding.UTF8.GetBytes(text) : [];
+        _admission = new ConnectionAdmission(name, options, budget, metrics, _logger, () => _connections.Count);
     }
 
     /// <summary>The server's name, as registered.</summary>
@@ -93,16 +95,7 @@ public sealed class ProtocolServer : IAsyncDisposable
     public IReadOnlyList<EndPoint> EndPoints { get; private set; } = [];
 
     /// <summary>True while the server accepts connections (asyncio <c>is_serving</c>).</summary>
-    public bool IsServing
-    {
-        get
-        {
-            lock (_lock)
-            {
-                return _serving && !_isClosed;
-            }
-        }
-    }
+    public bool IsServing => _serving && !_isClosed;
 
     /// <summary>
     /// Opens a connection to this server in-process (a listener with <see cref="ProtocolListenerOptions.InMemory"/>):
@@ -112,13 +105,7 @@ public sealed class ProtocolServer : IAsyncDisposable
     /// <exception cref="InvalidOperationException">The listener is not in memory, or the server is closed.</exception>
     public InMemoryConnection ConnectInMemory(IPEndPoint? remoteEndPoint = null)
     {
-        InMemoryConnectionListener? listener;
-        lock (_lock)
-        {
-            listener = _listeners.OfType<InMemoryConnectionListener>().FirstOrDefault();
-        }
-
-        if (listener is null)
+        if (_listeners.OfType<InMemoryConnectionListener>().FirstOrDefault() is not { } listener)
         {
             throw new InvalidOperationException(_options.InMemory
                 ? $"Server '{Name}' is closed."
@@ -132,7 +119,7 @@ public sealed class ProtocolServer : IAsyncDisposable
     public int ConnectionCount => _connections.Count;
 
     /// <summary>Connections refused at accept because a connection limit was reached.</summary>
-    public long RefusedConnections => Interlocked.Read(ref _refused);
+    public long RefusedConnections => _admission.Refused;
 
     internal IEnumerable<GatewayConnection> Connections => _connections.Values;
 
@@ -176,12 +163,9 @@ public sealed class ProtocolServer : IAsyncDisposable
 
         try
         {
-            lock (_lock)
+            if (_isClosed)
             {
-                if (_isClosed)
-                {
-                    throw new InvalidOperationException($"Server '{Name}' is closed.");
-                }
+                throw new InvalidOperationException($"Server '{Name}' is closed.");
             }
 
             StartServing();
@@ -242,18 +226,16 @@ public sealed class ProtocolServer : IAsyncDisposable
         await _unbound;
         while (true)
         {
-            Task drained;
-            lock (_lock)
+            // The signal is in place before the check, and a connection ends by leaving the table before it fires
+            // the signal: either the check sees the table empty, or the last connection's end completes the wait.
+            var next = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+            var drained = Interlocked.CompareExchange(ref _drained, next, null) ?? next;
+            if (_connections.IsEmpty)
             {
-                if (_connections.IsEmpty)
-                {
-                    return;
-                }
-
-                drained = (_drained ??= new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously)).Task;
+                return;
             }
 
-            await drained;
+            await drained.Task;
         }
     }
 
@@ -274,7 +256,7 @@ public sealed class ProtocolServer : IAsyncDisposable
             Name, _grainType, _options, _grainFactory, _observer, _siting, _metrics, _time, _connectionLogger,
             _options.Tls.Enabled ? _options.Tls.LoadCertificate() : null)
         {
-            AdmitProxiedClient = _options.ProxyProtocol ? AdmitProxiedClient : null,
+            AdmitProxiedClient = _options.ProxyProtocol ? _admission.AdmitProxied : null,
         };
         var transportOptions = new SocketTransportOptions
         {
@@ -457,19 +439,9 @@ public sealed class ProtocolServer : IAsyncDisposable
                 return;
             }
 
-            // Behind a load balancer (PROXY protocol) the client's address is known only once its header is read:
-            // the per-address limit is decided there instead (AdmitProxiedClient).
-            var refusal = Refusal();
-            IPAddress? counted = null;
-            if (refusal is null && !_options.ProxyProtocol && context.RemoteEndPoint is IPEndPoint remote)
-            {
-                refusal = TryCountAddress(remote.Address, out counted);
-            }
-
-            if (refusal is var (tag, detail))
+            if (_admission.Admit(context.RemoteEndPoint, out var counted) is var (_, detail))
             {
                 // Closed at once, before any grain exists; existing connections are unaffected.
-                Refused(tag, detail, context.RemoteEndPoint);
                 _ = ConnectionRefusal.RefuseAsync(context, _refusalMessage, detail);
                 continue;
             }
@@ -481,7 +453,7 @@ public sealed class ProtocolServer : IAsyncDisposable
             }
             catch (Exception ex)
             {
-                ReleaseAddress(counted);
+                _admission.Release(counted);
                 GatewayLog.AcceptFailed(_logger, Name, ex);
                 await context.DisposeAsync();
                 continue;
@@ -495,104 +467,19 @@ public sealed class ProtocolServer : IAsyncDisposable
     internal void Adopt(GatewayConnection connection)
     {
         _connections[connection.Id] = connection;
-        Adopted?.Invoke(connection);
+        ConnectionAccepted?.Invoke(new AcceptedConnection(connection));
         _budget.Opened();
         _ = RunConnectionAsync(connection);
     }
 
-    /// <summary>Raised as each connection is taken on, before its grain is called (the test kit matches clients to connections with it).</summary>
-    internal event Action<GatewayConnection>? Adopted;
+    /// <summary>
+    /// Raised as each connection is taken on, before its grain is called, on the accepting thread (keep the handler
+    /// short). For tools and test kits; protocol code has <c>ConnectionMade</c>.
+    /// </summary>
+    public event Action<AcceptedConnection>? ConnectionAccepted;
 
     /// <summary>Open connections counted against client addresses (<see cref="ProtocolListenerOptions.MaxConnectionsPerAddress"/>).</summary>
-    internal int CountedAddresses => _perAddress.Values.Sum();
-
-    /// <summary>The listener and silo limits a new connection would break: its metric tag and a sentence for the log, or null.</summary>
-    private (string Tag, string Detail)? Refusal()
-    {
-        if (_options.MaxConnections is { } max && _connections.Count >= max)
-        {
-            return ("listener_limit", $"the listener's limit of {max} connections is reached");
-        }
-
-        if (_budget.Exhausted)
-        {
-            return ("silo_limit", $"the silo's limit of {_budget.Max} connections is reached");
-        }
-
-        return null;
-    }
-
-    /// <summary>
-    /// Takes a place for a connection from <paramref name="address"/> under the per-address limit, or says why not.
-    /// The place is released by <see cref="ReleaseAddress"/> for exactly the address counted.
-    /// </summary>
-    private (string Tag, string Detail)? TryCountAddress(IPAddress address, out IPAddress? counted)
-    {
-        counted = null;
-        if (_options.MaxConnectionsPerAddress is not { } limit)
-        {
-            return null;
-        }
-
-        address = address.IsIPv4MappedToIPv6 ? address.MapToIPv4() : address;
-        while (true)
-        {
-            if (_perAddress.TryGetValue(address, out var open))
-            {
-                if (open >= limit)
-                {
-                    return ("address_limit", $"the limit of {limit} connections per client address is reached for {address}");
-                }
-
-                if (_perAddress.TryUpdate(address, open + 1, open))
-                {
-                    break;
-                }
-            }
-            else if (_perAddress.TryAdd(address, 1))
-            {
-                break;
-            }
-        }
-
-        counted = address;
-        return null;
-    }
-
-    private void ReleaseAddress(IPAddress? address)
-    {
-        // Decrement, removing the entry at zero so the table holds only addresses with open connections.
-        while (address is not null && _perAddress.TryGetValue(address, out var n)
-            && !(n <= 1 ? _perAddress.TryRemove(new KeyValuePair<IPAddress, int>(address, n)) : _perAddress.TryUpdate(address, n - 1, n)))
-        {
-        }
-    }
-
-    /// <summary>
-    /// A PROXY header named the client: count it under the per-address limit. Returns the refusal's detail when the
-    /// limit is reached (the connection then refuses itself), or null.
-    /// </summary>
-    private string? AdmitProxiedClient(GatewayConnection connection, IPAddress client)
-    {
-        if (TryCountAddress(client, out var counted) is var (tag, detail))
-        {
-            Refused(tag, detail, connection.Info.RemoteEndPoint);
-            return detail;
-        }
-
-        connection.CountedAddress = counted;
-        return null;
-    }
-
-    private void Refused(string tag, string detail, EndPoint? remote)
-    {
-        _metrics.ConnectionRejected(Name, tag);
-        var count = Interlocked.Increment(ref _refused);
-        if (GatewayLog.IsSampled(count))
-        {
-            GatewayLog.ConnectionRefused(_logger, Name, remote, detail, count);
-        }
-    }
+    internal int CountedAddresses => _admission.CountedAddresses;
 
     /// <summary>Starts the heartbeat that runs the connections' clocks; the outbound server, which never binds, calls it alone.</summary>
     internal void StartClocks()
@@ -617,10 +504,11 @@ public sealed class ProtocolServer : IAsyncDisposable
     }
 
     /// <summary>
-    /// One heartbeat: checks every connection's clocks at the current time of the server's <see cref="TimeProvider"/>.
-    /// A test that moves a fake clock calls it to have the check happen at the time it set, without waiting on a tick.
+    /// One heartbeat now: checks every connection's clocks (idle, first data, data rates) at the current time of the
+    /// gateway's clock, <see cref="ProtocolGatewayOptions.TimeProviderKey"/>. A test that moves a fake clock calls it
+    /// to have the check happen at the time it set, without waiting for the heartbeat's next tick.
     /// </summary>
-    internal void CheckClocks()
+    public void CheckClocks()
     {
         var now = ConnectionClock.Now(_time);
         foreach (var connection in _connections.Values)
@@ -653,20 +541,13 @@ public sealed class ProtocolServer : IAsyncDisposable
         }
         finally
         {
-            TaskCompletionSource? drained = null;
-            ReleaseAddress(connection.CountedAddress);
+            _admission.Release(connection.CountedAddress);
             _budget.Closed();
-            lock (_lock)
+            _connections.TryRemove(connection.Id, out _);
+            if (_connections.IsEmpty)
             {
-                _connections.TryRemove(connection.Id, out _);
-                if (_connections.IsEmpty)
-                {
-                    drained = _drained;
-                    _drained = null;
-                }
+                Interlocked.Exchange(ref _drained, null)?.TrySetResult();
             }
-
-            drained?.TrySetResult();
         }
     }
 }

@@ -1,7 +1,5 @@
 using System.Collections.Immutable;
 using System.Net.Security;
-using System.Net.Sockets;
-using Microsoft.AspNetCore.Server.Kestrel.Transport.Sockets;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
@@ -20,39 +18,63 @@ namespace OrleansProtocol.Gateway;
 /// </summary>
 public sealed class ProtocolGateway : ILifecycleParticipant<ISiloLifecycle>
 {
-    private TimeProvider? _time;
-
-    /// <summary>The clock of every connection's deadlines (<see cref="ProtocolGatewayOptions.TimeProviderKey"/>).</summary>
-    internal TimeProvider Time => _time ??= _services.GetKeyedService<TimeProvider>(ProtocolGatewayOptions.TimeProviderKey) ?? TimeProvider.System;
-
     // One stage after Active: starts strictly after Orleans' own Active work and stops strictly before it, while
     // grains and this silo's observers are still reachable.
     private const int LifecycleStage = ServiceLifecycleStage.Active + 1;
 
+    // The gateway's life: created, active (servers may be added), stopping. Moved by the silo's lifecycle only.
+    private const int Created = 0;
+    private const int Active = 1;
+    private const int Stopping = 2;
+
     private readonly IServiceProvider _services;
+    private readonly IGrainFactory _grainFactory;
+    private readonly GrainTypeResolver _grainTypes;
+    private readonly ILoggerFactory _loggerFactory;
+    private readonly GatewayMetrics _metrics;
+    private readonly SiloAddress _localSilo;
+    private readonly IClusterMembershipService _membership;
+
     // Read when first needed, not in the constructor: the host's startup validation must get to report every bad
     // setting at once before anything throws for the first one (Orleans builds the silo, and this, early).
     private readonly Lazy<ProtocolGatewayOptions> _options;
     private readonly Lazy<SiloConnectionBudget> _budget;
-    private readonly Lock _lock = new();
-    private ImmutableList<ProtocolServer> _servers = [];
-    private ProtocolServer? _outbound;
-    private TransportObserver? _observerTarget;
-    private ITransportObserver? _observer;
-    private ImmutableList<DatagramEndpoint> _datagramEndpoints = [];
-    private SocketConnectionContextFactory? _socketContexts;
     private readonly CancellationTokenSource _stoppingWatch = new();
+
+    // Swapped whole (ImmutableInterlocked), so readers — a push finding its connection, the health check — take no lock.
+    private ImmutableList<ProtocolServer> _servers = [];
+    private ImmutableList<DatagramEndpoint> _datagramEndpoints = [];
+    private volatile int _state;
+    private OutboundConnector? _connector;
+    private ITransportObserver? _observer;
+    private TransportObserver? _observerTarget;
     private Task _membershipWatch = Task.CompletedTask;
-    private bool _started;
-    private bool _stopping;
+    private TimeProvider? _time;
 
     /// <summary>Created by dependency injection; register with <c>AddProtocolGateway</c>.</summary>
-    public ProtocolGateway(IServiceProvider services, IOptions<ProtocolGatewayOptions> options)
+    public ProtocolGateway(
+        IServiceProvider services,
+        IOptions<ProtocolGatewayOptions> options,
+        IGrainFactory grainFactory,
+        GrainTypeResolver grainTypes,
+        ILoggerFactory loggerFactory,
+        GatewayMetrics metrics,
+        ILocalSiloDetails localSilo,
+        IClusterMembershipService membership)
     {
         _services = services;
+        _grainFactory = grainFactory;
+        _grainTypes = grainTypes;
+        _loggerFactory = loggerFactory;
+        _metrics = metrics;
+        _localSilo = localSilo.SiloAddress;
+        _membership = membership;
         _options = new(() => options.Value);
         _budget = new(() => new SiloConnectionBudget(_options.Value.MaxConnections));
     }
+
+    /// <summary>The clock of every connection's deadlines (<see cref="ProtocolGatewayOptions.TimeProviderKey"/>).</summary>
+    internal TimeProvider Time => _time ??= _services.GetKeyedService<TimeProvider>(ProtocolGatewayOptions.TimeProviderKey) ?? TimeProvider.System;
 
     /// <summary>The servers of this silo, from startup and from run time, until they are disposed.</summary>
     public IReadOnlyList<ProtocolServer> Servers => _servers;
@@ -83,52 +105,33 @@ public sealed class ProtocolGateway : ILifecycleParticipant<ISiloLifecycle>
 
     private DatagramEndpoint AddDatagramEndpoint(string name, Type grainClass, DatagramEndpointOptions options)
     {
-        var endpoint = new DatagramEndpoint(
-            name,
-            options,
-            _services.GetRequiredService<GrainTypeResolver>().GetGrainType(grainClass),
-            _services.GetRequiredService<IGrainFactory>(),
-            _services.GetRequiredService<ILocalSiloDetails>().SiloAddress.ToParsableString(),
-            _services.GetRequiredService<ILoggerFactory>().CreateLogger<DatagramEndpoint>());
-        lock (_lock)
+        if (_state != Active)
         {
-            if (!_started || _stopping)
-            {
-                throw new InvalidOperationException("Datagram endpoints can be created only while the silo is active.");
-            }
-
-            if (_datagramEndpoints.Any(e => e.Name == name))
-            {
-                throw new InvalidOperationException($"A datagram endpoint is already named '{name}'.");
-            }
-
-            endpoint.Start();
-            _datagramEndpoints = _datagramEndpoints.Add(endpoint);
+            throw new InvalidOperationException("Datagram endpoints can be created only while the silo is active.");
         }
 
+        var endpoint = new DatagramEndpoint(
+            name, options, _grainTypes.GetGrainType(grainClass), _grainFactory, _localSilo.ToParsableString(), _loggerFactory.CreateLogger<DatagramEndpoint>());
+        if (!ImmutableInterlocked.Update(ref _datagramEndpoints, static (list, e) => list.Any(x => x.Name == e.Name) ? list : list.Add(e), endpoint))
+        {
+            throw new InvalidOperationException($"A datagram endpoint is already named '{name}'.");
+        }
+
+        endpoint.Start();
         return endpoint;
     }
 
     /// <summary>True while the silo is active, the gateway is not draining, and every listener accepts connections.</summary>
-    public bool IsReady
-    {
-        get
-        {
-            lock (_lock)
-            {
-                return _started && !_stopping && _servers.All(s => s.IsServing);
-            }
-        }
-    }
+    public bool IsReady => _state == Active && _servers.All(s => s.IsServing);
 
     /// <summary>Outbound connections currently open from this silo.</summary>
-    public int OutboundConnectionCount => _outbound?.ConnectionCount ?? 0;
+    public int OutboundConnectionCount => _connector?.Server.ConnectionCount ?? 0;
 
     /// <summary>The connection with that id on this silo, or null (ids are <c>"{listener}/{guid}"</c>).</summary>
     internal GatewayConnection? FindConnection(string connectionId)
     {
         // Per push: match the listener's name in front of the id in place, rather than cutting it out.
-        if (_outbound?.FindConnection(connectionId) is { } outbound)
+        if (_connector?.Server.FindConnection(connectionId) is { } outbound)
         {
             return outbound;
         }
@@ -147,7 +150,10 @@ public sealed class ProtocolGateway : ILifecycleParticipant<ISiloLifecycle>
 
     /// <summary>Every connection of this silo: each server's and the outbound ones.</summary>
     internal IEnumerable<GatewayConnection> AllConnections =>
-        (_outbound is { } outbound ? _servers.Add(outbound) : _servers).SelectMany(s => s.Connections);
+        AllServers.SelectMany(s => s.Connections);
+
+    // The servers with the outbound one, which never listens.
+    private ImmutableList<ProtocolServer> AllServers => _connector is { } connector ? _servers.Add(connector.Server) : _servers;
 
     /// <summary>Connections counted against the silo's limit; equals every server's connections plus the outbound ones.</summary>
     internal int BudgetedConnections => _budget.IsValueCreated ? _budget.Value.Open : 0;
@@ -183,12 +189,9 @@ public sealed class ProtocolGateway : ILifecycleParticipant<ISiloLifecycle>
             throw new OptionsValidationException(name, typeof(ProtocolListenerOptions), validation.Failures);
         }
 
-        lock (_lock)
+        if (_state != Active)
         {
-            if (!_started || _stopping)
-            {
-                throw new InvalidOperationException("Servers can be created only while the silo is active.");
-            }
+            throw new InvalidOperationException("Servers can be created only while the silo is active.");
         }
 
         return AddServerAsync(name, typeof(TGrain), options, cancellationToken, time);
@@ -225,115 +228,37 @@ public sealed class ProtocolGateway : ILifecycleParticipant<ISiloLifecycle>
             throw new ArgumentException(validation.FailureMessage, nameof(request));
         }
 
-        ProtocolServer outbound;
-        SocketConnectionContextFactory socketContexts;
-        lock (_lock)
+        if (_state != Active || _connector is not { } connector)
         {
-            if (!_started || _stopping || _outbound is null || _socketContexts is null)
-            {
-                throw new InvalidOperationException("Connections can be opened only while the silo is active.");
-            }
-
-            outbound = _outbound;
-            socketContexts = _socketContexts;
+            throw new InvalidOperationException("Connections can be opened only while the silo is active.");
         }
 
-        var socket = request.UnixSocketPath is null
-            ? new Socket(SocketType.Stream, ProtocolType.Tcp) { NoDelay = true }
-            : new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
-        try
-        {
-            using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-            timeout.CancelAfter(request.ConnectTimeout);
-            try
-            {
-                await (request.UnixSocketPath is { } path
-                    ? socket.ConnectAsync(new UnixDomainSocketEndPoint(path), timeout.Token)
-                    : socket.ConnectAsync(request.Host, request.Port, timeout.Token));
-            }
-            catch (SocketException ex)
-            {
-                throw new ProtocolConnectException($"Could not connect to {request.Target}: {ex.SocketErrorCode} ({ex.Message}).", ex.SocketErrorCode);
-            }
-            catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
-            {
-                throw new ProtocolConnectException($"Could not connect to {request.Target}: no answer within {request.ConnectTimeout}.", SocketError.TimedOut);
-            }
-        }
-        catch
-        {
-            socket.Dispose();
-            throw;
-        }
-
-        var listener = new ListenerContext(
-            $"outbound:{request.Target}",
-            _services.GetRequiredService<GrainTypeResolver>().GetGrainType(grainClass),
-            options,
-            _services.GetRequiredService<IGrainFactory>(),
-            _observer!,
-            Siting(ConnectionPlacement.Local),
-            _services.GetRequiredService<GatewayMetrics>(),
-            Time,
-            _services.GetRequiredService<ILoggerFactory>().CreateLogger<GatewayConnection>());
-        var connection = new GatewayConnection(socketContexts.Create(socket), listener);
-        if (request.Tls is { } tls)
-        {
-            connection.UseClientTls(
-                new SslClientAuthenticationOptions
-                {
-                    TargetHost = tls.ServerName,
-                    RemoteCertificateValidationCallback = validateServerCertificate
-                        ?? (tls.AllowUntrustedCertificate ? (_, _, _, _) => true : null),
-                },
-                request.ConnectTimeout);
-        }
-
-        outbound.Adopt(connection);
-        if (!await connection.Made)
-        {
-            throw new ProtocolConnectException(
-                connection.HandshakeError is { } handshake
-                    ? $"Connected to {request.Target}, but {handshake}"
-                    : $"Connected to {request.Target}, but the connection ended before its grain's ConnectionMade completed.",
-                SocketError.ConnectionAborted);
-        }
-
-        return connection.Info;
+        return await connector.ConnectAsync(request, grainClass, options, validateServerCertificate, cancellationToken);
     }
 
-    private ConnectionSiting Siting(ConnectionPlacement placement) => new(
-        placement,
-        _services.GetRequiredService<ILocalSiloDetails>().SiloAddress,
-        _services.GetRequiredService<IClusterMembershipService>());
+    private ConnectionSiting Siting(ConnectionPlacement placement) => new(placement, _localSilo, _membership);
 
     void ILifecycleParticipant<ISiloLifecycle>.Participate(ISiloLifecycle lifecycle) =>
         lifecycle.Subscribe(nameof(ProtocolGateway), LifecycleStage, StartAsync, StopAsync);
 
     private async Task StartAsync(CancellationToken cancellationToken)
     {
-        var loggerFactory = _services.GetRequiredService<ILoggerFactory>();
-
         // One observer for the silo (outside any grain turn, so Orleans registers it with the hosted client), held
         // strongly until the gateway stops: a connection costs no observer registration of its own.
         _observerTarget = new TransportObserver(FindConnection);
-        _observer = _services.GetRequiredService<IGrainFactory>().CreateObjectReference<ITransportObserver>(_observerTarget);
-        _services.GetRequiredService<GatewayMetrics>().ObserverReference(1);
-        lock (_lock)
-        {
-            _started = true;
+        _observer = _grainFactory.CreateObjectReference<ITransportObserver>(_observerTarget);
+        _metrics.ObserverReference(1);
 
-            // Outbound connections live in a server of their own that never listens: tracked and drained the same way.
-            _outbound = new ProtocolServer(
-                "outbound", new ProtocolListenerOptions(), default, _services.GetRequiredService<IGrainFactory>(),
-                loggerFactory, _options.Value.DrainTimeout, static _ => { }, Siting(ConnectionPlacement.Local), _services.GetRequiredService<GatewayMetrics>(), _budget.Value, _observer, Time);
-            _outbound.StartClocks();
-            _socketContexts = new SocketConnectionContextFactory(
-                new SocketConnectionFactoryOptions { WaitForDataBeforeAllocatingBuffer = true, UnsafePreferInlineScheduling = true },
-                loggerFactory.CreateLogger<SocketConnectionContextFactory>());
-        }
+        // Outbound connections live in a server of their own that never listens: tracked and drained the same way.
+        var outbound = new ProtocolServer(
+            "outbound", new ProtocolListenerOptions(), default, _grainFactory, _loggerFactory, _options.Value.DrainTimeout, static _ => { },
+            Siting(ConnectionPlacement.Local), _metrics, _budget.Value, _observer, Time);
+        outbound.StartClocks();
+        _connector = new OutboundConnector(outbound, _grainTypes, _grainFactory, _observer, Siting(ConnectionPlacement.Local), _metrics, Time, _loggerFactory);
+        _state = Active;
 
-        _membershipWatch = WatchMembershipAsync(_stoppingWatch.Token);
+        var watch = new ClusterWatch(_membership, _grainFactory, _loggerFactory.CreateLogger<ProtocolGateway>());
+        _membershipWatch = watch.WatchMembershipAsync(() => AllConnections, _stoppingWatch.Token);
         var listenerOptions = _services.GetRequiredService<IOptionsMonitor<ProtocolListenerOptions>>();
         foreach (var registration in _services.GetServices<ProtocolListenerRegistration>())
         {
@@ -352,24 +277,19 @@ public sealed class ProtocolGateway : ILifecycleParticipant<ISiloLifecycle>
         var server = new ProtocolServer(
             name,
             options,
-            _services.GetRequiredService<GrainTypeResolver>().GetGrainType(grainClass),
-            _services.GetRequiredService<IGrainFactory>(),
-            _services.GetRequiredService<ILoggerFactory>(),
+            _grainTypes.GetGrainType(grainClass),
+            _grainFactory,
+            _loggerFactory,
             _options.Value.DrainTimeout,
             Forget,
             Siting(options.Placement),
-            _services.GetRequiredService<GatewayMetrics>(),
+            _metrics,
             _budget.Value,
             _observer ?? throw new InvalidOperationException("Servers can be created only while the silo is active."),
             time ?? Time);
-        lock (_lock)
+        if (!ImmutableInterlocked.Update(ref _servers, static (list, s) => list.Any(x => x.Name == s.Name) ? list : list.Add(s), server))
         {
-            if (_servers.Any(s => s.Name == name))
-            {
-                throw new InvalidOperationException($"A protocol server is already named '{name}'; server names must be unique.");
-            }
-
-            _servers = _servers.Add(server);
+            throw new InvalidOperationException($"A protocol server is already named '{name}'; server names must be unique.");
         }
 
         try
@@ -378,11 +298,7 @@ public sealed class ProtocolGateway : ILifecycleParticipant<ISiloLifecycle>
         }
         catch
         {
-            lock (_lock)
-            {
-                _servers = _servers.Remove(server);
-            }
-
+            Forget(server);
             throw;
         }
 
@@ -397,127 +313,26 @@ public sealed class ProtocolGateway : ILifecycleParticipant<ISiloLifecycle>
         Forget(server);
     }
 
-    private void Forget(ProtocolServer server)
-    {
-        lock (_lock)
-        {
-            _servers = _servers.Remove(server);
-        }
-    }
-
-    /// <summary>
-    /// When membership declares a silo dead, connections whose grains lived there are aborted at once (their grains are
-    /// gone; the next callback would only find a fresh activation), instead of waiting for the client's next bytes.
-    /// A silo seen stopping gracefully first is different: its grains moved with their connections or closed them, and
-    /// its death can reach this gateway before a moved grain's notice does, so those connections ask their grains.
-    /// </summary>
-    private async Task WatchMembershipAsync(CancellationToken cancellation)
-    {
-        var membership = _services.GetRequiredService<IClusterMembershipService>();
-        var logger = _services.GetRequiredService<ILoggerFactory>().CreateLogger<ProtocolGateway>();
-        var stopping = new HashSet<SiloAddress>();
-        try
-        {
-            await foreach (var snapshot in membership.MembershipUpdates.WithCancellation(cancellation))
-            {
-                stopping.UnionWith(snapshot.Members.Values.Where(m => m.Status is SiloStatus.ShuttingDown or SiloStatus.Stopping).Select(m => m.SiloAddress));
-                var dead = snapshot.Members.Values.Where(m => m.Status == SiloStatus.Dead).ToDictionary(m => m.SiloAddress.ToString(), m => stopping.Contains(m.SiloAddress));
-                stopping.RemoveWhere(s => !snapshot.Members.ContainsKey(s));
-                var servers = _outbound is { } outbound ? _servers.Add(outbound) : _servers;
-                var located = new Dictionary<string, int>();
-                foreach (var connection in servers.SelectMany(s => s.Connections))
-                {
-                    if (connection.GrainSilo is not { } silo || !dead.TryGetValue(silo, out var graceful))
-                    {
-                        continue;
-                    }
-
-                    if (graceful)
-                    {
-                        GatewayLog.LocatingGrain(logger, connection.Id, silo);
-                        located[silo] = located.GetValueOrDefault(silo) + 1;
-                        connection.LocateGrain();
-                    }
-                    else
-                    {
-                        logger.LogWarning("Connection {ConnectionId}: the silo holding its grain ({Silo}) died; aborting.", connection.Id, silo);
-                        connection.AbortGrainLost($"The silo holding the connection's grain ({silo}) died.");
-                    }
-                }
-
-                foreach (var (silo, count) in located)
-                {
-                    GatewayLog.GrainSiloStopped(logger, silo, count);
-                }
-            }
-        }
-        catch (OperationCanceledException) when (cancellation.IsCancellationRequested)
-        {
-        }
-    }
+    private void Forget(ProtocolServer server) => ImmutableInterlocked.Update(ref _servers, static (list, s) => list.Remove(s), server);
 
     private async Task StopAsync(CancellationToken cancellationToken)
     {
         _stoppingWatch.Cancel();
         await _membershipWatch;
-        lock (_lock)
-        {
-            _stopping = true;
-        }
-
-        var servers = _outbound is { } outbound ? _servers.Add(outbound) : _servers;
-        await Task.WhenAll(servers
+        _state = Stopping;
+        var watch = new ClusterWatch(_membership, _grainFactory, _loggerFactory.CreateLogger<ProtocolGateway>());
+        await Task.WhenAll(AllServers
             .Select(s => s.ShutdownAsync(ConnectionCloseReason.ServerShutdown, _options.Value.DrainTimeout, cancellationToken))
             .Concat(_datagramEndpoints.Select(e => e.StopAsync()))
-            .Append(MoveGrainsAwayAsync(cancellationToken)));
-        _socketContexts?.Dispose();
+            .Append(watch.MoveGrainsAwayAsync(_services.GetService<OrleansProtocol.Diagnostics.ConnectionGrainCounters>(), _options.Value.DrainTimeout, Time, cancellationToken)));
+        _connector?.Dispose();
         if (_observer is { } observer)
         {
-            _services.GetRequiredService<IGrainFactory>().DeleteObjectReference<ITransportObserver>(observer);
-            _services.GetRequiredService<GatewayMetrics>().ObserverReference(-1);
+            _grainFactory.DeleteObjectReference<ITransportObserver>(observer);
+            _metrics.ObserverReference(-1);
             _observer = null;
             _observerTarget = null;
         }
-    }
-
-    /// <summary>
-    /// The silo stops while some of its connection grains serve sockets on other silos: each protocol that can move
-    /// goes to the silo of its socket with its connection (grain migration), before Orleans deactivates what is left.
-    /// The others close cleanly when they are deactivated. Waits up to the drain timeout for the moves.
-    /// </summary>
-    private async Task MoveGrainsAwayAsync(CancellationToken cancellationToken)
-    {
-        if (_services.GetService<OrleansProtocol.Diagnostics.ConnectionGrainCounters>() is not { } counters
-            || counters.GrainsAwayFromSocket is not { Count: > 0 } away)
-        {
-            return;
-        }
-
-        var grains = _services.GetRequiredService<IGrainFactory>();
-        var moving = await Task.WhenAll(away.Select(async grain =>
-        {
-            try
-            {
-                return await grains.GetGrain<IProtocolGrain>(grain.Grain).LeaveSilo(grain.GatewaySilo) ? grain.Left.Task : null;
-            }
-            catch (Exception ex)
-            {
-                _services.GetRequiredService<ILoggerFactory>().CreateLogger<ProtocolGateway>()
-                    .LogWarning(ex, "Connection grain {Grain} could not be asked to move; it closes when the silo deactivates it.", grain.Grain);
-                return null;
-            }
-        }));
-
-        var moves = moving.OfType<Task>().ToArray();
-        try
-        {
-            await Task.WhenAll(moves).WaitAsync(_options.Value.DrainTimeout, Time, cancellationToken);
-        }
-        catch (Exception ex) when (ex is TimeoutException or OperationCanceledException)
-        {
-        }
-
-        GatewayLog.GrainsMovedAway(_services.GetRequiredService<ILoggerFactory>().CreateLogger<ProtocolGateway>(), moves.Count(t => t.IsCompleted), moving.Length - moves.Length);
     }
 }
 
