@@ -4,7 +4,6 @@ using System.Net;
 using System.Net.Sockets;
 using System.Text;
 using OrleansProtocol.Gateway;
-using OrleansProtocol.Gateway.Connections;
 
 namespace OrleansProtocol.Testing;
 
@@ -20,17 +19,17 @@ public sealed class ProtocolTestClient : IAsyncDisposable
     private readonly PipeWriter _output;
     private readonly InMemoryConnection? _memory;
     private readonly Socket? _socket;
-    private readonly Task<GatewayConnection> _accepted;
+    private readonly Task<AcceptedConnection> _accepted;
     private bool _disposed;
 
-    internal ProtocolTestClient(ProtocolTestHost host, InMemoryConnection connection, Task<GatewayConnection> accepted)
+    internal ProtocolTestClient(ProtocolTestHost host, InMemoryConnection connection, Task<AcceptedConnection> accepted)
     {
         (_host, _memory, _accepted) = (host, connection, accepted);
         (_input, _output) = (connection.Input, connection.Output);
         LocalEndPoint = connection.LocalEndPoint;
     }
 
-    internal ProtocolTestClient(ProtocolTestHost host, Socket socket, Task<GatewayConnection> accepted)
+    internal ProtocolTestClient(ProtocolTestHost host, Socket socket, Task<AcceptedConnection> accepted)
     {
         (_host, _socket, _accepted) = (host, socket, accepted);
         var stream = new NetworkStream(socket, ownsSocket: false);
@@ -49,7 +48,7 @@ public sealed class ProtocolTestClient : IAsyncDisposable
 
     /// <summary>Every callback the connection's grain has received so far, in order (<c>ConnectionMade</c>, <c>DataReceived</c>...).</summary>
     public IReadOnlyList<ProtocolCallback> Callbacks =>
-        _accepted.IsCompletedSuccessfully ? _host.Callbacks.For(_accepted.Result.Id) : [];
+        _accepted.IsCompletedSuccessfully ? _host.Callbacks.For(_accepted.Result.Info.ConnectionId) : [];
 
     /// <summary>Sends <paramref name="data"/>.</summary>
     /// <exception cref="Microsoft.AspNetCore.Connections.ConnectionResetException">The server reset the connection (in memory), as a socket's send fails after a reset.</exception>
@@ -172,8 +171,7 @@ public sealed class ProtocolTestClient : IAsyncDisposable
     public async Task<ConnectionCloseReason> ClosedAsync()
     {
         var connection = await _accepted.WaitAsync(Timeout);
-        await connection.GrainTold.WaitAsync(Timeout);
-        return connection.CloseReason;
+        return await connection.Ended.WaitAsync(Timeout);
     }
 
     /// <summary>Closes the client's side (both directions), as closing a socket does.</summary>

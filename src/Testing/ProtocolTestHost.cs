@@ -4,7 +4,6 @@ using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Time.Testing;
 using Orleans.TestingHost;
 using OrleansProtocol.Gateway;
-using OrleansProtocol.Gateway.Connections;
 
 namespace OrleansProtocol.Testing;
 
@@ -30,7 +29,7 @@ public sealed class ProtocolTestHost : IAsyncDisposable
 {
     private const string ListenerName = "test";
 
-    private readonly ConcurrentDictionary<EndPoint, TaskCompletionSource<GatewayConnection>> _accepted = new();
+    private readonly ConcurrentDictionary<EndPoint, TaskCompletionSource<AcceptedConnection>> _accepted = new();
     private readonly List<ProtocolTestClient> _clients = [];
     private readonly Func<Task<ProtocolServer>> _createSocketServer;
     private ProtocolServer? _socketServer;
@@ -125,7 +124,7 @@ public sealed class ProtocolTestHost : IAsyncDisposable
     /// <exception cref="ArgumentException">Another open client of this host is at <paramref name="from"/>.</exception>
     public ProtocolTestClient Connect(IPEndPoint? from = null)
     {
-        TaskCompletionSource<GatewayConnection> expected = new(TaskCreationOptions.RunContinuationsAsynchronously);
+        TaskCompletionSource<AcceptedConnection> expected = new(TaskCreationOptions.RunContinuationsAsynchronously);
         if (from is null)
         {
             // Ports of their own: skip any still held by an open client.
@@ -195,14 +194,14 @@ public sealed class ProtocolTestHost : IAsyncDisposable
 
     private IPEndPoint NextLoopbackEndPoint() => new(IPAddress.Loopback, 1024 + (Interlocked.Increment(ref _nextPort) % 60000));
 
-    private Task<GatewayConnection> Expect(EndPoint client) =>
-        _accepted.GetOrAdd(Normalize(client), _ => new TaskCompletionSource<GatewayConnection>(TaskCreationOptions.RunContinuationsAsynchronously)).Task;
+    private Task<AcceptedConnection> Expect(EndPoint client) =>
+        _accepted.GetOrAdd(Normalize(client), _ => new TaskCompletionSource<AcceptedConnection>(TaskCreationOptions.RunContinuationsAsynchronously)).Task;
 
-    private void Watch(ProtocolServer server) => server.Adopted += connection =>
+    private void Watch(ProtocolServer server) => server.ConnectionAccepted += connection =>
     {
         if (connection.Info.RemoteEndPoint is { } remote)
         {
-            _accepted.GetOrAdd(Normalize(remote), _ => new TaskCompletionSource<GatewayConnection>(TaskCreationOptions.RunContinuationsAsynchronously)).TrySetResult(connection);
+            _accepted.GetOrAdd(Normalize(remote), _ => new TaskCompletionSource<AcceptedConnection>(TaskCreationOptions.RunContinuationsAsynchronously)).TrySetResult(connection);
         }
     };
 

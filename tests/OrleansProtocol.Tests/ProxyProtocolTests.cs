@@ -110,7 +110,7 @@ public sealed class ProxyProtocolTests(GatewayClusterFixture fixture)
         // A proxy that sends its header slowly, within the header timeout (10 s on the server's clock), is served.
         var header = V2Tcp4("198.51.100.9", 40000, "10.0.0.2", 7001);
         using var adopted = new SemaphoreSlim(0);
-        server.Adopted += _ => adopted.Release();
+        server.ConnectionAccepted += _ => adopted.Release();
         await using (var slow = await TestClient.ConnectAsync(server.EndPoints[0]))
         {
             await slow.SendAsync(header[..10]);
