@@ -75,7 +75,7 @@ builder.UseOrleans(silo =>
 
     // A Redis-compatible server (RESP2) on 6380, beside a Redis that may already use 6379.
     silo.Services.Configure<RespOptions>(configuration.GetSection("Resp"));
-    Listener<RespGrain>("resp", 6380, RespOptions.ConfigureListener);
+    Listener<RespGrain>("resp", 6380, RespListener.Configure);
 });
 builder.Services.AddTelemetryFromConfiguration(configuration);
 builder.Services.AddHealthChecks().AddCheck<GatewayHealthCheck>("gateway", tags: ["ready"]);

@@ -1,5 +1,6 @@
 using System.Text;
 using Microsoft.Extensions.DependencyInjection;
+using OrleansProtocol.Gateway.Hosting;
 using OrleansProtocol.Samples.Resp;
 using OrleansProtocol.Testing;
 using OrleansProtocol.Tests.Infrastructure;
@@ -10,7 +11,7 @@ namespace OrleansProtocol.Tests;
 public sealed class RespKitTests
 {
     private static Task<ProtocolTestHost> StartAsync(int keySlots = 64) =>
-        ProtocolTestHost.StartAsync<RespGrain>(RespOptions.ConfigureListener, silo => silo.Services.Configure<RespOptions>(o => o.KeySlots = keySlots));
+        ProtocolTestHost.StartAsync<RespGrain>(RespListener.Configure, silo => silo.Services.Configure<RespOptions>(o => o.KeySlots = keySlots));
 
     private static string Command(params string[] arguments) =>
         $"*{arguments.Length}\r\n" + string.Concat(arguments.Select(a => $"${Encoding.UTF8.GetByteCount(a)}\r\n{a}\r\n"));

@@ -3,6 +3,7 @@ using Microsoft.Extensions.DependencyInjection;
 using Orleans.Runtime.Placement;
 using Orleans.TestingHost;
 using OrleansProtocol.Gateway;
+using OrleansProtocol.Gateway.Hosting;
 using OrleansProtocol.Samples;
 using OrleansProtocol.Samples.Resp;
 using OrleansProtocol.Tests.Infrastructure;
@@ -35,7 +36,7 @@ public sealed class ThreeSiloFixture : IAsyncLifetime
             silo.AddProtocolListener<RespGrain>("resp", o =>
             {
                 o.Port = 0;
-                RespOptions.ConfigureListener(o);
+                RespListener.Configure(o);
             });
             silo.AddProtocolListener<EchoGrain>("remote-echo", o =>
             {

@@ -14,14 +14,6 @@ public sealed class RespOptions
     /// </summary>
     public int KeySlots { get; set; } = 8;
 
-    /// <summary>Configures a listener for RESP: the sample's decoder, and a command up to <see cref="RespLimits.MaxCommandLength"/>.</summary>
-    public static void ConfigureListener(Gateway.ProtocolListenerOptions listener)
-    {
-        ArgumentNullException.ThrowIfNull(listener);
-        listener.Framing.Decoder = format => new RespFrameDecoder(format);
-        listener.Framing.MaxFrameSize = RespLimits.MaxCommandLength;
-    }
-
     /// <summary>The keyspace grain holding <paramref name="key"/>.</summary>
     public string GrainOf(byte[] key)
     {
