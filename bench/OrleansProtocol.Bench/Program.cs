@@ -94,6 +94,14 @@ internal sealed class ServerSet : IDisposable
             servers.Add(("asyncio", asyncio));
         }
 
+        if (settings.CompareWith is { } before)
+        {
+            // Another build of the host (an earlier commit's src/Gateway/bin/Release/net10.0), its silo and samples
+            // moved out of the way, alternated with the others: before and after in one invocation.
+            servers.Add(("gateway-before", await ServerProcess.StartGatewayAsync(
+                settings.Configuration, "--directory=" + before, "--Silo:SiloPort=21511", "--Silo:GatewayPort=21600", "--OrleansProtocol:PortOffset=25000")));
+        }
+
         servers.Add(("gateway", settings.Remote
             ? await ServerProcess.StartGatewayPairAsync(settings.Configuration)
             : await ServerProcess.StartGatewayAsync(settings.Configuration)));
@@ -136,6 +144,9 @@ internal sealed record Settings(int Size, TimeSpan Warmup, TimeSpan Duration, in
     /// <summary>Messages per write, read back together (<c>--pipeline 16</c>, as <c>redis-benchmark -P 16</c>); each counts as a request.</summary>
     public int Pipeline { get; init; } = 1;
 
+    /// <summary>Another build of the host to alternate with this one (<c>--compare DIR</c>, its output folder): before and after.</summary>
+    public string? CompareWith { get; init; }
+
     /// <summary>Configuration for the gateway processes, as the host takes it (<c>--Section:Key=value</c>), after the bench's own.</summary>
     public string[] GatewaySettings { get; init; } = [];
 }
@@ -167,6 +178,7 @@ internal static class SettingsParser
             Churn = churn,
             Remote = args.Contains("--remote"),
             Pipeline = int.Parse(Get("--pipeline", "1")),
+            CompareWith = args.Contains("--compare") ? Path.GetFullPath(Get("--compare", "")) : null,
             GatewaySettings = [.. args.Where(a => a.StartsWith("--", StringComparison.Ordinal) && a.Contains(':', StringComparison.Ordinal) && a.Contains('=', StringComparison.Ordinal))],
         };
     }
@@ -476,7 +488,10 @@ internal sealed class ServerProcess : IDisposable
     {
         var root = RepositoryRoot();
         var diagnostics = new Uri($"http://127.0.0.1:{FreePort()}/diagnostics/runtime");
-        var directory = Path.Combine(root, "src", "Gateway", "bin", configuration, "net10.0");
+        var directory = extra.FirstOrDefault(e => e.StartsWith("--directory=", StringComparison.Ordinal)) is { } other
+            ? other["--directory=".Length..]
+            : Path.Combine(root, "src", "Gateway", "bin", configuration, "net10.0");
+        extra = [.. extra.Where(e => !e.StartsWith("--directory=", StringComparison.Ordinal))];
         var start = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, WorkingDirectory = directory };
         foreach (var argument in new[]
         {

@@ -19,7 +19,7 @@ namespace OrleansProtocol.Gateway.Connections;
 /// <remarks>
 /// Lock order: this connection's lock, then the writer's. Nothing that runs grain code or waits runs under either.
 /// </remarks>
-internal sealed class GatewayConnection : IOutboundEvents
+internal sealed partial class GatewayConnection : IOutboundEvents
 {
     private readonly ConnectionContext _context;
     private readonly Lock _lock = new();
@@ -48,7 +48,7 @@ internal sealed class GatewayConnection : IOutboundEvents
     {
         _context = context;
         Listener = listener;
-        Clock = new ConnectionClock(listener.ClockLimits, ConnectionClock.Now(listener.Time));
+        Clock = new(listener.ClockLimits, ConnectionClock.Now(listener.Time));
 
         // Unique across the cluster and over time; never ip:port, which the OS reuses. The listener's name in front
         // lets anyone find the connection in that listener's directory by id alone.
@@ -328,48 +328,6 @@ internal sealed class GatewayConnection : IOutboundEvents
     }
 
     /// <summary>
-    /// Applies a push from <paramref name="grain"/>: from the connection's current protocol, unless it is one that
-    /// handed the connection over (another grain type), whose pushes are dropped.
-    /// </summary>
-    /// <returns>The bytes sent so far, as the current protocol counts them.</returns>
-    internal long ApplyPush(GrainId grain, TransportBatch batch)
-    {
-        Offer(batch, grain, lastSequence: 0);
-        return ProtocolBytesSent;
-    }
-
-    /// <summary>
-    /// Applies a callback's reply batch; true when every batch the grain had sealed before replying is applied (some may
-    /// still be on their way through the observer, and the next callback must see their effects), or the connection
-    /// is past waiting for them.
-    /// </summary>
-    internal bool ApplyReply(TransportBatch? batch, long lastSequence) => Offer(batch, from: null, lastSequence);
-
-    /// <summary>
-    /// Applies <paramref name="batch"/> (a reply's, or a push <paramref name="from"/> a grain, which must be the current
-    /// protocol's) and says whether everything up to <paramref name="lastSequence"/> is applied, in one turn of the lock.
-    /// </summary>
-    private bool Offer(TransportBatch? batch, GrainId? from, long lastSequence)
-    {
-        bool caughtUp;
-        lock (_lock)
-        {
-            if (batch is not null && (from is null || from.Value.Equals(_grainId)))
-            {
-                OfferLocked(batch);
-            }
-
-            caughtUp = _sequencer.Applied >= lastSequence || _life.IsAborted || _handOff is not null;
-        }
-
-        Writer.Wake();
-        return caughtUp;
-    }
-
-    /// <summary>Whether the pump has caught up with <paramref name="lastSequence"/> (see <see cref="ApplyReply"/>).</summary>
-    internal bool IsCaughtUp(long lastSequence) => ApplyReply(null, lastSequence);
-
-    /// <summary>
     /// The grain's reply said it has no record of the connection. A grain that closed the connection as it went away
     /// (detached) is left to finish that close; otherwise the connection is reset.
     /// </summary>
@@ -383,187 +341,6 @@ internal sealed class GatewayConnection : IOutboundEvents
 
         GatewayLog.GrainLostConnection(Logger, Id);
         Abort(ConnectionCloseReason.GrainUnavailable, "The grain has no record of this connection.", grainLost: true);
-    }
-
-    /// <summary>The pump's next job, in priority order; taken under the lock so that each is done once.</summary>
-    internal PumpWork TakeWork()
-    {
-        lock (_lock)
-        {
-            // The pump asks first right after ConnectionMade: from here the connection is open.
-            _life.Opened();
-            if (_life.IsEnding)
-            {
-                return new(PumpWorkKind.Stop);
-            }
-
-            if (_handOff is { } handOff)
-            {
-                return new(PumpWorkKind.HandOff, HandOff: handOff);
-            }
-
-            if (_startTls is { Done.Task.IsCompleted: false } upgrade)
-            {
-                return new(PumpWorkKind.StartTls, Upgrade: upgrade);
-            }
-
-            if ((_requests & PumpRequests.ServerClose) != 0)
-            {
-                _requests &= ~PumpRequests.ServerClose;
-                return new(PumpWorkKind.ServerClose, Close: _serverClose!.Value);
-            }
-
-            if ((_requests & PumpRequests.Locate) != 0)
-            {
-                _requests &= ~PumpRequests.Locate;
-                return new(PumpWorkKind.Locate);
-            }
-
-            // Write flow-control notifications go first, in the order they happened.
-            if (Writer.TryTakeFlowEvent(out var flow))
-            {
-                return new(PumpWorkKind.WriteFlow, Flow: flow);
-            }
-
-            // Back-pressure: while the peer has not taken what the protocol wrote (writing is paused), its next input
-            // waits, so a protocol that answers what it reads cannot outrun a peer that reads slowly.
-            var paused = _readPaused || Volatile.Read(ref _peerEof) || (Writer.Paused && !Listener.Options.ReadWhileWritingPaused);
-            return new(paused ? PumpWorkKind.Wait : PumpWorkKind.Read);
-        }
-    }
-
-    /// <summary>
-    /// asyncio's <c>set_protocol</c>, on the pump: the connection goes to a new grain of the requested type (same
-    /// connection id); the old protocol's later batches are dropped.
-    /// </summary>
-    internal void SwitchProtocol(string protocol)
-    {
-        GrainId grain;
-        lock (_lock)
-        {
-            _sequencer.NextEpoch();
-            grain = _grainId = GrainId.Create(GrainType.Create(protocol), Id);
-
-            // The new protocol's counts start here; what the old one left in the buffer is its inheritance. It starts
-            // as asyncio's does: reading, default watermarks, and told at once if the write buffer is over the mark.
-            Info = Info with { GrainType = protocol, InheritedWriteBufferSize = Writer.Buffered };
-            _handOff = null;
-            SetReadPausedLocked(false);
-            Writer.ConfigureFlow(null, restart: true);
-        }
-
-        Session.Retarget(grain);
-        GatewayLog.ProtocolSwitched(Logger, Id, protocol);
-    }
-
-    /// <summary>
-    /// Applies one batch in sequence order. Stale, duplicate or early batches stop here (the sequencer holds an early
-    /// one until its turn); after a hand-off nothing more from this protocol applies.
-    /// </summary>
-    private void OfferLocked(TransportBatch batch)
-    {
-        if (_handOff is null && _sequencer.Offer(batch, _sequencer.Epoch, this, static (connection, next) =>
-        {
-            connection.ApplyInOrderLocked(next);
-            return connection._handOff is null;
-        }))
-        {
-            // The pump may be waiting for this sequence number, or for reading to resume.
-            WakePumpLocked();
-        }
-    }
-
-    /// <summary>What one batch asks for, in the order the grain asked for it.</summary>
-    private void ApplyInOrderLocked(TransportBatch batch)
-    {
-        if (_life.IsAborted)
-        {
-            return;
-        }
-
-        var flags = batch.Flags;
-        if ((flags & TransportBatchFlags.Abort) != 0)
-        {
-            AbortLocked(Reason(batch, ConnectionCloseReason.LocalAbort), batch.CloseMessage);
-            return;
-        }
-
-        if ((flags & TransportBatchFlags.Moved) != 0 && batch.GrainSilo is { } grainSilo)
-        {
-            // The grain moved with the connection (its old silo is stopping, say): follow it, so the old silo's end is
-            // not taken for the grain's death.
-            Session.GrainSilo = grainSilo;
-            GatewayLog.GrainMoved(Logger, Id, grainSilo);
-        }
-
-        if ((flags & TransportBatchFlags.Detach) != 0)
-        {
-            // The grain is going away and has told its protocol: finish the connection without calling it again, and
-            // without taking its silo's end for a reason to reset (the flush may outlast the silo).
-            _life.Detach();
-            Session.GrainSilo = null;
-        }
-
-        if ((flags & TransportBatchFlags.SetWriteBufferLimits) != 0)
-        {
-            Writer.ConfigureFlow((batch.WriteBufferHigh, batch.WriteBufferLow), restart: false);
-        }
-
-        if ((flags & TransportBatchFlags.PauseReading) != 0)
-        {
-            SetReadPausedLocked(true);
-        }
-        else if ((flags & TransportBatchFlags.ResumeReading) != 0)
-        {
-            SetReadPausedLocked(false);
-        }
-
-        StartTlsUpgrade? upgrade = null;
-        if ((flags & TransportBatchFlags.StartTls) != 0 && !Transport.IsTls && _startTls is null && !Writer.OutputShut)
-        {
-            // Before the go-ahead this batch carries: the writer stops there until the pump has noted what the peer
-            // sent so far, which it sent before it could have seen the go-ahead.
-            _startTls = upgrade = new StartTlsUpgrade(batch.StartTlsClient);
-            Writer.Submit(OutboundKind.StartTlsGate, upgrade: upgrade);
-        }
-
-        if (!batch.Data.IsEmpty && !Writer.Submit(OutboundKind.Data, batch.Data))
-        {
-            // The grain's transport stops a ProtocolGrain at the same cap before this; this holds for any IProtocolGrain.
-            var detail = Writer.OverCapDetail();
-            Opening.LogRejection("write_buffer_limit", detail, GatewayLog.WriteBufferLimit);
-            AbortLocked(ConnectionCloseReason.WriteBufferLimit, detail);
-            return;
-        }
-
-        if ((flags & TransportBatchFlags.WriteEof) != 0)
-        {
-            Writer.Submit(OutboundKind.WriteEof);
-        }
-
-        if ((flags & TransportBatchFlags.Close) != 0)
-        {
-            CloseLocked(Reason(batch, ConnectionCloseReason.LocalClose), batch.CloseMessage);
-        }
-
-        if (upgrade is not null)
-        {
-            Writer.Submit(OutboundKind.StartTls, upgrade: upgrade);
-        }
-
-        if ((flags & TransportBatchFlags.SetProtocol) != 0 && batch.NewProtocol is { } protocol)
-        {
-            // The pump switches grains before its next callback; this grain's later batches are dropped.
-            _handOff = (protocol, batch.HandOffData);
-        }
-
-        if (Writer.HasFlowEvent || upgrade is not null || _handOff is not null)
-        {
-            WakePumpLocked();
-        }
-
-        static ConnectionCloseReason Reason(TransportBatch batch, ConnectionCloseReason fallback) =>
-            batch.CloseReason == ConnectionCloseReason.None ? fallback : batch.CloseReason;
     }
 
     private void Post(PumpRequests request, (ConnectionCloseReason Reason, string? Detail) close)
@@ -632,41 +409,4 @@ internal sealed class GatewayConnection : IOutboundEvents
         ServerClose = 1,
         Locate = 2,
     }
-
-    private sealed class ConnectionLogScope(string connectionId) : IReadOnlyList<KeyValuePair<string, object?>>
-    {
-        public int Count => 1;
-
-        public KeyValuePair<string, object?> this[int index] =>
-            index == 0 ? new("ConnectionId", connectionId) : throw new ArgumentOutOfRangeException(nameof(index));
-
-        public IEnumerator<KeyValuePair<string, object?>> GetEnumerator()
-        {
-            yield return this[0];
-        }
-
-        System.Collections.IEnumerator System.Collections.IEnumerable.GetEnumerator() => GetEnumerator();
-
-        public override string ToString() => $"ConnectionId:{connectionId}";
-    }
 }
-
-/// <summary>What the pump does next (<see cref="GatewayConnection.TakeWork"/>).</summary>
-internal enum PumpWorkKind
-{
-    Stop,
-    HandOff,
-    StartTls,
-    ServerClose,
-    Locate,
-    WriteFlow,
-    Wait,
-    Read,
-}
-
-internal readonly record struct PumpWork(
-    PumpWorkKind Kind,
-    (string Protocol, ReadOnlyMemory<byte> Data) HandOff = default,
-    StartTlsUpgrade? Upgrade = null,
-    (ConnectionCloseReason Reason, string? Detail) Close = default,
-    (bool Pause, long BytesSent) Flow = default);
