@@ -315,44 +315,6 @@ public abstract partial class ProtocolGrain : Grain, IProtocolGrain, IProtocolCo
         await DeliverConnectionLost(closeReason, new ConnectionClosedException(closeReason, message));
     }
 
-    /// <summary>
-    /// Called by the transport after every operation. Inside a callback the operations go back with its reply; outside
-    /// one they are pushed through the observer.
-    /// </summary>
-    internal void OnTransportChanged()
-    {
-        if (_sender is null && (_callbackDepth > 0 || _observer is null))
-        {
-            // The reply carries it. The sender (and its delegates) is made only for a grain that pushes, so a
-            // connection that only answers what it reads keeps its idle grain small.
-            return;
-        }
-
-        Sender.Changed();
-    }
-
-    private UnsolicitedSender<TransportBatch> Sender => _sender ??= new UnsolicitedSender<TransportBatch>(
-        () => _callbackDepth > 0 || _observer is null,
-        () => _transport!.TakeBatch(),
-        async batch => _transport!.OnBytesSent(await _observer!.Send(this.GetGrainId(), batch)),
-        onFailure: async ex =>
-        {
-            if (ex is ConnectionClosedException)
-            {
-                // The connection ended while this push was on its way; the gateway tells the grain in its own time.
-                Logger.LogDebug("Connection {ConnectionId}: a push found the connection ended.", _transport!.Connection.ConnectionId);
-                return;
-            }
-
-            Logger.LogWarning(ex, "Connection {ConnectionId}: the gateway could not be reached; the connection is lost.", _transport!.Connection.ConnectionId);
-            await DeliverConnectionLost(
-                ConnectionCloseReason.GatewayUnavailable,
-                new ConnectionClosedException(ConnectionCloseReason.GatewayUnavailable, "The gateway holding the socket could not be reached.", ex));
-            DeactivateOnIdle();
-        },
-        overHighWater: () => _transport!.IsOverHighWater,
-        pendingData: () => _transport!.HasPendingData);
-
     private async Task<ProtocolReply> WriteFlowCallback(long bytesSent, bool pause)
     {
         if (_transport is not { } transport || _lostDelivered)
@@ -401,73 +363,6 @@ public abstract partial class ProtocolGrain : Grain, IProtocolGrain, IProtocolCo
             DeactivateOnIdle();
         }
     }
-
-    // IProtocolConnection: [AlwaysInterleave], so these run between the awaits of a callback in progress; they only
-    // record transport operations, which is safe at any await of the protocol.
-    async Task IProtocolConnection.Send(byte[] data)
-    {
-        LiveTransport().Write(data);
-        await WhenPushedAsync();
-    }
-
-    async Task IProtocolConnection.SendFrame(byte[] frame)
-    {
-        LiveTransport().WriteFrame(frame);
-        await WhenPushedAsync();
-    }
-
-    Task IProtocolConnection.Close()
-    {
-        if (IsLiveConnection())
-        {
-            _transport!.Close();
-        }
-
-        return Task.CompletedTask;
-    }
-
-    Task IProtocolConnection.Abort()
-    {
-        if (IsLiveConnection())
-        {
-            _transport!.Abort();
-        }
-
-        return Task.CompletedTask;
-    }
-
-    Task<ConnectionInfo?> IProtocolConnection.GetInfo() =>
-        Task.FromResult(IsLiveConnection() ? _transport!.Connection : null);
-
-    /// <summary>True while this grain serves a live connection. A grain that never had one goes away.</summary>
-    private bool IsLiveConnection()
-    {
-        if (_transport is null)
-        {
-            // Not a connection's grain: a call by id after the connection ended (or its silo died) activated it
-            // afresh. Nothing will ever come of it; let it go rather than keep it alive forever.
-            DeactivateOnIdle();
-        }
-
-        return _transport is not null && !_lostDelivered;
-    }
-
-    /// <summary>The transport of the live connection, for a call from outside.</summary>
-    /// <exception cref="ConnectionClosedException">The connection is gone.</exception>
-    private ProtocolTransport LiveTransport() => IsLiveConnection()
-        ? _transport!
-        : throw new ConnectionClosedException(
-            CloseReason == ConnectionCloseReason.None ? ConnectionCloseReason.GrainUnavailable : CloseReason,
-            $"Connection {this.GetPrimaryKeyString()} is gone: no live connection has this id.");
-
-    /// <summary>
-    /// Back-pressure for writes from outside the connection's callbacks: completes once they are pushed and the
-    /// gateway's write buffer is back at or below the high-water mark. Inside a callback the reply carries them.
-    /// </summary>
-    private Task WhenPushedAsync() => InCallback || _sender is null ? Task.CompletedTask : _sender.WhenFlushed();
-
-    /// <summary>The gateway reported more bytes sent: a push held by the high-water mark may go.</summary>
-    internal void OnBytesSentReported() => _sender?.Released();
 
     /// <summary>
     /// Logs what a client can cause on every connection it opens (an oversized frame, say) sampled per listener and

@@ -1,5 +1,4 @@
 using System.Buffers;
-using Microsoft.Extensions.Logging;
 
 namespace OrleansProtocol;
 
@@ -11,7 +10,7 @@ namespace OrleansProtocol;
 /// <remarks>
 /// Use it only from the grain's own turns (callbacks, timers, grain methods), like any grain state.
 /// </remarks>
-public sealed class ProtocolTransport
+public sealed partial class ProtocolTransport
 {
     /// <summary>asyncio's default high-water mark for the write buffer: 64 KiB.</summary>
     public const int DefaultWriteBufferHigh = WriteBufferDefaults.High;
@@ -137,60 +136,6 @@ public sealed class ProtocolTransport
 
         Written(data.Length);
     }
-
-    /// <summary>Whether a write of <paramref name="length"/> bytes is taken (it may abort the connection at the cap).</summary>
-    private bool Admit(int length)
-    {
-        if (_eofWritten)
-        {
-            throw new InvalidOperationException("Cannot call Write() after WriteEof().");
-        }
-
-        if (length == 0)
-        {
-            return false;
-        }
-
-        if (IsClosing)
-        {
-            DropWrite(length);
-            return false;
-        }
-
-        if (Connection.MaxWriteBufferSize is { } cap && GetWriteBufferSize() + length > cap)
-        {
-            // Stopped here, before the bytes are held on the way: the protocol writes faster than its peer reads.
-            var message = $"{GetWriteBufferSize() + length} bytes would be waiting for the peer (it has taken {_bytesSent} so far), over the "
-                + $"cap of {cap} (MaxWriteBufferSize): the protocol outruns its peer; honour PauseWriting, or raise the cap for replies this large.";
-            _owner.LogSampled(LogLevel.Warning, "write_buffer_limit", message + " Aborting.");
-            Abort(ConnectionCloseReason.WriteBufferLimit, message);
-            return false;
-        }
-
-        return true;
-    }
-
-    /// <summary>The buffer writes are copied into, holding a handed-over buffer's bytes first if there is one.</summary>
-    private ArrayBufferWriter<byte> Pending(int hint = 256)
-    {
-        if (_data is null)
-        {
-            _data = new ArrayBufferWriter<byte>(Math.Max(hint + _handed.Length, 256));
-            _data.Write(_handed.Span);
-            _handed = default;
-        }
-
-        return _data;
-    }
-
-    private void Written(int length)
-    {
-        _bytesWritten += length;
-        _owner.OnTransportChanged();
-    }
-
-    /// <summary>The bytes written and not yet sealed into a batch.</summary>
-    private ReadOnlyMemory<byte> PendingMemory => _data?.WrittenMemory ?? _handed;
 
     /// <summary>
     /// Writes <paramref name="payload"/> as one frame of the listener's framing (<see cref="ConnectionInfo.Framing"/>):
@@ -445,9 +390,6 @@ public sealed class ProtocolTransport
     /// </summary>
     internal bool IsOverHighWater => !_lost && _bytesTaken - _bytesSent > _high;
 
-    /// <summary>True when written bytes wait to be sealed into a batch.</summary>
-    internal bool HasPendingData => _data is not null || !_handed.IsEmpty;
-
     internal void OnBytesSent(long bytesSent)
     {
         if (bytesSent > _bytesSent)
@@ -463,118 +405,4 @@ public sealed class ProtocolTransport
     /// <summary>Marks the transport closing without a Close operation: the gateway closes it (EOF not kept open).</summary>
     internal void MarkClosing() => _closing = true;
 
-    /// <summary>The transport as it moves with its grain: see <see cref="MigratedConnection"/>.</summary>
-    internal MigratedConnection Dehydrate(ITransportObserver observer) => new()
-    {
-        Connection = Connection,
-        Observer = observer,
-        LastSequence = LastSequence,
-        BytesWritten = _bytesWritten,
-        BytesTaken = _bytesTaken,
-        BytesSent = _bytesSent,
-        High = _high,
-        Low = _low,
-        Closing = _closing,
-        EofWritten = _eofWritten,
-        ReadingPaused = _readingPaused,
-        PendingData = HasPendingData ? PendingMemory.ToArray() : null,
-        PendingFlags = _flags,
-        CloseReason = _closeReason,
-        CloseMessage = _closeMessage,
-        DroppedWrites = _droppedWrites,
-    };
-
-    /// <summary>The transport of a connection that moved here with its grain, as it was on the old silo.</summary>
-    internal static ProtocolTransport Rehydrate(ProtocolGrain owner, MigratedConnection state)
-    {
-        var transport = new ProtocolTransport(owner, state.Connection)
-        {
-            LastSequence = state.LastSequence,
-            _bytesWritten = state.BytesWritten,
-            _bytesTaken = state.BytesTaken,
-            _bytesSent = state.BytesSent,
-            _high = state.High,
-            _low = state.Low,
-            _closing = state.Closing,
-            _eofWritten = state.EofWritten,
-            _readingPaused = state.ReadingPaused,
-            _flags = state.PendingFlags,
-            _closeReason = state.CloseReason,
-            _closeMessage = state.CloseMessage,
-            _droppedWrites = state.DroppedWrites,
-        };
-        if (state.PendingData is { Length: > 0 } pending)
-        {
-            (transport._data = new ArrayBufferWriter<byte>(pending.Length)).Write(pending);
-        }
-
-        return transport;
-    }
-
-    /// <summary>Tells the gateway, with the next batch, that the grain now lives on <paramref name="silo"/>.</summary>
-    internal void MarkMoved(string silo)
-    {
-        _movedTo = silo;
-        _flags |= TransportBatchFlags.Moved;
-        _owner.OnTransportChanged();
-    }
-
-    /// <summary>
-    /// The grain goes away without moving: close after flushing (unless already closing or aborted) and tell the
-    /// gateway not to call the grain again; the grain delivers <c>ConnectionLost</c> itself.
-    /// </summary>
-    internal void Detach(ConnectionCloseReason reason, string message)
-    {
-        if ((_flags & TransportBatchFlags.Abort) == 0 && !_closing)
-        {
-            _closing = true;
-            _flags |= TransportBatchFlags.Close;
-            _closeReason = reason;
-            _closeMessage = message;
-        }
-
-        _flags |= TransportBatchFlags.Detach;
-    }
-
-    /// <summary>Seals what was recorded since the last batch, or returns null when nothing was.</summary>
-    internal TransportBatch? TakeBatch()
-    {
-        if (!HasPendingData && _flags == TransportBatchFlags.None)
-        {
-            return null;
-        }
-
-        _bytesTaken += PendingMemory.Length;
-        var batch = new TransportBatch
-        {
-            Sequence = ++LastSequence,
-            Data = PendingMemory,
-            Flags = _flags,
-            WriteBufferHigh = _high,
-            WriteBufferLow = _low,
-            CloseReason = _closeReason,
-            CloseMessage = _closeMessage,
-            NewProtocol = _newProtocol,
-            HandOffData = _handOffData,
-            GrainSilo = (_flags & TransportBatchFlags.Moved) != 0 ? _movedTo : null,
-            StartTlsClient = (_flags & TransportBatchFlags.StartTls) != 0 ? _startTlsClient : null,
-        };
-
-        // A new buffer per batch: the gateway may hold this one (local calls skip the copy for [Immutable] types).
-        _data = null;
-        _handed = default;
-        _flags = TransportBatchFlags.None;
-        return batch;
-    }
-
-    private void DropWrite(int length)
-    {
-        // From the fifth, as asyncio; then every 1,000th, so a protocol writing to a dead connection cannot flood the log.
-        if (++_droppedWrites == DroppedWriteLogThreshold || (_droppedWrites > DroppedWriteLogThreshold && _droppedWrites % 1000 == 0))
-        {
-            _owner.Logger.LogWarning(
-                "Connection {ConnectionId}: dropped a write of {Length} bytes because the transport is closing ({Count} so far).",
-                Connection.ConnectionId, length, _droppedWrites);
-        }
-    }
 }

@@ -17,24 +17,16 @@ internal sealed class ListenerContext
         string name,
         GrainType grainType,
         ProtocolListenerOptions options,
-        IGrainFactory grainFactory,
-        ITransportObserver observer,
         ConnectionSiting siting,
-        GatewayMetrics metrics,
-        TimeProvider time,
-        ILogger connectionLogger,
+        GatewayServices services,
         X509Certificate2? certificate = null)
     {
         Name = name;
         GrainType = grainType;
         GrainTypeName = grainType.ToString();
         Options = options;
-        GrainFactory = grainFactory;
-        Observer = observer;
+        Services = services;
         Siting = siting;
-        Metrics = metrics;
-        Time = time;
-        Logger = connectionLogger;
         Certificate = certificate;
         RefusalMessage = options.RefusalMessage is { Length: > 0 } refusal ? System.Text.Encoding.UTF8.GetBytes(refusal) : [];
         Framing = options.Framing.ToFormat();
@@ -55,20 +47,23 @@ internal sealed class ListenerContext
 
     public ProtocolListenerOptions Options { get; }
 
-    public IGrainFactory GrainFactory { get; }
+    /// <summary>The silo-wide services the listener's connections share.</summary>
+    public GatewayServices Services { get; }
+
+    public IGrainFactory GrainFactory => Services.GrainFactory;
 
     /// <summary>The silo's transport observer, where grains push what they do outside callbacks.</summary>
-    public ITransportObserver Observer { get; }
+    public ITransportObserver Observer => Services.Observer;
 
     public ConnectionSiting Siting { get; }
 
-    public GatewayMetrics Metrics { get; }
+    public GatewayMetrics Metrics => Services.Metrics;
 
     /// <summary>The clock of every deadline (a fake one in tests).</summary>
-    public TimeProvider Time { get; }
+    public TimeProvider Time => Services.Time;
 
     /// <summary>The connections' logger (category <c>GatewayConnection</c>).</summary>
-    public ILogger Logger { get; }
+    public ILogger Logger => Services.ConnectionLogger;
 
     /// <summary>The listener's TLS certificate, loaded once, or null.</summary>
     public X509Certificate2? Certificate { get; }

@@ -2,9 +2,7 @@ using System.Collections.Concurrent;
 using System.Net;
 using System.Net.Sockets;
 using Microsoft.AspNetCore.Connections;
-using Microsoft.AspNetCore.Server.Kestrel.Transport.Sockets;
 using Microsoft.Extensions.Logging;
-using Microsoft.Extensions.Options;
 using OrleansProtocol.Gateway.Connections;
 using OrleansProtocol.Gateway.Diagnostics;
 
@@ -19,25 +17,18 @@ namespace OrleansProtocol.Gateway;
 /// <see cref="ProtocolGateway.CreateServerAsync{TGrain}"/>. The silo owns every server: stopping the silo drains and
 /// closes them all.
 /// </remarks>
-public sealed class ProtocolServer : IAsyncDisposable
+public sealed partial class ProtocolServer : IAsyncDisposable
 {
     private readonly ProtocolListenerOptions _options;
-    private readonly GrainType _grainType;
-    private readonly IGrainFactory _grainFactory;
-    private readonly ILoggerFactory _loggerFactory;
-    private readonly TimeSpan _drainTimeout;
+    private readonly ListenerContext _listener;
+    private readonly GatewayServices _services;
     private readonly Action<ProtocolServer> _forget;
-    private readonly ConnectionSiting _siting;
-    private readonly GatewayMetrics _metrics;
-    private readonly SiloConnectionBudget _budget;
-    private readonly ITransportObserver _observer;
     private readonly ILogger _logger;
-    private readonly ILogger _connectionLogger;
     private readonly ConcurrentDictionary<string, GatewayConnection> _connections = new();
     private readonly ConnectionAdmission _admission;
-    private Task _heartbeat = Task.CompletedTask;
-
     private readonly TaskCompletionSource _closed = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private readonly ConnectionHeartbeat _heartbeat;
+
     // Guards binding, starting and closing (the listeners, the accept loops, the two flags' moves); the flags and the
     // listeners are read without it.
     private readonly Lock _lock = new();
@@ -47,42 +38,35 @@ public sealed class ProtocolServer : IAsyncDisposable
     private TaskCompletionSource? _drained;
     private volatile bool _serving;
     private volatile bool _isClosed;
-    private volatile bool _closedForHeartbeat;
     private int _servingForever;
-    private ListenerContext? _listener;
-    private readonly byte[] _refusalMessage;
-    private readonly TimeProvider _time;
 
+    /// <param name="name">The server's name: the front of its connections' ids.</param>
+    /// <param name="options">The listener's settings.</param>
+    /// <param name="grainType">The protocol grain each connection gets.</param>
+    /// <param name="siting">Where the grains are placed.</param>
+    /// <param name="services">The gateway's shared services.</param>
+    /// <param name="forget">Takes the server out of the gateway's registry when it is disposed.</param>
     internal ProtocolServer(
         string name,
         ProtocolListenerOptions options,
         GrainType grainType,
-        IGrainFactory grainFactory,
-        ILoggerFactory loggerFactory,
-        TimeSpan drainTimeout,
-        Action<ProtocolServer> forget,
         ConnectionSiting siting,
-        GatewayMetrics metrics,
-        SiloConnectionBudget budget,
-        ITransportObserver observer,
-        TimeProvider time)
+        GatewayServices services,
+        Action<ProtocolServer> forget)
     {
-        _time = time;
-        _observer = observer;
-        _budget = budget;
-        _metrics = metrics;
-        _forget = forget;
-        _siting = siting;
         Name = name;
         _options = options;
-        _grainType = grainType;
-        _grainFactory = grainFactory;
-        _loggerFactory = loggerFactory;
-        _drainTimeout = drainTimeout;
-        _logger = loggerFactory.CreateLogger<ProtocolServer>();
-        _connectionLogger = loggerFactory.CreateLogger<GatewayConnection>();
-        _refusalMessage = options.RefusalMessage is { Length: > 0 } text ? System.Text.Encoding.UTF8.GetBytes(text) : [];
-        _admission = new ConnectionAdmission(name, options, budget, metrics, _logger, () => _connections.Count);
+        _services = services;
+        _forget = forget;
+        _logger = services.LoggerFactory.CreateLogger<ProtocolServer>();
+        _heartbeat = new ConnectionHeartbeat(name, _connections, services.Time, services.ConnectionLogger);
+        _admission = new ConnectionAdmission(name, options, services.Budget, services.Metrics, _logger, () => _connections.Count);
+
+        // The certificate is loaded once per server; a bad file fails the server's start, not its first connection.
+        _listener = new ListenerContext(name, grainType, options, siting, services, options.Tls.Enabled ? options.Tls.LoadCertificate() : null)
+        {
+            AdmitProxiedClient = options.ProxyProtocol ? _admission.AdmitProxied : null,
+        };
     }
 
     /// <summary>The server's name, as registered.</summary>
@@ -245,80 +229,8 @@ public sealed class ProtocolServer : IAsyncDisposable
     /// </summary>
     public async ValueTask DisposeAsync()
     {
-        await ShutdownAsync(ConnectionCloseReason.ServerShutdown, _drainTimeout, CancellationToken.None);
+        await ShutdownAsync(ConnectionCloseReason.ServerShutdown, _services.DrainTimeout, CancellationToken.None);
         _forget(this);
-    }
-
-    internal async Task BindAsync(CancellationToken cancellationToken)
-    {
-        // Loaded once per server; a bad file fails the server's start, not its first connection.
-        _listener = new ListenerContext(
-            Name, _grainType, _options, _grainFactory, _observer, _siting, _metrics, _time, _connectionLogger,
-            _options.Tls.Enabled ? _options.Tls.LoadCertificate() : null)
-        {
-            AdmitProxiedClient = _options.ProxyProtocol ? _admission.AdmitProxied : null,
-        };
-        var transportOptions = new SocketTransportOptions
-        {
-            Backlog = _options.Backlog,
-            NoDelay = _options.NoDelay,
-            MaxReadBufferSize = _options.EffectiveMaxReadBufferSize,
-
-            // Kestrel reads only when data is there, so an idle connection holds no receive buffer.
-            WaitForDataBeforeAllocatingBuffer = true,
-
-            // The pump's continuation runs on the socket's completion thread instead of after another thread-pool
-            // hop. Safe here because the pump never blocks: it copies the bytes out and awaits the grain call.
-            UnsafePreferInlineScheduling = true,
-        };
-        var factory = new SocketTransportFactory(Options.Create(transportOptions), _loggerFactory);
-        var listeners = new List<IConnectionListener>();
-        try
-        {
-            if (_options.InMemory)
-            {
-                listeners.Add(new InMemoryConnectionListener(new IPEndPoint(IPAddress.Loopback, 0), _options.EffectiveMaxReadBufferSize));
-            }
-            else
-            {
-                foreach (var endPoint in _options.GetEndPoints())
-                {
-                    if (endPoint is UnixDomainSocketEndPoint)
-                    {
-                        RemoveStaleSocketFile(_options.UnixSocketPath!);
-                    }
-
-                    listeners.Add(await factory.BindAsync(endPoint, cancellationToken));
-                }
-            }
-        }
-        catch
-        {
-            foreach (var listener in listeners)
-            {
-                await listener.DisposeAsync();
-            }
-
-            throw;
-        }
-
-        lock (_lock)
-        {
-            _listeners = listeners;
-            EndPoints = listeners.Select(l => l.EndPoint).ToArray();
-        }
-
-        foreach (var listener in listeners)
-        {
-            GatewayLog.ListenerStarted(_logger, Name, _grainType.ToString(), listener.EndPoint);
-        }
-
-        StartClocks();
-
-        if (_options.StartServing)
-        {
-            StartServing();
-        }
     }
 
     /// <summary>
@@ -327,14 +239,14 @@ public sealed class ProtocolServer : IAsyncDisposable
     /// </summary>
     internal async Task ShutdownAsync(ConnectionCloseReason reason, TimeSpan drainTimeout, CancellationToken cancellationToken)
     {
-        _closedForHeartbeat = true;
+        _heartbeat.Stop();
         Close();
         await _unbound;
 
         // The deadline counts from here, before the connections are asked to close (not from whenever the wait starts).
-        var draining = _time.GetTimestamp();
+        var draining = _services.Time.GetTimestamp();
         CloseClients(reason, "The server is shutting down.");
-        var left = drainTimeout - _time.GetElapsedTime(draining);
+        var left = drainTimeout - _services.Time.GetElapsedTime(draining);
         if (!await WaitForConnectionsAsync(left > TimeSpan.Zero ? left : TimeSpan.Zero, cancellationToken))
         {
             // Counted by what has not ended: one that just closed may not have left the table yet.
@@ -369,7 +281,7 @@ public sealed class ProtocolServer : IAsyncDisposable
     {
         try
         {
-            await WaitClosed().WaitAsync(timeout, _time, cancellationToken);
+            await WaitClosed().WaitAsync(timeout, _services.Time, cancellationToken);
             return true;
         }
         catch (Exception ex) when (ex is TimeoutException or OperationCanceledException)
@@ -398,156 +310,16 @@ public sealed class ProtocolServer : IAsyncDisposable
         }
     }
 
-    /// <summary>
-    /// A socket file left by a server that did not close would fail the bind. Sockets show as empty files; anything
-    /// else at the path is left alone, and the bind reports it.
-    /// </summary>
-    private static void RemoveStaleSocketFile(string path)
-    {
-        var file = new FileInfo(path);
-        if (file.Exists && file.Length == 0)
-        {
-            file.Delete();
-        }
-    }
-
-    private async Task AcceptLoopAsync(IConnectionListener listener)
-    {
-        // Off the caller's stack: StartServing returns at once.
-        await Task.Yield();
-        while (true)
-        {
-            ConnectionContext? context;
-            try
-            {
-                context = await listener.AcceptAsync();
-            }
-            catch (ObjectDisposedException)
-            {
-                return;
-            }
-            catch (Exception ex)
-            {
-                // Out of file descriptors or memory: back off instead of spinning (trio waits 100 ms, asyncio 1 s).
-                GatewayLog.AcceptFailed(_logger, Name, ex);
-                await Task.Delay(TimeSpan.FromMilliseconds(100));
-                continue;
-            }
-
-            if (context is null)
-            {
-                return;
-            }
-
-            if (_admission.Admit(context.RemoteEndPoint, out var counted) is var (_, detail))
-            {
-                // Closed at once, before any grain exists; existing connections are unaffected.
-                _ = ConnectionRefusal.RefuseAsync(context, _refusalMessage, detail);
-                continue;
-            }
-
-            GatewayConnection connection;
-            try
-            {
-                connection = new GatewayConnection(context, _listener!) { CountedAddress = counted };
-            }
-            catch (Exception ex)
-            {
-                _admission.Release(counted);
-                GatewayLog.AcceptFailed(_logger, Name, ex);
-                await context.DisposeAsync();
-                continue;
-            }
-
-            Adopt(connection);
-        }
-    }
-
-    /// <summary>Tracks and runs a connection: it counts for <see cref="WaitClosed"/> and is drained with the server.</summary>
-    internal void Adopt(GatewayConnection connection)
-    {
-        _connections[connection.Id] = connection;
-        ConnectionAccepted?.Invoke(new AcceptedConnection(connection));
-        _budget.Opened();
-        _ = RunConnectionAsync(connection);
-    }
-
-    /// <summary>
-    /// Raised as each connection is taken on, before its grain is called, on the accepting thread (keep the handler
-    /// short). For tools and test kits; protocol code has <c>ConnectionMade</c>.
-    /// </summary>
-    public event Action<AcceptedConnection>? ConnectionAccepted;
-
     /// <summary>Open connections counted against client addresses (<see cref="ProtocolListenerOptions.MaxConnectionsPerAddress"/>).</summary>
     internal int CountedAddresses => _admission.CountedAddresses;
 
     /// <summary>Starts the heartbeat that runs the connections' clocks; the outbound server, which never binds, calls it alone.</summary>
-    internal void StartClocks()
-    {
-        if (ConnectionClock.Limits.HeartbeatPeriod(_options) is { } period)
-        {
-            _heartbeat = HeartbeatAsync(period);
-        }
-    }
-
-    /// <summary>
-    /// Runs every connection's clocks (idle, first data, data rates; <see cref="GatewayConnection.CheckClocks"/>),
-    /// ticking at a quarter of the shortest of them, once a second at most, as Kestrel's heartbeat.
-    /// </summary>
-    private async Task HeartbeatAsync(TimeSpan period)
-    {
-        using var timer = new PeriodicTimer(period, _time);
-        while (await timer.WaitForNextTickAsync() && !_closedForHeartbeat && !(_isClosed && _connections.IsEmpty))
-        {
-            CheckClocks();
-        }
-    }
+    internal void StartClocks() => _heartbeat.Start(_options, () => !(_isClosed && _connections.IsEmpty));
 
     /// <summary>
     /// One heartbeat now: checks every connection's clocks (idle, first data, data rates) at the current time of the
     /// gateway's clock, <see cref="ProtocolGatewayOptions.TimeProviderKey"/>. A test that moves a fake clock calls it
     /// to have the check happen at the time it set, without waiting for the heartbeat's next tick.
     /// </summary>
-    public void CheckClocks()
-    {
-        var now = ConnectionClock.Now(_time);
-        foreach (var connection in _connections.Values)
-        {
-            if (connection.CheckClocks(now) is not { } expired)
-            {
-                continue;
-            }
-
-            var (reason, detail) = expired;
-
-            // An idle close is routine (Debug). The others are limits hit, sampled into warnings per kind.
-            var count = reason == ConnectionCloseReason.IdleTimeout ? 0 : OrleansProtocol.Diagnostics.LogSampling.Next(Name, reason.ToString());
-            if (count > 0 && GatewayLog.IsSampled(count))
-            {
-                GatewayLog.ClockLimitHit(_connectionLogger, connection.Id, reason, detail, count);
-            }
-            else
-            {
-                GatewayLog.ClockExpired(_connectionLogger, connection.Id, reason, detail);
-            }
-        }
-    }
-
-    private async Task RunConnectionAsync(GatewayConnection connection)
-    {
-        try
-        {
-            await connection.RunAsync();
-        }
-        finally
-        {
-            _admission.Release(connection.CountedAddress);
-            _budget.Closed();
-            _connections.TryRemove(connection.Id, out _);
-            if (_connections.IsEmpty)
-            {
-                Interlocked.Exchange(ref _drained, null)?.TrySetResult();
-            }
-        }
-    }
+    public void CheckClocks() => _heartbeat.Check();
 }

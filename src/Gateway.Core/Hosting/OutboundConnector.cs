@@ -4,7 +4,6 @@ using Microsoft.AspNetCore.Server.Kestrel.Transport.Sockets;
 using Microsoft.Extensions.Logging;
 using Orleans.Metadata;
 using OrleansProtocol.Gateway.Connections;
-using OrleansProtocol.Gateway.Diagnostics;
 
 namespace OrleansProtocol.Gateway;
 
@@ -13,21 +12,12 @@ namespace OrleansProtocol.Gateway;
 /// server that never listens, so outbound connections are tracked, limited and drained as accepted ones are) and
 /// waits for its grain's <c>ConnectionMade</c>.
 /// </summary>
-internal sealed class OutboundConnector(
-    ProtocolServer outbound,
-    GrainTypeResolver grainTypes,
-    IGrainFactory grainFactory,
-    ITransportObserver observer,
-    ConnectionSiting siting,
-    GatewayMetrics metrics,
-    TimeProvider time,
-    ILoggerFactory loggerFactory) : IDisposable
+internal sealed class OutboundConnector(ProtocolServer outbound, GrainTypeResolver grainTypes, ConnectionSiting siting, GatewayServices services)
+    : IDisposable
 {
     private readonly SocketConnectionContextFactory _contexts = new(
         new SocketConnectionFactoryOptions { WaitForDataBeforeAllocatingBuffer = true, UnsafePreferInlineScheduling = true },
-        loggerFactory.CreateLogger<SocketConnectionContextFactory>());
-
-    private readonly ILogger _connectionLogger = loggerFactory.CreateLogger<GatewayConnection>();
+        services.LoggerFactory.CreateLogger<SocketConnectionContextFactory>());
 
     /// <summary>The server outbound connections belong to.</summary>
     public ProtocolServer Server => outbound;
@@ -64,8 +54,7 @@ internal sealed class OutboundConnector(
         }
 
         // Each outbound connection is a listener of its own, named after its target (its id, metrics and logs say so).
-        var listener = new ListenerContext(
-            $"outbound:{request.Target}", grainTypes.GetGrainType(grainClass), options, grainFactory, observer, siting, metrics, time, _connectionLogger);
+        var listener = new ListenerContext($"outbound:{request.Target}", grainTypes.GetGrainType(grainClass), options, siting, services);
         var connection = new GatewayConnection(_contexts.Create(socket), listener);
         if (request.Tls is { } tls)
         {

@@ -47,6 +47,7 @@ public sealed class ProtocolGateway : ILifecycleParticipant<ISiloLifecycle>
     private volatile int _state;
     private OutboundConnector? _connector;
     private ITransportObserver? _observer;
+    private GatewayServices? _shared;
     private TransportObserver? _observerTarget;
     private Task _membershipWatch = Task.CompletedTask;
     private TimeProvider? _time;
@@ -249,12 +250,12 @@ public sealed class ProtocolGateway : ILifecycleParticipant<ISiloLifecycle>
         _observer = _grainFactory.CreateObjectReference<ITransportObserver>(_observerTarget);
         _metrics.ObserverReference(1);
 
+        _shared = new GatewayServices(_grainFactory, _observer, _metrics, _budget.Value, Time, _loggerFactory, _options.Value.DrainTimeout);
+
         // Outbound connections live in a server of their own that never listens: tracked and drained the same way.
-        var outbound = new ProtocolServer(
-            "outbound", new ProtocolListenerOptions(), default, _grainFactory, _loggerFactory, _options.Value.DrainTimeout, static _ => { },
-            Siting(ConnectionPlacement.Local), _metrics, _budget.Value, _observer, Time);
+        var outbound = new ProtocolServer("outbound", new ProtocolListenerOptions(), default, Siting(ConnectionPlacement.Local), _shared, static _ => { });
         outbound.StartClocks();
-        _connector = new OutboundConnector(outbound, _grainTypes, _grainFactory, _observer, Siting(ConnectionPlacement.Local), _metrics, Time, _loggerFactory);
+        _connector = new OutboundConnector(outbound, _grainTypes, Siting(ConnectionPlacement.Local), _shared);
         _state = Active;
 
         var watch = new ClusterWatch(_membership, _grainFactory, _loggerFactory.CreateLogger<ProtocolGateway>());
@@ -274,19 +275,9 @@ public sealed class ProtocolGateway : ILifecycleParticipant<ISiloLifecycle>
 
     private async Task<ProtocolServer> AddServerAsync(string name, Type grainClass, ProtocolListenerOptions options, CancellationToken cancellationToken, TimeProvider? time = null)
     {
+        var shared = _shared ?? throw new InvalidOperationException("Servers can be created only while the silo is active.");
         var server = new ProtocolServer(
-            name,
-            options,
-            _grainTypes.GetGrainType(grainClass),
-            _grainFactory,
-            _loggerFactory,
-            _options.Value.DrainTimeout,
-            Forget,
-            Siting(options.Placement),
-            _metrics,
-            _budget.Value,
-            _observer ?? throw new InvalidOperationException("Servers can be created only while the silo is active."),
-            time ?? Time);
+            name, options, _grainTypes.GetGrainType(grainClass), Siting(options.Placement), time is null ? shared : shared with { Time = time }, Forget);
         if (!ImmutableInterlocked.Update(ref _servers, static (list, s) => list.Any(x => x.Name == s.Name) ? list : list.Add(s), server))
         {
             throw new InvalidOperationException($"A protocol server is already named '{name}'; server names must be unique.");
@@ -331,6 +322,7 @@ public sealed class ProtocolGateway : ILifecycleParticipant<ISiloLifecycle>
             _grainFactory.DeleteObjectReference<ITransportObserver>(observer);
             _metrics.ObserverReference(-1);
             _observer = null;
+            _shared = null;
             _observerTarget = null;
         }
     }
