@@ -4,6 +4,7 @@ using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using OrleansProtocol;
+using OrleansProtocol.Wire;
 
 // One silo in this process; N callers, each driving its own EchoGrain as the gateway's pump drives a connection's:
 // ConnectionMade once, then DataReceived(1 KiB) awaited in a closed loop. Calls per second and this process's CPU per

@@ -1,4 +1,5 @@
 using System.Net.Sockets;
+using OrleansProtocol.Wire;
 
 namespace OrleansProtocol;
 

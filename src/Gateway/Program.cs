@@ -5,13 +5,14 @@ using Microsoft.AspNetCore.Http;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
+using Orleans.Dashboard;
 using OrleansProtocol;
 using OrleansProtocol.Gateway;
-using Orleans.Dashboard;
 using OrleansProtocol.Gateway.Diagnostics;
 using OrleansProtocol.Gateway.Hosting;
 using OrleansProtocol.Samples;
 using OrleansProtocol.Samples.Resp;
+using OrleansProtocol.Wire;
 
 // The gateway host: one silo serving the samples — Echo on 127.0.0.1:7000 (TCP and UDP), the seed's length-prefixed string receiver
 // on 5566 (framed by the grain) and 5567 (framed by the gateway), a line chat across silos on 7001, and a line protocol

@@ -1,5 +1,6 @@
 using Microsoft.Extensions.Logging;
 using OrleansProtocol.Diagnostics;
+using OrleansProtocol.Wire;
 
 namespace OrleansProtocol;
 

@@ -1,3 +1,5 @@
+using OrleansProtocol.Wire;
+
 namespace OrleansProtocol;
 
 /// <summary>Connections as addresses: open outbound ones, find live ones, act on them — from any grain, silo code or

@@ -1,6 +1,7 @@
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
 using Orleans.Placement;
+using OrleansProtocol.Wire;
 
 namespace OrleansProtocol;
 

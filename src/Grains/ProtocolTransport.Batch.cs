@@ -1,5 +1,6 @@
 using System.Buffers;
 using Microsoft.Extensions.Logging;
+using OrleansProtocol.Wire;
 
 namespace OrleansProtocol;
 

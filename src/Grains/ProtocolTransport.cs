@@ -1,4 +1,5 @@
 using System.Buffers;
+using OrleansProtocol.Wire;
 
 namespace OrleansProtocol;
 

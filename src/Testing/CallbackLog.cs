@@ -1,4 +1,5 @@
 using System.Collections.Concurrent;
+using OrleansProtocol.Wire;
 
 namespace OrleansProtocol.Testing;
 

@@ -1,3 +1,5 @@
+using OrleansProtocol.Wire;
+
 namespace OrleansProtocol.Testing;
 
 /// <summary>Records each call to an <see cref="IProtocolGrain"/> into the test host's <see cref="CallbackLog"/> as it arrives.</summary>

@@ -4,6 +4,7 @@ using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Time.Testing;
 using Orleans.TestingHost;
 using OrleansProtocol.Gateway;
+using OrleansProtocol.Wire;
 
 namespace OrleansProtocol.Testing;
 

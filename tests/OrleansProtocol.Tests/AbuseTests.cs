@@ -6,6 +6,7 @@ using OrleansProtocol.Gateway;
 using OrleansProtocol.Samples;
 using OrleansProtocol.Tests.Infrastructure;
 using OrleansProtocol.Tests.TestGrains;
+using OrleansProtocol.Wire;
 using Xunit.Abstractions;
 
 namespace OrleansProtocol.Tests;

@@ -1,4 +1,5 @@
 using OrleansProtocol.Gateway.Connections;
+using OrleansProtocol.Wire;
 
 namespace OrleansProtocol.Tests;
 

@@ -4,6 +4,7 @@ using OrleansProtocol.Gateway;
 using OrleansProtocol.Samples;
 using OrleansProtocol.Tests.Infrastructure;
 using OrleansProtocol.Tests.TestGrains;
+using OrleansProtocol.Wire;
 
 namespace OrleansProtocol.Tests;
 

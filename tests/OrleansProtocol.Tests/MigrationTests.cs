@@ -1,10 +1,11 @@
-using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
 using Orleans.TestingHost;
 using OrleansProtocol.Gateway;
 using OrleansProtocol.Samples;
 using OrleansProtocol.Tests.Infrastructure;
 using OrleansProtocol.Tests.TestGrains;
+using OrleansProtocol.Wire;
 
 namespace OrleansProtocol.Tests;
 

@@ -2,6 +2,7 @@ using System.Text;
 using OrleansProtocol.Samples;
 using OrleansProtocol.Tests.Infrastructure;
 using OrleansProtocol.Tests.TestGrains;
+using OrleansProtocol.Wire;
 
 namespace OrleansProtocol.Tests;
 

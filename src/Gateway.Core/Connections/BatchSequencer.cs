@@ -1,3 +1,5 @@
+using OrleansProtocol.Wire;
+
 namespace OrleansProtocol.Gateway.Connections;
 
 /// <summary>

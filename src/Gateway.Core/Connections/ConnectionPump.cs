@@ -4,6 +4,7 @@ using System.IO.Pipelines;
 using Microsoft.AspNetCore.Connections;
 using OrleansProtocol.Framing;
 using OrleansProtocol.Gateway.Diagnostics;
+using OrleansProtocol.Wire;
 
 namespace OrleansProtocol.Gateway.Connections;
 

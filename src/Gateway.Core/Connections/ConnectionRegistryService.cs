@@ -1,4 +1,5 @@
 using Microsoft.Extensions.Logging;
+using OrleansProtocol.Wire;
 
 namespace OrleansProtocol.Gateway.Connections;
 

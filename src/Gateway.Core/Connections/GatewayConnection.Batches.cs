@@ -1,5 +1,6 @@
 using OrleansProtocol.Gateway.Connections.Opening;
 using OrleansProtocol.Gateway.Diagnostics;
+using OrleansProtocol.Wire;
 
 namespace OrleansProtocol.Gateway.Connections;
 

@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using Orleans.Runtime.Placement;
 using OrleansProtocol.Gateway.Diagnostics;
+using OrleansProtocol.Wire;
 
 namespace OrleansProtocol.Gateway.Connections;
 

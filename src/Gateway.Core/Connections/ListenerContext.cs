@@ -3,6 +3,7 @@ using System.Security.Cryptography.X509Certificates;
 using Microsoft.Extensions.Logging;
 using OrleansProtocol.Framing;
 using OrleansProtocol.Gateway.Diagnostics;
+using OrleansProtocol.Wire;
 
 namespace OrleansProtocol.Gateway.Connections;
 

@@ -2,6 +2,7 @@ using Microsoft.Extensions.Logging;
 using OrleansProtocol.Diagnostics;
 using OrleansProtocol.Gateway.Connections;
 using OrleansProtocol.Gateway.Diagnostics;
+using OrleansProtocol.Wire;
 
 namespace OrleansProtocol.Gateway;
 

@@ -6,6 +6,7 @@ using Microsoft.Extensions.Options;
 using Orleans.Metadata;
 using OrleansProtocol.Gateway.Connections;
 using OrleansProtocol.Gateway.Diagnostics;
+using OrleansProtocol.Wire;
 
 namespace OrleansProtocol.Gateway;
 

@@ -3,6 +3,7 @@ using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Options;
 using OrleansProtocol;
 using OrleansProtocol.Gateway;
+using OrleansProtocol.Wire;
 
 namespace Orleans.Hosting;
 

@@ -1,5 +1,6 @@
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
+using OrleansProtocol.Wire;
 
 namespace OrleansProtocol.Gateway;
 

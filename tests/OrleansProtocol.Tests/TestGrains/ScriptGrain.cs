@@ -1,5 +1,6 @@
 using System.Text;
 using OrleansProtocol.Tests.Infrastructure;
+using OrleansProtocol.Wire;
 
 namespace OrleansProtocol.Tests.TestGrains;
 

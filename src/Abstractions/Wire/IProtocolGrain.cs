@@ -1,4 +1,4 @@
-namespace OrleansProtocol;
+namespace OrleansProtocol.Wire;
 
 /// <summary>
 /// The grain the gateway drives for one connection; one activation per connection, keyed by

@@ -1,4 +1,4 @@
-namespace OrleansProtocol;
+namespace OrleansProtocol.Wire;
 
 /// <summary>
 /// Transport operations a grain made, in the order it made them, as they travel to the gateway.

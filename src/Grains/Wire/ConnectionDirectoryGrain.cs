@@ -2,7 +2,7 @@ using Orleans.Concurrency;
 using Orleans.Runtime.Services;
 using Orleans.Services;
 
-namespace OrleansProtocol;
+namespace OrleansProtocol.Wire;
 
 /// <summary>Reaches one silo's <see cref="IConnectionRegistry"/>.</summary>
 public interface IConnectionRegistryClient : IGrainServiceClient<IConnectionRegistry>

@@ -1,4 +1,4 @@
-namespace OrleansProtocol;
+namespace OrleansProtocol.Wire;
 
 /// <summary>
 /// A grain's answer to a gateway callback: the transport operations the callback made, and whether the callback

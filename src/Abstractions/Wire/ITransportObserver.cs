@@ -1,6 +1,6 @@
 using Orleans.Concurrency;
 
-namespace OrleansProtocol;
+namespace OrleansProtocol.Wire;
 
 /// <summary>
 /// A gateway's way back from grains to its sockets for operations made outside a callback (timers, background work,
