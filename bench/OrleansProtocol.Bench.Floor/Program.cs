@@ -8,7 +8,14 @@ using OrleansProtocol.Wire;
 
 // One silo in this process; N callers, each driving its own EchoGrain as the gateway's pump drives a connection's:
 // ConnectionMade once, then DataReceived(1 KiB) awaited in a closed loop. Calls per second and this process's CPU per
-// call (the caller's loop included, as the pump's is in the gateway's figure), medians of the rounds.
+// call (the caller's loop included, as the pump's is in the gateway's figure), medians of the rounds. With --serve PORT,
+// the same call behind a socket instead (FloorEchoServer), for the gateway bench to alternate with.
+if (args.Length > 1 && args[0] == "--serve")
+{
+    await OrleansProtocol.Bench.Floor.FloorEchoServer.RunAsync(int.Parse(args[1]));
+    return 0;
+}
+
 var connections = Arg("--connections", "16,64").Split(',').Select(int.Parse).ToArray();
 var rounds = int.Parse(Arg("--rounds", "3"));
 var duration = TimeSpan.FromSeconds(double.Parse(Arg("--duration", "5")));

@@ -94,6 +94,10 @@ internal sealed class ServerSet : IDisposable
             servers.Add(("asyncio", asyncio));
         }
 
+        // The gateway's floor: the same transport and the same grain call per read, with none of the gateway's own
+        // parts. What lies between it and the plain echo is Orleans'; what lies between it and the gateway is ours.
+        servers.Add(("floor", await ServerProcess.StartFloorAsync(settings.Configuration)));
+
         if (settings.CompareWith is { } before)
         {
             // Another build of the host (an earlier commit's src/Gateway/bin/Release/net10.0), its silo and samples
@@ -366,7 +370,7 @@ internal static class BaselineEchoServer
 internal sealed class ServerProcess : IDisposable
 {
     private static readonly Regex EchoListener = new(@"Listener echo serving \S+ on (?<endpoint>[\d.]+:\d+)");
-    private static readonly Regex BaselineListener = new(@"(baseline|kestrel|asyncio) listening on (?<endpoint>[\d.]+:\d+)");
+    private static readonly Regex BaselineListener = new(@"(baseline|kestrel|asyncio|floor) listening on (?<endpoint>[\d.]+:\d+)");
     private static readonly HttpClient Http = new();
 
     private readonly Process _process;
@@ -418,6 +422,16 @@ internal sealed class ServerProcess : IDisposable
         var start = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true };
         start.ArgumentList.Add(typeof(Program).Assembly.Location);
         start.ArgumentList.Add("--kestrel-server");
+        start.ArgumentList.Add("0");
+        return StartAsync(start, BaselineListener);
+    }
+
+    /// <summary>The floor with sockets (<c>OrleansProtocol.Bench.Floor --serve</c>), built beside the bench.</summary>
+    public static Task<ServerProcess> StartFloorAsync(string configuration)
+    {
+        var start = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true };
+        start.ArgumentList.Add(Path.Combine(RepositoryRoot(), "bench", "OrleansProtocol.Bench.Floor", "bin", configuration, "net10.0", "OrleansProtocol.Bench.Floor.dll"));
+        start.ArgumentList.Add("--serve");
         start.ArgumentList.Add("0");
         return StartAsync(start, BaselineListener);
     }
