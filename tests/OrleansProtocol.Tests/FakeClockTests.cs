@@ -1,5 +1,6 @@
 using System.Text;
 using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Time.Testing;
 using Orleans.TestingHost;
 using OrleansProtocol.Gateway;
@@ -131,6 +132,36 @@ public sealed class FakeClockTests(FakeClockClusterFixture fixture)
         fixture.Time.Advance(TimeSpan.FromMinutes(2));
         await dropped;
     }
+
+    [Fact]
+    public async Task A_slow_ConnectionMade_is_resent_after_five_seconds_and_still_runs_once_and_serves_the_client()
+    {
+        SlowOpeningGrain.Gate = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        await using var server = await fixture.Gateway.CreateServerAsync<SlowOpeningGrain>($"slow-open-{Guid.NewGuid():N}", o =>
+        {
+            o.Port = 0;
+            o.MinSendDataRate = null;
+        });
+
+        await using var client = await TestClient.ConnectAsync(server.EndPoints[0]);
+        var record = await fixture.Recorder.ForClientAsync(client.LocalEndPoint);
+        await client.SendAsync("hello\n");
+        await fixture.Recorder.WaitUntilAsync(() => record.Count("CM") == 1);
+
+        // Past the resend: a second ConnectionMade goes out and queues behind the first in the grain.
+        fixture.Time.Advance(GrainSessionResendAfter + TimeSpan.FromSeconds(1), server);
+        await fixture.Logs.WaitForAsync(m => m.Contains("did not answer ConnectionMade") && m.Contains(record.Connection.ConnectionId));
+        fixture.Time.Advance(GrainSessionResendAfter + TimeSpan.FromSeconds(1), server);
+        SlowOpeningGrain.Gate.SetResult();
+
+        // The resend finds the grain holding the connection: the first answer counts; the protocol opened it once.
+        Assert.Equal("hello", await client.ReadLineAsync());
+        await client.SendAsync("again\n");
+        Assert.Equal("again", await client.ReadLineAsync());
+        Assert.Equal(1, record.Count("CM"));
+    }
+
+    private static readonly TimeSpan GrainSessionResendAfter = TimeSpan.FromSeconds(5);
 }
 
 /// <summary>One silo whose gateway reads a <see cref="FakeTimeProvider"/>; Orleans' own clocks stay real.</summary>
@@ -142,6 +173,9 @@ public sealed class FakeClockClusterFixture : IAsyncLifetime
 
     public CallbackRecorder Recorder { get; } = new();
 
+    /// <summary>The gateway's log lines (Information and up).</summary>
+    public CapturingLoggerProvider Logs { get; } = new();
+
     public InProcessTestCluster Cluster { get; private set; } = null!;
 
     public ProtocolGateway Gateway => Cluster.Silos[0].ServiceProvider.GetRequiredService<ProtocolGateway>();
@@ -152,6 +186,7 @@ public sealed class FakeClockClusterFixture : IAsyncLifetime
         builder.ConfigureSilo((_, silo) =>
         {
             silo.Services.AddSingleton(Recorder);
+            silo.Services.AddLogging(logging => logging.AddProvider(Logs));
             silo.Services.AddKeyedSingleton<TimeProvider>(ProtocolGatewayOptions.TimeProviderKey, Time);
             silo.AddProtocolGateway();
         });

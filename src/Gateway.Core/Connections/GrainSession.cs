@@ -39,20 +39,73 @@ internal sealed class GrainSession(GatewayConnection connection, ListenerContext
         }
     }
 
+    /// <summary>How long <c>ConnectionMade</c> goes unanswered before it is sent again (see <see cref="ConnectionMadeAsync"/>).</summary>
+    internal static readonly TimeSpan ConnectionMadeResendAfter = TimeSpan.FromSeconds(5);
+
     /// <summary>
-    /// <c>ConnectionMade</c>, which activates the grain: a placement hint on this one call decides its silo.
+    /// <c>ConnectionMade</c>, which activates the grain: a placement hint on this one call decides its silo, picked
+    /// again for each attempt, so a call rejected because its silo was declared dead goes to a silo membership still
+    /// counts. A call that goes unanswered for <see cref="ConnectionMadeResendAfter"/> is sent again as well, as many
+    /// times as fit in Orleans' response timeout: during a partition, a grain placed on the silo being cut off, or a
+    /// directory lookup sent there, waits for that timeout (30 s) even after the silo is voted out, while a new call
+    /// is placed and looked up afresh. A resend cannot open the connection twice: a grain that already took it
+    /// answers "unknown connection", and then the first call's answer is the one awaited.
     /// </summary>
     public async Task<ProtocolReply> ConnectionMadeAsync()
     {
         var started = Stopwatch.GetTimestamp();
-        var reply = await CallAsync((Connection: connection, Silo: listener.Siting.PickSilo(connection.Id)), static (grain, s) =>
+        var first = ConnectionMadeOnceAsync();
+        var reply = await ResendUnansweredAsync(first);
+        listener.Metrics.GrainCall(listener.Name, "connection_made", started);
+        GrainSilo = reply.GrainSilo;
+        return reply;
+    }
+
+    private async Task<ProtocolReply> ResendUnansweredAsync(Task<ProtocolReply> first)
+    {
+        var attempts = new List<Task<ProtocolReply>> { first };
+        for (var resends = 0; resends < 5; resends++)
         {
-            if (s.Silo is null)
+            using var wait = new CancellationTokenSource();
+            var delay = Task.Delay(ConnectionMadeResendAfter, listener.Time, wait.Token);
+            if (await Task.WhenAny(attempts[^1], delay) == attempts[^1])
+            {
+                wait.Cancel();
+                break;
+            }
+
+            GatewayLog.ConnectionMadeResent(listener.Logger, connection.Id, ConnectionMadeResendAfter);
+            _ = attempts[^1].ContinueWith(static t => _ = t.Exception, CancellationToken.None, TaskContinuationOptions.OnlyOnFaulted, TaskScheduler.Default);
+            attempts.Add(ConnectionMadeOnceAsync());
+        }
+
+        var reply = await attempts[^1];
+        attempts.RemoveAt(attempts.Count - 1);
+
+        // A resend that found the grain holding the connection already: an earlier attempt reached it, and its answer
+        // is the one that counts. Wait for the earlier attempt that answers as the connection's grain.
+        while (reply.Status == ProtocolReplyStatus.UnknownConnection && attempts.Count > 0)
+        {
+            var done = await Task.WhenAny(attempts);
+            attempts.Remove(done);
+            if (done.IsCompletedSuccessfully && done.Result.Status != ProtocolReplyStatus.UnknownConnection)
+            {
+                reply = done.Result;
+            }
+        }
+
+        return reply;
+    }
+
+    private Task<ProtocolReply> ConnectionMadeOnceAsync() =>
+        CallAsync((Connection: connection, listener.Siting), static (grain, s) =>
+        {
+            if (s.Siting.PickSilo(s.Connection.Id) is not { } silo)
             {
                 return grain.ConnectionMade(s.Connection.Info, s.Connection.Listener.Observer);
             }
 
-            RequestContext.Set(IPlacementDirector.PlacementHintKey, s.Silo);
+            RequestContext.Set(IPlacementDirector.PlacementHintKey, silo);
             try
             {
                 return grain.ConnectionMade(s.Connection.Info, s.Connection.Listener.Observer);
@@ -62,10 +115,6 @@ internal sealed class GrainSession(GatewayConnection connection, ListenerContext
                 RequestContext.Remove(IPlacementDirector.PlacementHintKey);
             }
         });
-        listener.Metrics.GrainCall(listener.Name, "connection_made", started);
-        GrainSilo = reply.GrainSilo;
-        return reply;
-    }
 
     // The inbound callbacks, the hot path: the pump awaits Orleans' task itself and sends a rejected one again (see
     // CallAsync), so a request costs no async frame here.

@@ -95,4 +95,10 @@ internal static partial class GatewayLog
 
     [LoggerMessage(29, LogLevel.Debug, "Connection {ConnectionId}: TLS started ({Protocol}, {Cipher})", EventName = "TlsStarted")]
     public static partial void TlsStarted(ILogger logger, string connectionId, string protocol, string cipher);
+
+    [LoggerMessage(33, LogLevel.Information, "Cluster membership: {Count} active silos ({Active}); joined: {Joined}; left: {Left}", EventName = "MembershipChanged")]
+    public static partial void MembershipChanged(ILogger logger, int count, string active, string joined, string left);
+
+    [LoggerMessage(34, LogLevel.Information, "Connection {ConnectionId}: its grain did not answer ConnectionMade within {After}; sending it again (placed and looked up afresh)", EventName = "ConnectionMadeResent")]
+    public static partial void ConnectionMadeResent(ILogger logger, string connectionId, TimeSpan after);
 }

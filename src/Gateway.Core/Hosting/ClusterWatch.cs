@@ -12,6 +12,21 @@ namespace OrleansProtocol.Gateway;
 /// </summary>
 internal sealed class ClusterWatch(IClusterMembershipService membership, IGrainFactory grains, ILogger logger)
 {
+    /// <summary>Says which silos are active whenever that set changes: the line an operator reads after a fault.</summary>
+    private void LogActiveSilos(ClusterMembershipSnapshot snapshot, HashSet<SiloAddress> active)
+    {
+        var now = snapshot.Members.Values.Where(m => m.Status == SiloStatus.Active).Select(m => m.SiloAddress).ToHashSet();
+        if (now.SetEquals(active))
+        {
+            return;
+        }
+
+        static string List(IEnumerable<SiloAddress> silos) => silos.Any() ? string.Join(", ", silos.Select(s => s.ToString()).Order()) : "none";
+        GatewayLog.MembershipChanged(logger, now.Count, List(now), List(now.Except(active)), List(active.Except(now)));
+        active.Clear();
+        active.UnionWith(now);
+    }
+
     /// <summary>
     /// When membership declares a silo dead, connections whose grains lived there are aborted at once (their grains are
     /// gone; the next callback would only find a fresh activation), instead of waiting for the client's next bytes.
@@ -21,10 +36,12 @@ internal sealed class ClusterWatch(IClusterMembershipService membership, IGrainF
     public async Task WatchMembershipAsync(Func<IEnumerable<GatewayConnection>> connections, CancellationToken cancellation)
     {
         var stopping = new HashSet<SiloAddress>();
+        var active = new HashSet<SiloAddress>();
         try
         {
             await foreach (var snapshot in membership.MembershipUpdates.WithCancellation(cancellation))
             {
+                LogActiveSilos(snapshot, active);
                 stopping.UnionWith(snapshot.Members.Values.Where(m => m.Status is SiloStatus.ShuttingDown or SiloStatus.Stopping).Select(m => m.SiloAddress));
                 var dead = snapshot.Members.Values.Where(m => m.Status == SiloStatus.Dead).ToDictionary(m => m.SiloAddress.ToString(), m => stopping.Contains(m.SiloAddress));
                 stopping.RemoveWhere(s => !snapshot.Members.ContainsKey(s));

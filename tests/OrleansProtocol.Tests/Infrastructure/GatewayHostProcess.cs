@@ -11,17 +11,28 @@ public sealed class GatewayHostProcess : IDisposable
     private static readonly Regex ListenerLine = new(@"Listener (?<name>[\w-]+) serving \S+ on (?<endpoint>[\d.]+:\d+)");
 
     /// <summary>Starts the host built next to the tests (same configuration) with the given command-line settings.</summary>
-    public static GatewayHostProcess Start(params string[] settings)
+    public static GatewayHostProcess Start(params string[] settings) => StartWith([], settings);
+
+    /// <summary>
+    /// As <see cref="Start"/>, run through <paramref name="wrapper"/> (a command that execs the rest, such as
+    /// <c>ip netns exec NAME</c>: the process is still the host's own, for signals and its exit code).
+    /// </summary>
+    public static GatewayHostProcess StartWith(string[] wrapper, params string[] settings)
     {
         var gatewayDirectory = Path.GetFullPath(Path.Combine(
             AppContext.BaseDirectory, "..", "..", "..", "..", "..", "src", "Gateway", "bin",
             new DirectoryInfo(AppContext.BaseDirectory).Parent!.Name, "net10.0"));
-        var start = new ProcessStartInfo("dotnet")
+        var start = new ProcessStartInfo(wrapper.Length > 0 ? wrapper[0] : "dotnet")
         {
             WorkingDirectory = gatewayDirectory,
             RedirectStandardOutput = true,
             RedirectStandardError = true,
         };
+        foreach (var part in wrapper.Skip(1).Append(wrapper.Length > 0 ? "dotnet" : null).OfType<string>())
+        {
+            start.ArgumentList.Add(part);
+        }
+
         start.ArgumentList.Add(Path.Combine(gatewayDirectory, "OrleansProtocol.Gateway.dll"));
         foreach (var setting in settings)
         {
@@ -33,6 +44,14 @@ public sealed class GatewayHostProcess : IDisposable
     }
 
     public int ProcessId => _process.Id;
+
+    public bool HasExited => _process.HasExited;
+
+    /// <summary>The exit code, once exited.</summary>
+    public int ExitCode => _process.ExitCode;
+
+    /// <summary>Completes when the process ends by itself, however long that takes (the caller bounds it).</summary>
+    public Task Exited => _process.WaitForExitAsync();
 
     /// <summary>SIGKILL: the process dies at once, as in a crash.</summary>
     public void Kill() => _process.Kill(entireProcessTree: true);
@@ -78,13 +97,26 @@ public sealed class GatewayHostProcess : IDisposable
         }
     }
 
-    public async Task WaitForOutputAsync(string text)
+    /// <summary>How much output there is so far: a mark for <see cref="WaitForOutputAsync"/> to look after.</summary>
+    public int OutputLength
+    {
+        get
+        {
+            lock (_output)
+            {
+                return _output.Length;
+            }
+        }
+    }
+
+    /// <summary>Waits until <paramref name="text"/> appears in the output (after <paramref name="since"/>, an <see cref="OutputLength"/>).</summary>
+    public async Task WaitForOutputAsync(string text, int since = 0)
     {
         using var cts = new CancellationTokenSource(TestTimeouts.Default);
         while (true)
         {
             var next = _changed.Next;
-            if (Output.Contains(text))
+            if (Output.IndexOf(text, since, StringComparison.Ordinal) >= 0)
             {
                 return;
             }
@@ -100,12 +132,16 @@ public sealed class GatewayHostProcess : IDisposable
         return _process.ExitCode;
     }
 
+    /// <summary>SIGTERM, as an orchestrator stops a silo; returns without waiting for the exit (see <see cref="Exited"/>).</summary>
+    public async Task SignalTerminateAsync()
+    {
+        using var kill = Process.Start("kill", ["-TERM", _process.Id.ToString()])!;
+        await kill.WaitForExitAsync();
+    }
+
     public async Task<int> TerminateAsync()
     {
-        using (var kill = Process.Start("kill", ["-TERM", _process.Id.ToString()]))
-        {
-            await kill.WaitForExitAsync();
-        }
+        await SignalTerminateAsync();
 
         await _process.WaitForExitAsync().WaitAsync(TestTimeouts.Default);
         return _process.ExitCode;

@@ -13,11 +13,14 @@ public static class RedisServer
 
     public static bool Installed => File.Exists(Path);
 
-    /// <summary>Starts one and waits until it answers; the caller kills it.</summary>
-    public static async Task<(Process Redis, int Port)> StartAsync()
+    /// <summary>
+    /// Starts one and waits until it answers; the caller kills it. <paramref name="bind"/> <c>0.0.0.0</c> serves other
+    /// network namespaces too (the fault lab's silos), with protected mode off as it has no password.
+    /// </summary>
+    public static async Task<(Process Redis, int Port)> StartAsync(string bind = "127.0.0.1")
     {
         var port = TestPorts.Free();
-        var redis = Process.Start(new ProcessStartInfo(Path, ["--port", $"{port}", "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+        var redis = Process.Start(new ProcessStartInfo(Path, ["--port", $"{port}", "--bind", bind, "--protected-mode", bind == "127.0.0.1" ? "yes" : "no", "--save", "", "--appendonly", "no"])
         {
             RedirectStandardOutput = true,
         })!;

@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using System.Net;
 
 namespace OrleansProtocol.Tests.Infrastructure;
@@ -15,6 +16,11 @@ public sealed class StreamingEchoClient : IAsyncDisposable
     private readonly Task _run;
     private long _echoed;
     private readonly CallbackRecorder.Signal _progress = new();
+    private readonly long _started = Stopwatch.GetTimestamp();
+    private readonly Stopwatch _clock = Stopwatch.StartNew();
+    private long _lastProgressTicks;
+    private long _longestPauseTicks;
+    private readonly List<TimeSpan> _roundTrips = [];
 
     private StreamingEchoClient(TestClient client, int seed, int chunk, TimeSpan pace)
     {
@@ -36,6 +42,31 @@ public sealed class StreamingEchoClient : IAsyncDisposable
     public Exception? Failure { get; private set; }
 
     public Task Completion => _run;
+
+    /// <summary>When the stream ended (EOF, reset or failure), as a <see cref="Stopwatch.GetTimestamp"/>; null while it runs.</summary>
+    public long? EndedTimestamp { get; private set; }
+
+    /// <summary>The round trip time of the chunks echoed so far, sorted: for percentiles.</summary>
+    public TimeSpan[] RoundTrips
+    {
+        get
+        {
+            lock (_roundTrips)
+            {
+                return [.. _roundTrips.Order()];
+            }
+        }
+    }
+
+    /// <summary>The longest time between two echoed chunks (a stall the stream survived, or is in), until it ended.</summary>
+    public TimeSpan LongestPause
+    {
+        get
+        {
+            var until = EndedTimestamp is { } ended ? Stopwatch.GetElapsedTime(_started, ended).Ticks : _clock.Elapsed.Ticks;
+            return TimeSpan.FromTicks(Math.Max(Interlocked.Read(ref _longestPauseTicks), until - Interlocked.Read(ref _lastProgressTicks)));
+        }
+    }
 
     /// <summary>Waits until at least <paramref name="bytes"/> more bytes are echoed (the stream is alive).</summary>
     public async Task WaitForProgressAsync(long bytes = 16 * 1024)
@@ -72,6 +103,7 @@ public sealed class StreamingEchoClient : IAsyncDisposable
             while (!_stop.IsCancellationRequested)
             {
                 _random.NextBytes(sent);
+                var start = Stopwatch.GetTimestamp();
                 await _client.SendAsync(sent);
                 var read = 0;
                 while (read < chunk)
@@ -91,6 +123,13 @@ public sealed class StreamingEchoClient : IAsyncDisposable
 
                 Assert.True(sent.AsSpan().SequenceEqual(echoed), $"wrong bytes after {Echoed}");
                 Interlocked.Add(ref _echoed, chunk);
+                lock (_roundTrips)
+                {
+                    _roundTrips.Add(Stopwatch.GetElapsedTime(start));
+                }
+
+                var now = _clock.Elapsed.Ticks;
+                Interlocked.Exchange(ref _longestPauseTicks, Math.Max(Interlocked.Read(ref _longestPauseTicks), now - Interlocked.Exchange(ref _lastProgressTicks, now)));
                 _progress.Fire();
                 await Task.Delay(pace);
             }
@@ -98,6 +137,10 @@ public sealed class StreamingEchoClient : IAsyncDisposable
         catch (Exception ex)
         {
             Failure = ex;
+        }
+        finally
+        {
+            EndedTimestamp = Stopwatch.GetTimestamp();
         }
     }
 

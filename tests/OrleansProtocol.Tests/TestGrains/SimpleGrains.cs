@@ -151,3 +151,25 @@ public sealed class ThrowOnMadeGrain : ProtocolGrain
         throw new InvalidOperationException("ConnectionMade fails on purpose");
     }
 }
+
+/// <summary>
+/// A slow but healthy opening: <c>ConnectionMade</c> waits for the test's <see cref="Gate"/> (storage that takes its
+/// time, say), then echoes. Records each <c>ConnectionMade</c> it runs.
+/// </summary>
+public sealed class SlowOpeningGrain(Infrastructure.CallbackRecorder recorder) : ProtocolGrain
+{
+    /// <summary>Opened by the test to let every waiting <c>ConnectionMade</c> finish.</summary>
+    public static TaskCompletionSource Gate { get; set; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+    protected override async Task ConnectionMade(ProtocolTransport transport)
+    {
+        recorder.For(transport.Connection).Add("CM");
+        await Gate.Task;
+    }
+
+    protected override Task DataReceived(ReadOnlyMemory<byte> data)
+    {
+        Transport.Write(data.Span);
+        return Task.CompletedTask;
+    }
+}
