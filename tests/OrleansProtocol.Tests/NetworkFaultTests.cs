@@ -61,10 +61,7 @@ public sealed class NetworkFaultTests(Xunit.Abstractions.ITestOutputHelper outpu
         var healed = Stopwatch.StartNew();
         await cluster.RestartAsync(2);
         await cluster.Silos[2].WaitForOutputAsync("Cluster membership: 3 active silos");
-        for (var n = 0; n < 30; n++)
-        {
-            await cluster.EchoOnceAsync(n % 3, $"after the heal {n}");
-        }
+        await cluster.ServeNewClientsAsync(30, "after the heal", 0, 1, 2);
 
         output.WriteLine($"every gateway served 30 new clients {healed.Elapsed.TotalSeconds:0.0} s after the heal (silo 2 restarted)");
         foreach (var (_, stream) in kept)
@@ -90,10 +87,7 @@ public sealed class NetworkFaultTests(Xunit.Abstractions.ITestOutputHelper outpu
         Assert.True(left < CutBound, $"the silo whose sends were dropped left after {left}");
         var (kept, _) = await AccountAsync(streams, cut);
         Assert.DoesNotContain(kept, s => s.Silo == 2);
-        for (var n = 0; n < 10; n++)
-        {
-            await cluster.EchoOnceAsync(n % 2, $"after {n}");
-        }
+        await cluster.ServeNewClientsAsync(10, "after", 0, 1);
     }
 
     [SkippableFact]
@@ -128,10 +122,7 @@ public sealed class NetworkFaultTests(Xunit.Abstractions.ITestOutputHelper outpu
         var ended = streams.Count(s => s.Stream.EndedTimestamp is not null);
         output.WriteLine($"after 5 flaps: silo 2 {(cluster.Silos[2].HasExited ? $"exited ({cluster.Silos[2].ExitCode})" : "still in")}, "
             + $"{streams.Count - ended} streams kept (longest pause {streams.Where(s => s.Stream.EndedTimestamp is null).Select(s => s.Stream.LongestPause).DefaultIfEmpty().Max().TotalSeconds:0.00} s), {ended} closed");
-        for (var n = 0; n < 10; n++)
-        {
-            await cluster.EchoOnceAsync(n % 2, $"after {n}");
-        }
+        await cluster.ServeNewClientsAsync(10, "after", 0, 1);
     }
 
     [SkippableFact]
@@ -223,10 +214,7 @@ public sealed class NetworkFaultTests(Xunit.Abstractions.ITestOutputHelper outpu
         output.WriteLine($"silo 0 saw silo 1 leave {back.Elapsed.TotalSeconds:0.0} s after Redis returned");
         await cluster.Silos[1].Exited.WaitAsync(TestTimeouts.Default);
         output.WriteLine($"silo 1 exited with {cluster.Silos[1].ExitCode}, {stop.Elapsed.TotalSeconds:0.0} s after SIGTERM");
-        for (var n = 0; n < 10; n++)
-        {
-            await cluster.EchoOnceAsync(n % 2 == 0 ? 0 : 2, $"after the outage {n}");
-        }
+        await cluster.ServeNewClientsAsync(10, "after the outage", 0, 2);
 
         foreach (var (silo, stream) in streams.Where(s => s.Silo != 1))
         {

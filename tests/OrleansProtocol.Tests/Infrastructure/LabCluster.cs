@@ -113,6 +113,15 @@ public sealed class LabCluster : IAsyncDisposable
         Assert.Equal(line, await client.ReadLineAsync());
     }
 
+    /// <summary><paramref name="count"/> new clients, one after another, round the given gateways: each served.</summary>
+    public async Task ServeNewClientsAsync(int count, string label, params int[] silos)
+    {
+        for (var n = 0; n < count; n++)
+        {
+            await EchoOnceAsync(silos[n % silos.Length], $"{label} {n}");
+        }
+    }
+
     public async ValueTask DisposeAsync()
     {
         foreach (var stream in _streams)
