@@ -34,6 +34,12 @@ public sealed class LabCluster : IAsyncDisposable
     /// <summary>Each silo's echo listener, at its lab address.</summary>
     public IPEndPoint[] Echo { get; } = new IPEndPoint[3];
 
+    /// <summary>Each silo's chat listener (rooms are cluster-wide), at its lab address.</summary>
+    public IPEndPoint[] Chat { get; } = new IPEndPoint[3];
+
+    /// <summary>Each silo's RESP listener (keys are cluster-wide), at its lab address.</summary>
+    public IPEndPoint[] Resp { get; } = new IPEndPoint[3];
+
     /// <summary>Starts the lab, Redis and three silos (echo grains placed at random), and waits until each sees all three.</summary>
     public static async Task<LabCluster> StartAsync(Xunit.Abstractions.ITestOutputHelper output, params string[] extra)
     {
@@ -91,9 +97,7 @@ public sealed class LabCluster : IAsyncDisposable
         {
             for (var n = 0; n < perSilo; n++)
             {
-                var stream = await StreamingEchoClient.StartAsync(Echo[i], seed: (i * 1000) + _streams.Count, chunk: 256, pace: TimeSpan.FromMilliseconds(20));
-                _streams.Add(stream);
-                streams.Add((i, stream));
+                streams.Add((i, await OpenStreamAsync(i)));
             }
         }
 
@@ -103,6 +107,18 @@ public sealed class LabCluster : IAsyncDisposable
         }
 
         return streams;
+    }
+
+    /// <summary>Opens one echo stream (256 B every 20 ms) to silo <paramref name="i"/>'s gateway; disposed with the cluster.</summary>
+    public async Task<StreamingEchoClient> OpenStreamAsync(int i)
+    {
+        var stream = await StreamingEchoClient.StartAsync(Echo[i], seed: (i * 1000) + _streams.Count, chunk: 256, pace: TimeSpan.FromMilliseconds(20));
+        lock (_streams)
+        {
+            _streams.Add(stream);
+        }
+
+        return stream;
     }
 
     /// <summary>A new client on silo <paramref name="i"/>'s gateway sends a line and gets it back.</summary>
@@ -156,6 +172,8 @@ public sealed class LabCluster : IAsyncDisposable
         $"--Orleans:ClusterId=lab-{Lab.Id}",
         $"--Silo:AdvertisedIP={Lab.SiloAddress(i)}",
         "--OrleansProtocol:Listeners:echo:Host=*",
+        "--OrleansProtocol:Listeners:chat:Host=*",
+        "--OrleansProtocol:Listeners:resp:Host=*",
         "--OrleansProtocol:Listeners:echo:Placement=Random",
 
         // Each namespace has its own ports, but Unix sockets live in the shared file system.
@@ -167,6 +185,11 @@ public sealed class LabCluster : IAsyncDisposable
         .. _extra,
     ]);
 
-    private async Task WaitServingAsync(int i) =>
-        Echo[i] = new IPEndPoint(Lab.SiloAddress(i), (await Silos[i].WaitForListenersAsync("echo"))["echo"].Port);
+    private async Task WaitServingAsync(int i)
+    {
+        var listeners = await Silos[i].WaitForListenersAsync("echo", "chat", "resp");
+        Echo[i] = new IPEndPoint(Lab.SiloAddress(i), listeners["echo"].Port);
+        Chat[i] = new IPEndPoint(Lab.SiloAddress(i), listeners["chat"].Port);
+        Resp[i] = new IPEndPoint(Lab.SiloAddress(i), listeners["resp"].Port);
+    }
 }
