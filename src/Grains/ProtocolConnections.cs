@@ -15,6 +15,14 @@ public static class ProtocolConnections
         return grains.GetGrain<IProtocolConnection>(GrainId.Create(grainType, connection.ConnectionId));
     }
 
+    /// <summary>The group named <paramref name="name"/>, cluster-wide: add connections, send to all of them (see <see cref="IConnectionGroup"/>).</summary>
+    public static IConnectionGroup GetGroup(this IGrainFactory grains, string name)
+    {
+        ArgumentNullException.ThrowIfNull(grains);
+        ArgumentException.ThrowIfNullOrEmpty(name);
+        return grains.GetGrain<IConnectionGroup>(name);
+    }
+
     /// <summary>The live connection with that id (ids are <c>"{listener}/{guid}"</c>), or null.</summary>
     public static async Task<IProtocolConnection?> FindConnectionAsync(this IGrainFactory grains, string connectionId)
     {

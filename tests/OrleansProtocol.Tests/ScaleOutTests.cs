@@ -23,6 +23,8 @@ public sealed class ThreeSiloFixture : IAsyncLifetime
 
     public IGrainFactory Grains(int silo) => Cluster.Silos[silo].ServiceProvider.GetRequiredService<IGrainFactory>();
 
+    public ProtocolGateway Gateway(int silo) => Cluster.Silos[silo].ServiceProvider.GetRequiredService<ProtocolGateway>();
+
     public async Task InitializeAsync()
     {
         var builder = new InProcessTestClusterBuilder(3);
@@ -47,6 +49,17 @@ public sealed class ThreeSiloFixture : IAsyncLifetime
             {
                 o.Port = 0;
                 o.Placement = ConnectionPlacement.Remote;
+            });
+            silo.AddProtocolListener<GroupMemberGrain>("group", o =>
+            {
+                o.Port = 0;
+                o.Placement = ConnectionPlacement.Remote;
+                o.MaxGroupBacklog = GroupTests.Backlog;
+            });
+            silo.AddProtocolListener<GroupMemberGrain>("group-frames", o =>
+            {
+                o.Port = 0;
+                o.Framing = new FramingOptions { Kind = FramingKind.LengthPrefixed, PrefixLength = 2 };
             });
         });
         Cluster = builder.Build();

@@ -194,6 +194,9 @@ internal sealed partial class GatewayConnection : IOutboundEvents
         {
             Listener.Metrics.ConnectionClosed(Info.ListenerName, end.Reason, Stopwatch.GetElapsedTime(_startTimestamp));
 
+            // Nothing more is written: no group keeps it.
+            Listener.Services.Groups.LeaveAll(this);
+
             // Whatever happened above, the server's drain must not wait for this connection.
             _made.TrySetResult(false);
             _told.TrySetResult();
@@ -308,7 +311,7 @@ internal sealed partial class GatewayConnection : IOutboundEvents
         }
 
         var closing = _life.IsEnding || _serverCloseAsked;
-        if (Clock.Check(now, Writer.Buffered, BytesSent, closing) is not { } expired)
+        if (Clock.Check(now, Writer.Pending, BytesSent, closing) is not { } expired)
         {
             return null;
         }

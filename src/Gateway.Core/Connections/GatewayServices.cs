@@ -1,5 +1,6 @@
 using Microsoft.Extensions.Logging;
 using OrleansProtocol.Gateway.Diagnostics;
+using OrleansProtocol.Gateway.Groups;
 using OrleansProtocol.Wire;
 
 namespace OrleansProtocol.Gateway.Connections;
@@ -13,6 +14,7 @@ internal sealed record GatewayServices(
     ITransportObserver Observer,
     GatewayMetrics Metrics,
     SiloConnectionBudget Budget,
+    ConnectionGroups Groups,
     TimeProvider Time,
     ILoggerFactory LoggerFactory,
     TimeSpan DrainTimeout)

@@ -39,6 +39,7 @@ internal sealed class OutboundWriter
     private long _bytesSent;
     private long _protocolSentBase;
     private long _buffered;
+    private long _groupBuffered;
     private bool _outputShut;
     private bool _aborted;
     private volatile int _pendingFlowEvents;
@@ -68,6 +69,12 @@ internal sealed class OutboundWriter
     /// <summary>Bytes accepted and not yet handed to the socket (asyncio's write buffer size).</summary>
     public long Buffered => Volatile.Read(ref _buffered);
 
+    /// <summary>Bytes of group messages accepted and not yet handed to the socket (kept apart from the protocol's write buffer).</summary>
+    public long GroupBuffered => Volatile.Read(ref _groupBuffered);
+
+    /// <summary>Everything waiting for the peer: the protocol's write buffer and group messages.</summary>
+    public long Pending => Buffered + GroupBuffered;
+
     /// <summary>The largest <see cref="Buffered"/> seen; for tests and diagnostics.</summary>
     public long Peak => Volatile.Read(ref _peak);
 
@@ -89,15 +96,31 @@ internal sealed class OutboundWriter
 
     /// <summary>
     /// Queues an operation. Data counts against the write buffer; false when that takes it over the hard cap
-    /// (<see cref="ProtocolListenerOptions.MaxWriteBufferSize"/>): the caller aborts. Nothing is queued after an abort,
-    /// and no data or half-close after a half-close.
+    /// (<see cref="ProtocolListenerOptions.MaxWriteBufferSize"/>): the caller aborts. A group message counts apart, not
+    /// in the protocol's write buffer nor its watermarks; false when it would take the group backlog over
+    /// <see cref="ProtocolListenerOptions.MaxGroupBacklog"/>, and then it is not queued. Nothing is queued after an
+    /// abort, and no data or half-close after a half-close.
     /// </summary>
     public bool Submit(OutboundKind kind, ReadOnlyMemory<byte> data = default, StartTlsUpgrade? upgrade = null)
     {
         lock (_lock)
         {
-            if (_aborted || (_outputShut && kind is OutboundKind.Data or OutboundKind.WriteEof or OutboundKind.StartTlsGate))
+            if (_aborted || (_outputShut && kind is OutboundKind.Data or OutboundKind.GroupData or OutboundKind.WriteEof or OutboundKind.StartTlsGate))
             {
+                return true;
+            }
+
+            if (kind == OutboundKind.GroupData)
+            {
+                if (_groupBuffered + data.Length > _listener.Options.MaxGroupBacklog)
+                {
+                    return false;
+                }
+
+                _clock.ExtendSendDeadline(data.Length, _flow.Buffered + _groupBuffered, ConnectionClock.Now(_listener.Time));
+                Volatile.Write(ref _groupBuffered, _groupBuffered + data.Length);
+                _queue.Enqueue(new OutboundItem(kind, data, upgrade));
+                _wakeNeeded = 1;
                 return true;
             }
 
@@ -113,7 +136,7 @@ internal sealed class OutboundWriter
                 return true;
             }
 
-            _clock.ExtendSendDeadline(data.Length, _flow.Buffered, ConnectionClock.Now(_listener.Time));
+            _clock.ExtendSendDeadline(data.Length, _flow.Buffered + _groupBuffered, ConnectionClock.Now(_listener.Time));
             _flow.Add(data.Length);
             Volatile.Write(ref _buffered, _flow.Buffered);
             Volatile.Write(ref _peak, _flow.Peak);
@@ -218,11 +241,12 @@ internal sealed class OutboundWriter
         // Start off the accept path: the first send happens after ConnectionMade anyway.
         await Task.Yield();
         var sent = 0;
+        var group = false;
         try
         {
             while (true)
             {
-                if (Next(sent) is not { } item)
+                if (Next(sent, group) is not { } item)
                 {
                     sent = 0;
                     if (_aborted)
@@ -235,9 +259,11 @@ internal sealed class OutboundWriter
                 }
 
                 sent = 0;
+                group = item.Kind == OutboundKind.GroupData;
                 switch (item.Kind)
                 {
                     case OutboundKind.Data:
+                    case OutboundKind.GroupData:
                         await Transport.SendAsync(item.Data);
                         sent = item.Data.Length;
                         break;
@@ -274,8 +300,11 @@ internal sealed class OutboundWriter
         }
     }
 
-    /// <summary>Accounts the <paramref name="sent"/> bytes of the last item and takes the next one, in one turn of the lock.</summary>
-    private OutboundItem? Next(int sent)
+    /// <summary>
+    /// Accounts the <paramref name="sent"/> bytes of the last item (a <paramref name="group"/> message's apart from the
+    /// protocol's) and takes the next one, in one turn of the lock.
+    /// </summary>
+    private OutboundItem? Next(int sent, bool group)
     {
         bool flowChanged;
         OutboundItem? next;
@@ -287,7 +316,16 @@ internal sealed class OutboundWriter
             }
 
             flowChanged = false;
-            if (sent > 0)
+            if (sent > 0 && group)
+            {
+                // On the wire, but not the protocol's: its bytes-sent figure (and so its write buffer) leaves them out.
+                Volatile.Write(ref _protocolSentBase, _protocolSentBase + sent);
+                Interlocked.Add(ref _bytesSent, sent);
+                _clock.Touch(ConnectionClock.Now(_listener.Time));
+                _listener.Metrics.BytesSent(_listener.Name, sent);
+                Volatile.Write(ref _groupBuffered, _groupBuffered - sent);
+            }
+            else if (sent > 0)
             {
                 Interlocked.Add(ref _bytesSent, sent);
                 _clock.Touch(ConnectionClock.Now(_listener.Time));
@@ -335,6 +373,9 @@ internal sealed class OutboundWriter
 internal enum OutboundKind
 {
     Data,
+
+    // A group message: written between the protocol's writes, counted apart from its write buffer.
+    GroupData,
     WriteEof,
     Close,
 

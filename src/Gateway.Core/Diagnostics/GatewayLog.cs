@@ -101,4 +101,7 @@ internal static partial class GatewayLog
 
     [LoggerMessage(34, LogLevel.Information, "Connection {ConnectionId}: its grain did not answer ConnectionMade within {After}; sending it again (placed and looked up afresh)", EventName = "ConnectionMadeResent")]
     public static partial void ConnectionMadeResent(ILogger logger, string connectionId, TimeSpan after);
+
+    [LoggerMessage(35, LogLevel.Information, "Connection {ConnectionId}: closed for falling behind group '{Group}' ({Backlog} bytes of group messages waiting for the peer, over MaxGroupBacklog)", EventName = "GroupMemberBehind")]
+    public static partial void GroupMemberBehind(ILogger logger, string connectionId, string group, long backlog);
 }

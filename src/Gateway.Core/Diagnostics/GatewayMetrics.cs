@@ -20,6 +20,8 @@ public sealed class GatewayMetrics
     private readonly UpDownCounter<long> _pausedConnections;
     private readonly Histogram<double> _grainCallDuration;
     private readonly Counter<long> _framesOverLimit;
+    private readonly Counter<long> _groupMessages;
+    private readonly UpDownCounter<long> _groupMembers;
 
     /// <summary>Created by dependency injection.</summary>
     public GatewayMetrics(IMeterFactory meterFactory)
@@ -34,6 +36,8 @@ public sealed class GatewayMetrics
         _framesOverLimit = meter.CreateCounter<long>("orleansprotocol.frames_over_limit", "{frame}", "Frames refused for exceeding the maximum frame size.");
 
         // The process's, not the gateway's alone: per request it is the figure the data path is tuned on (docs/performance.md).
+        _groupMessages = meter.CreateCounter<long>("orleansprotocol.group.messages", "{message}", "Group messages for this silo's members, by outcome (delivered; dropped: behind or unframeable; closed: the member was closed for falling behind).");
+        _groupMembers = meter.CreateUpDownCounter<long>("orleansprotocol.group.members", "{membership}", "Group memberships of this silo's connections.");
         meter.CreateObservableCounter("orleansprotocol.process.allocated_bytes", static () => GC.GetTotalAllocatedBytes(), "By", "Bytes allocated on the managed heap by the whole process since it started.");
     }
 
@@ -79,6 +83,16 @@ public sealed class GatewayMetrics
             new KeyValuePair<string, object?>("orleansprotocol.listener", listener),
             new KeyValuePair<string, object?>("orleansprotocol.callback", callback));
     }
+
+    internal void GroupMessages(string outcome, int count)
+    {
+        if (count > 0)
+        {
+            _groupMessages.Add(count, new KeyValuePair<string, object?>("orleansprotocol.outcome", outcome));
+        }
+    }
+
+    internal void GroupMembers(int change) => _groupMembers.Add(change);
 
     internal void FrameOverLimit(string listener) =>
         _framesOverLimit.Add(1, new KeyValuePair<string, object?>("orleansprotocol.listener", listener));

@@ -37,6 +37,11 @@ internal sealed class ProtocolListenerOptionsValidator : IValidateOptions<Protoc
             failures.Add($"{prefix} MaxReadBufferSize {options.MaxReadBufferSize} must be at least MaxDataReceivedSize ({options.MaxDataReceivedSize}).");
         }
 
+        if (options.MaxGroupBacklog < 1)
+        {
+            failures.Add($"{prefix} MaxGroupBacklog {options.MaxGroupBacklog} must be positive (default 8388608, 8 MiB).");
+        }
+
         if (options.MaxWriteBufferSize is < 1)
         {
             failures.Add($"{prefix} MaxWriteBufferSize {options.MaxWriteBufferSize} must be positive (default 67108864, 64 MiB), or null for no cap.");

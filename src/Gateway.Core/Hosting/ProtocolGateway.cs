@@ -6,6 +6,7 @@ using Microsoft.Extensions.Options;
 using Orleans.Metadata;
 using OrleansProtocol.Gateway.Connections;
 using OrleansProtocol.Gateway.Diagnostics;
+using OrleansProtocol.Gateway.Groups;
 using OrleansProtocol.Wire;
 
 namespace OrleansProtocol.Gateway;
@@ -73,7 +74,11 @@ public sealed class ProtocolGateway : ILifecycleParticipant<ISiloLifecycle>
         _membership = membership;
         _options = new(() => options.Value);
         _budget = new(() => new SiloConnectionBudget(_options.Value.MaxConnections));
+        Groups = new ConnectionGroups(metrics, loggerFactory.CreateLogger<ConnectionGroups>());
     }
+
+    /// <summary>The groups this silo's connections are in, and their delivery.</summary>
+    internal ConnectionGroups Groups { get; }
 
     /// <summary>The clock of every connection's deadlines (<see cref="ProtocolGatewayOptions.TimeProviderKey"/>).</summary>
     internal TimeProvider Time => _time ??= _services.GetKeyedService<TimeProvider>(ProtocolGatewayOptions.TimeProviderKey) ?? TimeProvider.System;
@@ -251,7 +256,7 @@ public sealed class ProtocolGateway : ILifecycleParticipant<ISiloLifecycle>
         _observer = _grainFactory.CreateObjectReference<ITransportObserver>(_observerTarget);
         _metrics.ObserverReference(1);
 
-        _shared = new GatewayServices(_grainFactory, _observer, _metrics, _budget.Value, Time, _loggerFactory, _options.Value.DrainTimeout);
+        _shared = new GatewayServices(_grainFactory, _observer, _metrics, _budget.Value, Groups, Time, _loggerFactory, _options.Value.DrainTimeout);
 
         // Outbound connections live in a server of their own that never listens: tracked and drained the same way.
         var outbound = new ProtocolServer("outbound", new ProtocolListenerOptions(), default, Siting(ConnectionPlacement.Local), _shared, static _ => { });

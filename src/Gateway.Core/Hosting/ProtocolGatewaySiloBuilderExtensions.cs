@@ -36,6 +36,13 @@ public static class ProtocolGatewaySiloBuilderExtensions
             services.AddGrainService<OrleansProtocol.Gateway.Connections.ConnectionRegistryService>();
             services.AddSingleton<IConnectionRegistryClient, ConnectionRegistryClient>();
         }
+
+        // Groups are delivered by every silo's gateway to its own members: one group grain service per silo.
+        if (!services.Any(d => d.ServiceType == typeof(IGroupGatewayClient)))
+        {
+            services.AddGrainService<OrleansProtocol.Gateway.Groups.GroupGatewayService>();
+            services.AddSingleton<IGroupGatewayClient, GroupGatewayClient>();
+        }
         services.TryAddEnumerable(ServiceDescriptor.Singleton<ILifecycleParticipant<ISiloLifecycle>, ProtocolGatewayParticipant>());
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<ProtocolGatewayOptions>, ProtocolGatewayOptionsValidator>());
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<ProtocolListenerOptions>, ProtocolListenerOptionsValidator>());

@@ -95,6 +95,14 @@ public sealed class ProtocolListenerOptions
     public long? MaxWriteBufferSize { get; set; } = 64 * 1024 * 1024;
 
     /// <summary>
+    /// How many bytes of group messages (<see cref="IConnectionGroup"/>) may wait for a connection's peer, apart from
+    /// what its protocol wrote; a group message past it closes the member or is dropped for it, as the send's
+    /// <see cref="GroupOverflow"/> says. Defaults to 8 MiB, Redis' soft limit for a pub/sub client's output: a
+    /// subscriber reading steadily stays far below it through any burst a protocol would send.
+    /// </summary>
+    public long MaxGroupBacklog { get; set; } = 8 * 1024 * 1024;
+
+    /// <summary>
     /// Keep delivering input while the protocol's writing is paused. By default (false) the gateway holds the next
     /// <c>DataReceived</c>, <c>FrameReceived</c> and <c>EofReceived</c> from <c>PauseWriting</c> until
     /// <c>ResumeWriting</c>, as a blocking server stops reading while it cannot write: a request/response protocol

@@ -1,0 +1,91 @@
+namespace OrleansProtocol;
+
+/// <summary>
+/// A named set of connections, cluster-wide, to send one message to all of them: a chat room, a pub/sub channel, the
+/// subscribers of a topic. Get one with <c>ProtocolConnections.GetGroup</c>; usable from grains, silo code and external
+/// Orleans clients.
+/// </summary>
+/// <remarks>
+/// <para>
+/// <b>Delivered by the gateways, not by the members' grains.</b> Each silo's gateway keeps its own sockets' memberships;
+/// a send reaches each silo's gateway once, and the gateway writes the message to its local members' sockets itself. A
+/// member's grain is not called, so a message reaches a member whose grain is busy, on another silo or not active.
+/// </para>
+/// <para>
+/// <b>Guarantees.</b> Every member gets every message once, in the order each sender sent it, when the sender awaits
+/// each <see cref="Send"/> before the next (as with <see cref="IProtocolConnection.Send"/>). A message is written whole,
+/// between the member's own writes, never inside one. A member that falls behind — more than the listener's
+/// <c>MaxGroupBacklog</c> of group messages waiting for its peer — is closed with
+/// <see cref="ConnectionCloseReason.WriteBufferLimit"/> (<see cref="GroupOverflow.Close"/>, as Redis closes a pub/sub
+/// client past its output limit), or has that message dropped and counted (<see cref="GroupOverflow.Drop"/>, as MQTT
+/// brokers drop QoS 0 messages). A connection leaves its groups when it ends; a silo's failure takes its members with it;
+/// a grain migration keeps them (the socket did not move).
+/// </para>
+/// <para>
+/// <b>No call cycles.</b> Every method only records or enqueues at the gateways and never calls a grain, so a member's
+/// callback, a room grain or a broker's router may await a group while the group's members are awaiting them.
+/// </para>
+/// </remarks>
+[Alias("OrleansProtocol.IConnectionGroup")]
+public interface IConnectionGroup : IGrainWithStringKey
+{
+    /// <summary>Adds a live connection; true if it is a member now, false if it has ended (or was never live).</summary>
+    [Alias("Add")]
+    Task<bool> Add(ConnectionInfo member);
+
+    /// <summary>Adds the live connection with that id, asking every silo's gateway which holds it; as <see cref="Add"/>.</summary>
+    [Alias("AddById")]
+    Task<bool> AddById(string connectionId);
+
+    /// <summary>Removes a member; true if it was one.</summary>
+    [Alias("Remove")]
+    Task<bool> Remove(string connectionId);
+
+    /// <summary>
+    /// Writes <paramref name="data"/> to every member but <paramref name="except"/>. Completes once the message is
+    /// queued at every member's gateway (not once the peers read it); a member that fell behind is handled by
+    /// <paramref name="overflow"/>.
+    /// </summary>
+    [Alias("Send")]
+    Task<GroupSendResult> Send([Immutable] byte[] data, string? except = null, GroupOverflow overflow = GroupOverflow.Close);
+
+    /// <summary>
+    /// Writes <paramref name="frame"/> as one frame in each member's own framing (<c>Transport.WriteFrame</c>); a member
+    /// whose listener is not framed, or whose framing cannot carry it, is skipped and counted as dropped.
+    /// </summary>
+    [Alias("SendFrame")]
+    Task<GroupSendResult> SendFrame([Immutable] byte[] frame, string? except = null, GroupOverflow overflow = GroupOverflow.Close);
+
+    /// <summary>Members now, across every silo.</summary>
+    [Alias("Count")]
+    Task<int> Count();
+
+    /// <summary>The members' connection ids, across every silo.</summary>
+    [Alias("List")]
+    Task<string[]> List();
+}
+
+/// <summary>What a group does with a member whose peer has not taken its earlier group messages (<c>MaxGroupBacklog</c>).</summary>
+public enum GroupOverflow
+{
+    /// <summary>Close the member's connection (<see cref="ConnectionCloseReason.WriteBufferLimit"/>): it missed nothing it was not told of.</summary>
+    Close = 0,
+
+    /// <summary>Drop this message for that member, count it, and keep the member.</summary>
+    Drop = 1,
+}
+
+/// <summary>What one group send did.</summary>
+/// <param name="Delivered">Members the message was queued for.</param>
+/// <param name="Dropped">Members it was dropped for (behind, with <see cref="GroupOverflow.Drop"/>; or a frame their framing cannot carry).</param>
+/// <param name="Closed">Members closed for falling behind (<see cref="GroupOverflow.Close"/>).</param>
+[GenerateSerializer, Immutable, Alias("OrleansProtocol.GroupSendResult")]
+public readonly record struct GroupSendResult(
+    [property: Id(0)] int Delivered,
+    [property: Id(1)] int Dropped,
+    [property: Id(2)] int Closed)
+{
+    /// <summary>The two results summed (the answers of several gateways).</summary>
+    public static GroupSendResult operator +(GroupSendResult a, GroupSendResult b) =>
+        new(a.Delivered + b.Delivered, a.Dropped + b.Dropped, a.Closed + b.Closed);
+}

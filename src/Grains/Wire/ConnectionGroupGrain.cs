@@ -1,0 +1,132 @@
+using Orleans.Concurrency;
+using Orleans.Runtime.Services;
+using Orleans.Services;
+
+namespace OrleansProtocol.Wire;
+
+/// <summary>Reaches one silo's <see cref="IGroupGateway"/>.</summary>
+public interface IGroupGatewayClient : IGrainServiceClient<IGroupGateway>
+{
+    /// <summary>The group gateway of <paramref name="silo"/>.</summary>
+    IGroupGateway On(SiloAddress silo);
+}
+
+/// <summary>The Orleans grain-service client for <see cref="IGroupGateway"/>.</summary>
+public sealed class GroupGatewayClient(IServiceProvider services) : GrainServiceClient<IGroupGateway>(services), IGroupGatewayClient
+{
+    /// <inheritdoc />
+    public IGroupGateway On(SiloAddress silo) => GetGrainService(silo);
+}
+
+/// <summary>
+/// A group, cluster-wide: holds nothing itself. Memberships live in the gateways that hold the members' sockets (so
+/// they end with the socket, survive this grain and its silo, and cost no call when a connection closes); a send goes
+/// once to each active silo's gateway, which writes to its own members. A stateless worker, activated next to its
+/// caller, so a send costs one local hop and one message per silo.
+/// </summary>
+[StatelessWorker]
+public sealed class ConnectionGroupGrain(IGroupGatewayClient gateways, IClusterMembershipService membership) : Grain, IConnectionGroup
+{
+    /// <inheritdoc />
+    public async Task<bool> Add(ConnectionInfo member)
+    {
+        ArgumentNullException.ThrowIfNull(member);
+        if (member.GatewaySilo is not { } silo)
+        {
+            return await AddById(member.ConnectionId);
+        }
+
+        var address = SiloAddress.FromParsableString(silo);
+        return await Ask(address, g => g.Join(Name, member.ConnectionId), false);
+    }
+
+    /// <inheritdoc />
+    public async Task<bool> AddById(string connectionId)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(connectionId);
+        var answers = await Task.WhenAll(ActiveSilos().Select(s => Ask(s, g => g.Join(Name, connectionId), false)));
+        return answers.Any(joined => joined);
+    }
+
+    /// <inheritdoc />
+    public async Task<bool> Remove(string connectionId)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(connectionId);
+        var answers = await Task.WhenAll(ActiveSilos().Select(s => Ask(s, g => g.Leave(Name, connectionId), false)));
+        return answers.Any(left => left);
+    }
+
+    /// <inheritdoc />
+    public Task<GroupSendResult> Send(byte[] data, string? except = null, GroupOverflow overflow = GroupOverflow.Close)
+    {
+        ArgumentNullException.ThrowIfNull(data);
+        return Deliver(data, frame: false, except, overflow);
+    }
+
+    /// <inheritdoc />
+    public Task<GroupSendResult> SendFrame(byte[] frame, string? except = null, GroupOverflow overflow = GroupOverflow.Close)
+    {
+        ArgumentNullException.ThrowIfNull(frame);
+        return Deliver(frame, frame: true, except, overflow);
+    }
+
+    /// <inheritdoc />
+    public async Task<int> Count() => (await List()).Length;
+
+    /// <inheritdoc />
+    public async Task<string[]> List()
+    {
+        var answers = await Task.WhenAll(ActiveSilos().Select(s => Ask(s, g => g.Members(Name), [])));
+        return [.. answers.SelectMany(a => a)];
+    }
+
+    private string Name => this.GetPrimaryKeyString();
+
+    private async Task<GroupSendResult> Deliver(byte[] data, bool frame, string? except, GroupOverflow overflow)
+    {
+        var name = Name;
+        var silos = ActiveSilos().ToList();
+        if (silos.Count == 1)
+        {
+            return await DeliverTo(silos[0], name, data, frame, except, overflow);
+        }
+
+        var answers = await Task.WhenAll(silos.Select(s => DeliverTo(s, name, data, frame, except, overflow)));
+        return answers.Aggregate(default(GroupSendResult), (sum, a) => sum + a);
+    }
+
+    /// <summary>
+    /// One silo's share of a send. A silo that cannot be reached is dying or cut off (its members end with it, or after
+    /// the cut is detected): the send goes on to the others rather than failing for all of them.
+    /// </summary>
+    private async Task<GroupSendResult> DeliverTo(SiloAddress silo, string name, byte[] data, bool frame, string? except, GroupOverflow overflow)
+    {
+        try
+        {
+            return await gateways.On(silo).Deliver(name, data, frame, except, overflow);
+        }
+        catch (Exception ex) when (ex is SiloUnavailableException or OrleansMessageRejectionException or TimeoutException)
+        {
+            return default;
+        }
+    }
+
+    /// <summary>
+    /// Asks one silo's gateway. A silo that died since the membership snapshot holds no members any more: it answers
+    /// <paramref name="none"/>. Any other failure is the caller's to see, rather than a silently partial answer.
+    /// </summary>
+    private async Task<T> Ask<T>(SiloAddress silo, Func<IGroupGateway, Task<T>> ask, T none)
+    {
+        try
+        {
+            return await ask(gateways.On(silo));
+        }
+        catch (Exception ex) when (ex is SiloUnavailableException or OrleansMessageRejectionException && membership.CurrentSnapshot.GetSiloStatus(silo) != SiloStatus.Active)
+        {
+            return none;
+        }
+    }
+
+    private IEnumerable<SiloAddress> ActiveSilos() =>
+        membership.CurrentSnapshot.Members.Values.Where(m => m.Status == SiloStatus.Active).Select(m => m.SiloAddress);
+}
