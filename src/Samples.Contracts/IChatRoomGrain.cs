@@ -13,9 +13,9 @@ public interface IChatRoomGrain : IGrainWithStringKey
     Task Leave(string connectionId, string nick);
 
     /// <summary>
-    /// Queues <c>&lt;nick&gt; text</c> for every member but the speaker and returns: the speaker never waits for, or
-    /// fails with, another member. A speaker the room does not know (the room was reactivated after its silo failed)
-    /// becomes a member again.
+    /// Queues <c>&lt;nick&gt; text</c> for every member but the speaker (at their gateways) and returns: the speaker never
+    /// waits for, or fails with, another member. A speaker the room does not know (the room was reactivated after its
+    /// silo failed) is greeted as a member again.
     /// </summary>
     [Alias("Say")]
     Task Say(ConnectionInfo speaker, string nick, string text);

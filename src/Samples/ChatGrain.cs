@@ -1,14 +1,13 @@
 using System.Text;
-using Microsoft.Extensions.Logging;
 using Orleans.Placement;
 
 namespace OrleansProtocol.Samples;
 
 /// <summary>
 /// A line chat: <c>/nick name</c>, <c>/join room</c>, <c>/whoami</c>, and any other line goes to everyone else in the
-/// room. The room is a grain that holds its members' connection addresses and writes to them through
-/// <see cref="IProtocolConnection"/>, so clients on different silos' gateways talk to each other. Served on
-/// 127.0.0.1:7001 by the gateway host.
+/// room. The room is a grain that knows its members' nicks; its lines go out through a connection group
+/// (<see cref="IConnectionGroup"/>), which every silo's gateway delivers to its own members' sockets, so clients on
+/// different silos' gateways talk to each other. Served on 127.0.0.1:7001 by the gateway host.
 /// </summary>
 /// <remarks>
 /// The connection's state — nick, room, the line being read, lines received — moves with the grain when its silo
@@ -121,69 +120,58 @@ public sealed class ChatGrain : ProtocolGrain
 }
 
 /// <summary>
-/// The room grain: a <see cref="ConnectionFanOut"/> of its members. Every member gets every line once and in order, a
-/// slow member is paced by its own back-pressure without holding up the others, and a member whose connection is gone,
-/// or that falls 1 MiB behind (as Redis drops a pub/sub client past its limit), is dropped with a "left" line.
+/// The room grain: who is in the room under which nick, and the notices. Lines go to the members through the room's
+/// connection group (<see cref="IConnectionGroup"/>, named <c>chat:ROOM</c>), written by each member's gateway: every
+/// member gets every line once and in its speaker's order, a slow member cannot hold up the others, and one that falls
+/// past its listener's <c>MaxGroupBacklog</c> is closed (and leaves, with a "left" line).
 /// </summary>
 /// <remarks>
-/// The room lives next to its first member (<c>PreferLocalPlacement</c>). Its membership is in memory: if its silo
-/// fails, the room comes back empty and members rejoin as they speak (keep members in grain storage to do better).
+/// The room lives next to its first member (<c>PreferLocalPlacement</c>). The memberships are kept by the gateways, so
+/// they outlive this grain: if its silo fails, the room comes back knowing no nicks, and members are greeted again as
+/// they speak, but no member misses a line.
 /// </remarks>
 [PreferLocalPlacement]
 public sealed class ChatRoomGrain : Grain, IChatRoomGrain
 {
     private readonly Dictionary<string, string> _nicks = [];
-    private readonly ConnectionFanOut _members;
 
-    /// <summary>Created by Orleans.</summary>
-    public ChatRoomGrain(IGrainFactory grains, ILogger<ChatRoomGrain> logger)
-    {
-        _members = new ConnectionFanOut(grains, logger)
-        {
-            Dropped = (connectionId, _) =>
-            {
-                if (_nicks.Remove(connectionId, out var nick))
-                {
-                    Broadcast(connectionId, $"* {nick} left\n");
-                }
-            },
-        };
-    }
+    private IConnectionGroup Members => GrainFactory.GetGroup(GroupName(this.GetPrimaryKeyString()));
+
+    /// <summary>The connection group a room's lines go to.</summary>
+    public static string GroupName(string room) => $"chat:{room}";
 
     /// <inheritdoc />
-    public Task<int> Join(ConnectionInfo member, string nick)
+    public async Task<int> Join(ConnectionInfo member, string nick)
     {
-        // A member joining again starts afresh.
-        _members.Remove(member.ConnectionId);
-        _members.Add(member);
+        await Members.Add(member);
         _nicks[member.ConnectionId] = nick;
-        Broadcast(member.ConnectionId, $"* {nick} joined\n");
-        return Task.FromResult(_members.Count - 1);
+        await Members.Send(Encoding.UTF8.GetBytes($"* {nick} joined\n"), except: member.ConnectionId);
+        return await Members.Count() - 1;
     }
 
     /// <inheritdoc />
-    public Task Leave(string connectionId, string nick)
+    public async Task Leave(string connectionId, string nick)
     {
         _nicks.Remove(connectionId);
-        if (_members.Remove(connectionId))
+        if (await Members.Remove(connectionId))
         {
-            Broadcast(connectionId, $"* {nick} left\n");
+            await Members.Send(Encoding.UTF8.GetBytes($"* {nick} left\n"), except: connectionId);
+        }
+    }
+
+    /// <inheritdoc />
+    public async Task Say(ConnectionInfo speaker, string nick, string text)
+    {
+        if (!_nicks.ContainsKey(speaker.ConnectionId))
+        {
+            // The room was reactivated (its silo failed): the speaker is still a member, the room learns its nick.
+            await Members.Add(speaker);
+            _nicks[speaker.ConnectionId] = nick;
         }
 
-        return Task.CompletedTask;
+        await Members.Send(Encoding.UTF8.GetBytes($"<{nick}> {text}\n"), except: speaker.ConnectionId);
     }
 
     /// <inheritdoc />
-    public Task Say(ConnectionInfo speaker, string nick, string text)
-    {
-        _members.Add(speaker);
-        _nicks[speaker.ConnectionId] = nick;
-        Broadcast(speaker.ConnectionId, $"<{nick}> {text}\n");
-        return Task.CompletedTask;
-    }
-
-    /// <inheritdoc />
-    public Task<int> Announce(string text) => Task.FromResult(_members.Send(Encoding.UTF8.GetBytes($"* {text}\n")));
-
-    private void Broadcast(string from, string line) => _members.Send(Encoding.UTF8.GetBytes(line), except: from);
+    public async Task<int> Announce(string text) => (await Members.Send(Encoding.UTF8.GetBytes($"* {text}\n"))).Delivered;
 }
