@@ -89,7 +89,11 @@ public sealed partial class ProtocolTransport
             HandOffData = _handOffData,
             GrainSilo = (_flags & TransportBatchFlags.Moved) != 0 ? _movedTo : null,
             StartTlsClient = (_flags & TransportBatchFlags.StartTls) != 0 ? _startTlsClient : null,
+            LeaveGroups = _leaves is { Count: > 0 } ? [.. _leaves] : null,
+            JoinGroups = _joins is { Count: > 0 } ? [.. _joins] : null,
         };
+        _joins = null;
+        _leaves = null;
 
         // A new buffer per batch: the gateway may hold this one (local calls skip the copy for [Immutable] types).
         _data = null;

@@ -47,6 +47,8 @@ public sealed partial class ProtocolTransport
     private bool _lost;
     private bool _handedOff;
     private string? _newProtocol;
+    private List<string>? _joins;
+    private List<string>? _leaves;
     private ReadOnlyMemory<byte> _handOffData;
     private int _droppedWrites;
     private string? _movedTo;
@@ -179,6 +181,43 @@ public sealed partial class ProtocolTransport
     }
 
     /// <summary>
+    /// Adds this connection to the group <paramref name="name"/> (<see cref="IConnectionGroup"/>) right after what was
+    /// written so far: the group's messages follow it, as a subscription's confirmation comes before the first message.
+    /// Applied by the gateway with this turn's writes; idempotent. Ignored once the transport is closing.
+    /// </summary>
+    public void JoinGroup(string name)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(name);
+        if (IsClosing)
+        {
+            return;
+        }
+
+        _leaves?.Remove(name);
+        (_joins ??= []).Add(name);
+        _flags |= TransportBatchFlags.Groups;
+        _owner.OnTransportChanged();
+    }
+
+    /// <summary>
+    /// Takes this connection out of the group <paramref name="name"/> before what is written next in this turn: no
+    /// message of the group comes after it, as none follows an unsubscription's confirmation. Idempotent.
+    /// </summary>
+    public void LeaveGroup(string name)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(name);
+        if (_lost)
+        {
+            return;
+        }
+
+        _joins?.Remove(name);
+        (_leaves ??= []).Add(name);
+        _flags |= TransportBatchFlags.Groups;
+        _owner.OnTransportChanged();
+    }
+
+    /// <summary>
     /// Closes the connection after everything written so far is sent (asyncio <c>close</c>). Reading stops at once;
     /// <c>ConnectionLost(null)</c> follows. Idempotent.
     /// </summary>
@@ -218,6 +257,7 @@ public sealed partial class ProtocolTransport
         _closing = true;
         _data = null;
         _handed = default;
+        _joins = null;
         _flags = TransportBatchFlags.Abort;
         _closeReason = reason;
         _closeMessage = message;

@@ -62,6 +62,20 @@ public sealed class TransportBatch
     /// </summary>
     [Id(10)]
     public ClientTls? StartTlsClient { get; init; }
+
+    /// <summary>
+    /// With <see cref="TransportBatchFlags.Groups"/>: groups the connection leaves before <see cref="Data"/> is queued,
+    /// so no group message follows what the protocol wrote (an unsubscription's confirmation).
+    /// </summary>
+    [Id(11)]
+    public string[]? LeaveGroups { get; init; }
+
+    /// <summary>
+    /// With <see cref="TransportBatchFlags.Groups"/>: groups the connection joins once <see cref="Data"/> is queued, so
+    /// group messages come after what the protocol wrote (a subscription's confirmation).
+    /// </summary>
+    [Id(12)]
+    public string[]? JoinGroups { get; init; }
 }
 
 /// <summary>Operations carried by a <see cref="TransportBatch"/> besides its data.</summary>
@@ -111,4 +125,7 @@ public enum TransportBatchFlags
     /// handshake reaches the protocol, and it hears <c>TlsStarted</c> when the handshake is done.
     /// </summary>
     StartTls = 512,
+
+    /// <summary>The connection joins or leaves groups (<see cref="TransportBatch.JoinGroups"/>, <see cref="TransportBatch.LeaveGroups"/>).</summary>
+    Groups = 1024,
 }

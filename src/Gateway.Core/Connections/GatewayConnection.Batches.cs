@@ -123,6 +123,15 @@ internal sealed partial class GatewayConnection
             Writer.Submit(OutboundKind.StartTlsGate, upgrade: upgrade);
         }
 
+        if (batch.LeaveGroups is { } leaves)
+        {
+            // Before the data: nothing of these groups follows what the protocol wrote with the leave.
+            foreach (var group in leaves)
+            {
+                Listener.Services.Groups.Leave(group, Id);
+            }
+        }
+
         if (!batch.Data.IsEmpty && !Writer.Submit(OutboundKind.Data, batch.Data))
         {
             // The grain's transport stops a ProtocolGrain at the same cap before this; this holds for any IProtocolGrain.
@@ -130,6 +139,15 @@ internal sealed partial class GatewayConnection
             Opening.LogRejection("write_buffer_limit", detail, GatewayLog.WriteBufferLimit);
             AbortLocked(ConnectionCloseReason.WriteBufferLimit, detail);
             return;
+        }
+
+        if (batch.JoinGroups is { } joins)
+        {
+            // After the data: the groups' messages come behind what the protocol wrote with the join.
+            foreach (var group in joins)
+            {
+                Listener.Services.Groups.Join(group, this);
+            }
         }
 
         if ((flags & TransportBatchFlags.WriteEof) != 0)

@@ -89,6 +89,8 @@ internal sealed class InMemoryServerConnection(Pipe toServer, Pipe toClient, End
     /// <summary>A reset: the client's reads fail with <see cref="ConnectionResetException"/>, the server's input ends.</summary>
     public override void Abort(ConnectionAbortedException abortReason)
     {
+        // A send waiting on a client that does not read is released first, as a reset releases a blocked socket send.
+        toClient.Writer.CancelPendingFlush();
         toClient.Writer.Complete(new ConnectionResetException("The server reset the connection.", abortReason));
         toServer.Reader.CancelPendingRead();
         toServer.Writer.Complete(abortReason);

@@ -217,6 +217,7 @@ internal sealed class OutboundWriter
             _queue.Clear();
             _flow.Clear();
             Volatile.Write(ref _buffered, 0);
+            Volatile.Write(ref _groupBuffered, 0);
             _wakeNeeded = 1;
         }
 

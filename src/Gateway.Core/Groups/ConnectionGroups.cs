@@ -127,8 +127,9 @@ internal sealed class ConnectionGroups(GatewayMetrics metrics, ILogger<Connectio
         (FrameFormat Format, byte[]? Bytes) encoded = default;
         foreach (var (id, connection) in members)
         {
-            if (id == except)
+            if (id == except || connection.Writer.IsAborted || connection.Writer.OutputShut)
             {
+                // Not the sender's to count: an aborted or half-closed member is on its way out of the group.
                 continue;
             }
 

@@ -224,8 +224,9 @@ public static class RespLimits
     public const int MaxHeaderLine = 21;
 
     /// <summary>
-    /// How far behind a subscriber may fall before it is disconnected: 32 MiB of messages not yet written to its
-    /// connection (Redis' <c>client-output-buffer-limit pubsub</c> soft limit, applied at once).
+    /// How far behind a subscriber may fall before it is disconnected: 32 MiB of channel messages waiting for its peer
+    /// (Redis' <c>client-output-buffer-limit pubsub</c> hard limit); the host sets it as the listener's
+    /// <c>MaxGroupBacklog</c>.
     /// </summary>
     public const int MaxSubscriberBacklog = 32 * 1024 * 1024;
 }

@@ -20,8 +20,9 @@ public interface IRespClient : IGrainWithStringKey
 
 /// <summary>
 /// A Redis-compatible server (RESP2), one grain per connection: the gateway's <see cref="RespFrameDecoder"/> hands it
-/// whole commands, a pipelined burst at a time; keys live in <see cref="RespKeyspaceGrain"/>s and pub/sub channels in
-/// <see cref="RespChannelGrain"/>s, so every connection on every silo sees the same keys and messages. Served on
+/// whole commands, a pipelined burst at a time; keys live in <see cref="RespKeyspaceGrain"/>s and a pub/sub channel is a
+/// connection group (<see cref="IConnectionGroup"/>) that the subscribers' gateways deliver, so every connection on
+/// every silo sees the same keys and messages. Served on
 /// 127.0.0.1:6380 by the gateway host (<c>redis-cli -p 6380</c>).
 /// </summary>
 /// <remarks>
@@ -85,7 +86,7 @@ public sealed class RespGrain(IOptions<RespOptions> options) : ProtocolGrain, IR
                     return i + 1;
                 case "RESET":
                     await FlushAsync(burst);
-                    await UnsubscribeAsync([.. _channels]);
+                    Unsubscribe([.. _channels]);
                     _output.ResetWrittenCount();
                     _name = "";
                     Transport.Write("+RESET\r\n"u8);
@@ -115,7 +116,12 @@ public sealed class RespGrain(IOptions<RespOptions> options) : ProtocolGrain, IR
     }
 
     /// <inheritdoc />
-    protected override Task ConnectionLost(Exception? exception) => UnsubscribeAsync([.. _channels], reply: false);
+    protected override Task ConnectionLost(Exception? exception)
+    {
+        // The gateway took the connection out of its channels' groups when it ended.
+        _channels.Clear();
+        return Task.CompletedTask;
+    }
 
     private string? Refusal(string name, byte[][] arguments)
     {
@@ -361,7 +367,16 @@ public sealed class RespGrain(IOptions<RespOptions> options) : ProtocolGrain, IR
         switch (name)
         {
             case "PUBLISH":
-                var receivers = await GrainFactory.GetGrain<IRespChannelGrain>(RespCommand.Key(a[1])).Publish(a[2]);
+                // Encoded once for every subscriber (*3 $7 message $n channel $m payload), written by their gateways.
+                var channelName = RespCommand.Key(a[1]);
+                var push = RespReply.Encode(output =>
+                {
+                    RespReply.ArrayHeader(output, 3);
+                    RespReply.Bulk(output, "message"u8);
+                    RespReply.Bulk(output, RespCommand.KeyBytes(channelName));
+                    RespReply.Bulk(output, a[2]);
+                });
+                var receivers = (await GrainFactory.GetGroup(ChannelGroup(channelName)).Send(push)).Delivered;
                 Write(o => RespReply.Integer(o, receivers));
                 break;
             case "SUBSCRIBE":
@@ -372,21 +387,21 @@ public sealed class RespGrain(IOptions<RespOptions> options) : ProtocolGrain, IR
                         _channels.Add(channel);
                     }
 
-                    // Confirmed before the channel knows us: a message published right after cannot overtake it.
+                    // Joined right after the confirmation is queued: a message published after cannot overtake it.
                     Write(o => Confirmation(o, "subscribe", RespCommand.KeyBytes(channel), _channels.Count));
-                    await GrainFactory.GetGrain<IRespChannelGrain>(channel).Subscribe(Transport.Connection);
+                    Transport.JoinGroup(ChannelGroup(channel));
                 }
 
                 break;
             case "UNSUBSCRIBE":
-                await UnsubscribeAsync(a.Length > 1 ? [.. a.Skip(1).Select(RespCommand.Key)] : [.. _channels]);
+                Unsubscribe(a.Length > 1 ? [.. a.Skip(1).Select(RespCommand.Key)] : [.. _channels]);
                 break;
         }
     }
 
-    private async Task UnsubscribeAsync(string[] channels, bool reply = true)
+    private void Unsubscribe(string[] channels)
     {
-        if (channels.Length == 0 && reply)
+        if (channels.Length == 0)
         {
             Write(o => Confirmation(o, "unsubscribe", null, 0));
         }
@@ -394,13 +409,15 @@ public sealed class RespGrain(IOptions<RespOptions> options) : ProtocolGrain, IR
         foreach (var channel in channels)
         {
             _channels.Remove(channel);
-            await GrainFactory.GetGrain<IRespChannelGrain>(channel).Unsubscribe(Transport.Connection.ConnectionId);
-            if (reply)
-            {
-                Write(o => Confirmation(o, "unsubscribe", RespCommand.KeyBytes(channel), _channels.Count));
-            }
+
+            // Left before the confirmation is queued: no message of the channel comes after it.
+            Transport.LeaveGroup(ChannelGroup(channel));
+            Write(o => Confirmation(o, "unsubscribe", RespCommand.KeyBytes(channel), _channels.Count));
         }
     }
+
+    /// <summary>The connection group of a channel's subscribers.</summary>
+    private static string ChannelGroup(string channel) => $"resp:channel:{channel}";
 
     private static void Confirmation(IBufferWriter<byte> o, string kind, byte[]? channel, int count)
     {
