@@ -26,6 +26,13 @@ public static class Program
         }
 
         var settings = SettingsParser.Parse(args);
+        if (args.Contains("--pubsub"))
+        {
+            ServerProcess.GatewaySettings = settings.GatewaySettings;
+            await PubSubBench.RunAsync(args, settings.Configuration);
+            return 0;
+        }
+
         ServerProcess.GatewaySettings = settings.GatewaySettings;
         if (settings.IdleConnections > 0)
         {
@@ -415,6 +422,30 @@ internal sealed class ServerProcess : IDisposable
 
         using var json = System.Text.Json.JsonDocument.Parse(await Http.GetStringAsync(Diagnostics));
         return json.RootElement.GetProperty("allocatedBytes").GetInt64() + (Companion is null ? 0 : await Companion.AllocatedBytesAsync() ?? 0);
+    }
+
+    /// <summary>A real redis-server on a free loopback port, without persistence: the reference for the RESP sample.</summary>
+    public static async Task<ServerProcess> StartRedisAsync()
+    {
+        var port = FreePort();
+        var start = new ProcessStartInfo("redis-server") { RedirectStandardOutput = true };
+        foreach (var argument in new[] { "--port", $"{port}", "--bind", "127.0.0.1", "--save", "", "--appendonly", "no" })
+        {
+            start.ArgumentList.Add(argument);
+        }
+
+        var process = Process.Start(start)!;
+        var ready = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        process.OutputDataReceived += (_, e) =>
+        {
+            if (e.Data?.Contains("Ready to accept connections", StringComparison.Ordinal) == true)
+            {
+                ready.TrySetResult();
+            }
+        };
+        process.BeginOutputReadLine();
+        await ready.Task.WaitAsync(TimeSpan.FromSeconds(30));
+        return new ServerProcess(process, new IPEndPoint(IPAddress.Loopback, port));
     }
 
     public static Task<ServerProcess> StartKestrelAsync()

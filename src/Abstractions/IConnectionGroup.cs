@@ -89,3 +89,15 @@ public readonly record struct GroupSendResult(
     public static GroupSendResult operator +(GroupSendResult a, GroupSendResult b) =>
         new(a.Delivered + b.Delivered, a.Dropped + b.Dropped, a.Closed + b.Closed);
 }
+
+/// <summary>
+/// Every group with members, cluster-wide, and how many: asks each active silo's gateway and sums. A stateless worker;
+/// use <c>ProtocolConnections.ListGroupsAsync</c>.
+/// </summary>
+[Alias("OrleansProtocol.IConnectionGroupDirectory")]
+public interface IConnectionGroupDirectory : IGrainWithIntegerKey
+{
+    /// <summary>Each group's name and its members across every silo.</summary>
+    [Alias("List")]
+    Task<Dictionary<string, int>> List();
+}

@@ -20,6 +20,8 @@ const string Usage = """
       close <connection-id>                 flush, then close
       abort <connection-id>                 reset at once
       announce <room> <text>                "* text" to every member of a chat room
+      groups                                every connection group with members, and how many, cluster-wide
+      members <group>                       the connection ids in a group
     settings (as the host's): --Clustering:Provider=Localhost|Redis  --Silo:GatewayPort=30000
       --Clustering:Redis:ConnectionString=host:6379  --Orleans:ServiceId=dev  --Orleans:ClusterId=dev
     """;
@@ -27,7 +29,7 @@ const string Usage = """
 var positional = args.Where(a => !a.StartsWith("--", StringComparison.Ordinal)).ToArray();
 var flags = args.Where(a => a.StartsWith("--", StringComparison.Ordinal) && !a.Contains('=', StringComparison.Ordinal)).ToHashSet(StringComparer.Ordinal);
 var settings = args.Where(a => a.StartsWith("--", StringComparison.Ordinal) && a.Contains('=', StringComparison.Ordinal)).ToArray();
-var arity = new Dictionary<string, int>(StringComparer.Ordinal) { ["list"] = 2, ["show"] = 2, ["send"] = 3, ["close"] = 2, ["abort"] = 2, ["announce"] = 3 };
+var arity = new Dictionary<string, int>(StringComparer.Ordinal) { ["list"] = 2, ["show"] = 2, ["send"] = 3, ["close"] = 2, ["abort"] = 2, ["announce"] = 3, ["groups"] = 1, ["members"] = 2 };
 if (positional.Length == 0 || !arity.TryGetValue(positional[0], out var count) || positional.Length != count
     || flags.Except(["--frame", "--no-newline"]).Any())
 {
@@ -76,6 +78,8 @@ try
     {
         "list" => await ListAsync(grains, positional[1]),
         "announce" => await AnnounceAsync(grains, positional[1], positional[2]),
+        "groups" => await GroupsAsync(grains),
+        "members" => await MembersAsync(grains, positional[1]),
         _ => await OnConnectionAsync(grains, positional[0], positional[1], positional.ElementAtOrDefault(2), flags),
     };
 }
@@ -97,6 +101,35 @@ static async Task<int> ListAsync(IGrainFactory grains, string listener)
     {
         Console.WriteLine(string.Join('\t', c.Info.ConnectionId, c.Info.RemoteEndPoint, c.Info.GatewaySilo, c.GrainSilo ?? "-",
             c.Age.ToString(@"d\.hh\:mm\:ss", CultureInfo.InvariantCulture), c.BytesReceived, c.BytesSent, Paused(c)));
+    }
+
+    return 0;
+}
+
+static async Task<int> GroupsAsync(IGrainFactory grains)
+{
+    var groups = await grains.GetGrain<IConnectionGroupDirectory>(0).List();
+    Console.WriteLine($"{groups.Count} group(s)");
+    if (groups.Count > 0)
+    {
+        Console.WriteLine("GROUP\tMEMBERS");
+    }
+
+    foreach (var (name, members) in groups.OrderBy(g => g.Key, StringComparer.Ordinal))
+    {
+        Console.WriteLine($"{name}\t{members}");
+    }
+
+    return 0;
+}
+
+static async Task<int> MembersAsync(IGrainFactory grains, string group)
+{
+    var members = await grains.GetGrain<IConnectionGroup>(group).List();
+    Console.WriteLine($"{members.Length} member(s) of group {group}");
+    foreach (var id in members.Order(StringComparer.Ordinal))
+    {
+        Console.WriteLine(id);
     }
 
     return 0;

@@ -23,6 +23,10 @@ public static class ProtocolConnections
         return grains.GetGrain<IConnectionGroup>(name);
     }
 
+    /// <summary>Every group with members, cluster-wide, with its member count.</summary>
+    public static Task<Dictionary<string, int>> ListGroupsAsync(this IGrainFactory grains) =>
+        grains.GetGrain<IConnectionGroupDirectory>(0).List();
+
     /// <summary>The live connection with that id (ids are <c>"{listener}/{guid}"</c>), or null.</summary>
     public static async Task<IProtocolConnection?> FindConnectionAsync(this IGrainFactory grains, string connectionId)
     {

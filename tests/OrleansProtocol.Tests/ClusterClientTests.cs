@@ -59,6 +59,16 @@ public sealed class ClusterClientTests
         Assert.Equal("* maintenance at noon", await first.ReadLineAsync());
         Assert.Equal("* maintenance at noon", await second.ReadLineAsync());
 
+        // groups and members: the room is a connection group of two.
+        (code, var groups) = await RunAsync(gatewayPort, "groups");
+        Assert.True(code == 0, groups);
+        Assert.Contains("chat:ops\t2", groups);
+        (code, var members) = await RunAsync(gatewayPort, "members", "chat:ops");
+        Assert.True(code == 0, members);
+        Assert.Contains("2 member(s) of group chat:ops", members);
+        Assert.Contains(firstId, members);
+        Assert.Contains(secondId, members);
+
         // close one (it gets EOF), abort the other (a reset).
         Assert.Equal(0, (await RunAsync(gatewayPort, "close", firstId)).ExitCode);
         Assert.Empty(await first.ReadToEndAsync());

@@ -26,6 +26,7 @@ public sealed class GroupTests(ThreeSiloFixture fixture)
         var client = fixture.Cluster.Client;
         Assert.Equal(6, await client.GetGroup(group).Count());
         Assert.Equal(members.Select(m => m.Id).Order(), (await fixture.Grains(2).GetGroup(group).List()).Order());
+        Assert.Equal(6, (await client.ListGroupsAsync())[group]);
 
         for (var n = 0; n < 300; n++)
         {
@@ -43,6 +44,7 @@ public sealed class GroupTests(ThreeSiloFixture fixture)
 
         await DisposeAllAsync(members);
         await Poll.UntilAsync(async () => await client.GetGroup(group).Count() == 0, () => "closed members are still in the group");
+        Assert.False((await client.ListGroupsAsync()).ContainsKey(group));
     }
 
     [Fact]

@@ -37,7 +37,8 @@ public sealed class LiveViewTests
             $"--Silo:GatewayPort={TestPorts.Free()}",
             $"--Health:Urls=http://127.0.0.1:{web}",
             "--OrleansProtocol:PortOffset=20800");
-        var echo = (await host.WaitForListenersAsync("echo"))["echo"];
+        var listeners = await host.WaitForListenersAsync("echo", "chat");
+        var echo = listeners["echo"];
         await host.WaitForOutputAsync("Application started");
 
         // Orleans' dashboard renders its overview, with no script error.
@@ -60,11 +61,19 @@ public sealed class LiveViewTests
             clients.Add(client);
         }
 
+        // And a chat member in a room: its connection group is listed with its member count.
+        var member = await TestClient.ConnectAsync(listeners["chat"]);
+        Assert.StartsWith("* welcome", await member.ReadLineAsync());
+        await member.SendAsync("/join ops\n");
+        Assert.StartsWith("* joined ops", await member.ReadLineAsync());
+
         var (three, _) = await LoadAsync($"http://127.0.0.1:{web}/connections");
-        Assert.Equal(3, OpenTotal(three));
+        Assert.Equal(4, OpenTotal(three));
+        Assert.Contains("<td>chat:ops</td><td>1</td>", three);
         Assert.Contains($"<td>{clients[0].LocalEndPoint}</td>", three);
         Assert.Matches(@"<td>echo</td><td>3</td>", three);
 
+        clients.Add(member);
         foreach (var client in clients)
         {
             client.ShutdownSend();
@@ -76,5 +85,6 @@ public sealed class LiveViewTests
         var closed = "";
         await Poll.UntilAsync(async () => OpenTotal(closed = (await LoadAsync($"http://127.0.0.1:{web}/connections")).Dom) == 0, () => closed);
         Assert.Matches(@"PeerClosed 3", closed);
+        Assert.DoesNotContain("<td>chat:ops</td>", closed);
     }
 }

@@ -26,10 +26,12 @@ public static class LiveView
             var grains = services.GetRequiredService<IGrainFactory>();
             var connections = await Task.WhenAll(totals.Where(t => t.Listener != "outbound")
                 .Select(t => grains.ListConnectionStatusAsync(t.Listener)));
+            var groups = await grains.ListGroupsAsync();
             return Results.Json(new
             {
                 silo = services.GetRequiredService<ILocalSiloDetails>().SiloAddress.ToParsableString(),
                 listeners = totals,
+                groups = groups.OrderByDescending(g => g.Value).Take(100).Select(g => new { name = g.Key, members = g.Value }),
                 connections = connections.SelectMany(c => c).OrderBy(c => c.Age).Take(500).Select(c => new
                 {
                     id = c.Info.ConnectionId,
@@ -70,6 +72,11 @@ public static class LiveView
           <thead><tr><th>listener</th><th>open</th><th>accepted/s</th><th>refused/s</th><th>closed/s</th><th>bytes in</th><th>bytes out</th><th>paused (read/write)</th><th>close reasons</th></tr></thead>
           <tbody></tbody>
         </table>
+        <h2>Groups (<span id="group-count">0</span>)</h2>
+        <table id="groups">
+          <thead><tr><th>group</th><th>members</th></tr></thead>
+          <tbody></tbody>
+        </table>
         <h2>Connections (<span id="connection-count">0</span>)</h2>
         <table id="connections">
           <thead><tr><th>id</th><th>peer</th><th>socket silo</th><th>grain silo</th><th>age s</th><th>bytes in</th><th>bytes out</th><th>paused</th></tr></thead>
@@ -96,6 +103,8 @@ public static class LiveView
             l.pausedReading + " / " + l.pausedWriting,
             Object.entries(l.closeReasons).map(([reason, count]) => reason + " " + count).join(", ")])));
           document.getElementById("open-total").textContent = data.listeners.reduce((sum, l) => sum + l.open, 0);
+          document.querySelector("#groups tbody").replaceChildren(...data.groups.map(g => row([g.name, g.members])));
+          document.getElementById("group-count").textContent = data.groups.length;
           const connections = document.querySelector("#connections tbody");
           connections.replaceChildren(...data.connections.map(c => row([
             c.id, c.peer, c.socketSilo, c.grainSilo || "–", c.ageSeconds, c.bytesReceived, c.bytesSent, c.paused])));

@@ -130,3 +130,26 @@ public sealed class ConnectionGroupGrain(IGroupGatewayClient gateways, IClusterM
     private IEnumerable<SiloAddress> ActiveSilos() =>
         membership.CurrentSnapshot.Members.Values.Where(m => m.Status == SiloStatus.Active).Select(m => m.SiloAddress);
 }
+
+/// <summary>Every group with members, cluster-wide: each active silo's gateway says its own, and the counts are summed.</summary>
+[StatelessWorker]
+public sealed class ConnectionGroupDirectoryGrain(IGroupGatewayClient gateways, IClusterMembershipService membership) : Grain, IConnectionGroupDirectory
+{
+    /// <inheritdoc />
+    public async Task<Dictionary<string, int>> List()
+    {
+        var silos = membership.CurrentSnapshot.Members.Values.Where(m => m.Status == SiloStatus.Active).Select(m => m.SiloAddress);
+        var answers = await Task.WhenAll(silos.Select(async silo =>
+        {
+            try
+            {
+                return await gateways.On(silo).Groups();
+            }
+            catch (Exception ex) when (ex is SiloUnavailableException or OrleansMessageRejectionException && membership.CurrentSnapshot.GetSiloStatus(silo) != SiloStatus.Active)
+            {
+                return [];
+            }
+        }));
+        return answers.SelectMany(a => a).GroupBy(g => g.Key).ToDictionary(g => g.Key, g => g.Sum(e => e.Value));
+    }
+}
