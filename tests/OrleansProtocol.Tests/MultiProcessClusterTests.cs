@@ -54,7 +54,7 @@ public sealed class MultiProcessClusterTests(Xunit.Abstractions.ITestOutputHelpe
                 var endPoints = new List<Dictionary<string, IPEndPoint>>();
                 foreach (var silo in silos)
                 {
-                    endPoints.Add(await silo.WaitForListenersAsync("echo", "upgrade", "chat"));
+                    endPoints.Add(await silo.WaitForListenersAsync("echo", "upgrade", "chat", "resp"));
                 }
 
                 var remote = new List<TestClient>();
@@ -78,6 +78,17 @@ public sealed class MultiProcessClusterTests(Xunit.Abstractions.ITestOutputHelpe
                 await Task.WhenAll(members.Select(m => m.TalkAsync(10, TimeSpan.FromMilliseconds(5))));
                 await members[0].WaitForAsync(members.Skip(1).Select(m => m.Nick), 10);
 
+                // A RESP channel with a subscriber on every silo.
+                var channel = $"news-{Guid.NewGuid():N}";
+                var subscribers = new List<TestClient>();
+                for (var i = 0; i < 3; i++)
+                {
+                    var subscriber = await TestClient.ConnectAsync(endPoints[i]["resp"]);
+                    await subscriber.SendAsync($"SUBSCRIBE {channel}\r\n");
+                    Assert.Equal(["*3\r", "$9\r", "subscribe\r", $"${channel.Length}\r", $"{channel}\r", ":1\r"], await ReadLinesAsync(subscriber, 6));
+                    subscribers.Add(subscriber);
+                }
+
                 // Crash silo 2.
                 var crashed = Stopwatch.StartNew();
                 silos[2].Kill();
@@ -98,6 +109,28 @@ public sealed class MultiProcessClusterTests(Xunit.Abstractions.ITestOutputHelpe
                 }
 
                 output.WriteLine($"chat survivors heard every line at {crashed.Elapsed}");
+
+                // PUBLISH from silo 0's and silo 1's gateways: each surviving subscriber gets every message once, in order.
+                await using (var publisher = await TestClient.ConnectAsync(endPoints[1]["resp"]))
+                {
+                    for (var n = 0; n < 20; n++)
+                    {
+                        await publisher.SendAsync($"PUBLISH {channel} m{n:D2}\r\n");
+                        Assert.Equal(":2\r", await publisher.ReadLineAsync());
+                    }
+                }
+
+                foreach (var subscriber in subscribers.Take(2))
+                {
+                    for (var n = 0; n < 20; n++)
+                    {
+                        Assert.Equal(["*3\r", "$7\r", "message\r", $"${channel.Length}\r", $"{channel}\r", "$3\r", $"m{n:D2}\r"], await ReadLinesAsync(subscriber, 7));
+                    }
+
+                    await subscriber.DisposeAsync();
+                }
+
+                await subscribers[2].DisposeAsync(); // its silo was killed
 
                 // Its clients lose their sockets with the process.
                 Assert.False(await EchoesAsync(remote[2], "after crash"));
@@ -361,5 +394,16 @@ public sealed class MultiProcessClusterTests(Xunit.Abstractions.ITestOutputHelpe
 
             redis.Kill();
         }
+    }
+
+    private static async Task<string[]> ReadLinesAsync(TestClient client, int count)
+    {
+        var lines = new string[count];
+        for (var i = 0; i < count; i++)
+        {
+            lines[i] = await client.ReadLineAsync();
+        }
+
+        return lines;
     }
 }
