@@ -1,3 +1,4 @@
+using System.Buffers;
 using Microsoft.Extensions.Logging;
 using OrleansProtocol.Gateway.Connections.Opening;
 using OrleansProtocol.Gateway.Diagnostics;
@@ -242,14 +243,15 @@ internal sealed class OutboundWriter
         // Start off the accept path: the first send happens after ConnectionMade anyway.
         await Task.Yield();
         var sent = 0;
-        var group = false;
+        var groupSent = 0;
         try
         {
             while (true)
             {
-                if (Next(sent, group) is not { } item)
+                if (Next(sent, groupSent, out var gathered) is not { } item)
                 {
                     sent = 0;
+                    groupSent = 0;
                     if (_aborted)
                     {
                         return false;
@@ -260,13 +262,31 @@ internal sealed class OutboundWriter
                 }
 
                 sent = 0;
-                group = item.Kind == OutboundKind.GroupData;
+                groupSent = 0;
                 switch (item.Kind)
                 {
                     case OutboundKind.Data:
                     case OutboundKind.GroupData:
-                        await Transport.SendAsync(item.Data);
-                        sent = item.Data.Length;
+                        if (gathered is { } joined)
+                        {
+                            // Several small writes were waiting (a group's messages to a busy member): one send for all.
+                            try
+                            {
+                                await Transport.SendAsync(joined.Buffer.AsMemory(0, joined.Protocol + joined.Group));
+                            }
+                            finally
+                            {
+                                ArrayPool<byte>.Shared.Return(joined.Buffer);
+                            }
+
+                            (sent, groupSent) = (joined.Protocol, joined.Group);
+                        }
+                        else
+                        {
+                            await Transport.SendAsync(item.Data);
+                            (sent, groupSent) = item.Kind == OutboundKind.GroupData ? (0, item.Data.Length) : (item.Data.Length, 0);
+                        }
+
                         break;
 
                     case OutboundKind.WriteEof:
@@ -302,13 +322,52 @@ internal sealed class OutboundWriter
     }
 
     /// <summary>
-    /// Accounts the <paramref name="sent"/> bytes of the last item (a <paramref name="group"/> message's apart from the
-    /// protocol's) and takes the next one, in one turn of the lock.
+    /// With <paramref name="first"/> just taken: when more small data items wait right behind it, takes them too and
+    /// copies all into one pooled buffer (up to <see cref="GatherLimit"/> bytes), for one send; null when there is
+    /// nothing to join. Under the lock.
     /// </summary>
-    private OutboundItem? Next(int sent, bool group)
+    private (byte[] Buffer, int Protocol, int Group)? GatherLocked(OutboundItem first)
+    {
+        if (first.Kind is not (OutboundKind.Data or OutboundKind.GroupData) || !_queue.TryPeek(out var next)
+            || next.Kind is not (OutboundKind.Data or OutboundKind.GroupData) || first.Data.Length + next.Data.Length > GatherLimit)
+        {
+            return null;
+        }
+
+        var buffer = ArrayPool<byte>.Shared.Rent(GatherLimit);
+        var (protocol, group) = (0, 0);
+        for (var item = first; ; _queue.Dequeue())
+        {
+            item.Data.Span.CopyTo(buffer.AsSpan(protocol + group));
+            if (item.Kind == OutboundKind.GroupData)
+            {
+                group += item.Data.Length;
+            }
+            else
+            {
+                protocol += item.Data.Length;
+            }
+
+            if (!_queue.TryPeek(out item) || item.Kind is not (OutboundKind.Data or OutboundKind.GroupData)
+                || protocol + group + item.Data.Length > GatherLimit)
+            {
+                return (buffer, protocol, group);
+            }
+        }
+    }
+
+    /// <summary>The most bytes one send gathers from small queued writes.</summary>
+    private const int GatherLimit = 16 * 1024;
+
+    /// <summary>
+    /// Accounts the bytes of the last send — the protocol's (<paramref name="sent"/>) and group messages'
+    /// (<paramref name="groupSent"/>), kept apart — and takes the next item, in one turn of the lock.
+    /// </summary>
+    private OutboundItem? Next(int sent, int groupSent, out (byte[] Buffer, int Protocol, int Group)? gathered)
     {
         bool flowChanged;
         OutboundItem? next;
+        gathered = null;
         lock (_lock)
         {
             if (_aborted)
@@ -317,26 +376,29 @@ internal sealed class OutboundWriter
             }
 
             flowChanged = false;
-            if (sent > 0 && group)
+            if (sent + groupSent > 0)
             {
-                // On the wire, but not the protocol's: its bytes-sent figure (and so its write buffer) leaves them out.
-                Volatile.Write(ref _protocolSentBase, _protocolSentBase + sent);
-                Interlocked.Add(ref _bytesSent, sent);
+                // Group messages are on the wire but not the protocol's: its bytes-sent figure (and so its write
+                // buffer) leaves them out.
+                Volatile.Write(ref _protocolSentBase, _protocolSentBase + groupSent);
+                Interlocked.Add(ref _bytesSent, sent + groupSent);
                 _clock.Touch(ConnectionClock.Now(_listener.Time));
-                _listener.Metrics.BytesSent(_listener.Name, sent);
-                Volatile.Write(ref _groupBuffered, _groupBuffered - sent);
+                _listener.Metrics.BytesSent(_listener.Name, sent + groupSent);
+                Volatile.Write(ref _groupBuffered, _groupBuffered - groupSent);
             }
-            else if (sent > 0)
+
+            if (sent > 0)
             {
-                Interlocked.Add(ref _bytesSent, sent);
-                _clock.Touch(ConnectionClock.Now(_listener.Time));
-                _listener.Metrics.BytesSent(_listener.Name, sent);
                 _flow.Sent(sent);
                 Volatile.Write(ref _buffered, _flow.Buffered);
                 flowChanged = UpdateFlowLocked();
             }
 
             next = _queue.TryDequeue(out var item) ? item : null;
+            if (next is { Data.Length: < GatherLimit / 2 } taken)
+            {
+                gathered = GatherLocked(taken);
+            }
         }
 
         if (flowChanged)

@@ -125,6 +125,7 @@ internal sealed class ConnectionGroups(GatewayMetrics metrics, ILogger<Connectio
 
         int delivered = 0, dropped = 0, closed = 0;
         (FrameFormat Format, byte[]? Bytes) encoded = default;
+        List<OutboundWriter>? woken = null;
         foreach (var (id, connection) in members)
         {
             if (id == except || connection.Writer.IsAborted || connection.Writer.OutputShut)
@@ -155,7 +156,7 @@ internal sealed class ConnectionGroups(GatewayMetrics metrics, ILogger<Connectio
             if (connection.Writer.Submit(OutboundKind.GroupData, bytes))
             {
                 delivered++;
-                connection.Writer.Wake();
+                (woken ??= []).Add(connection.Writer);
             }
             else if (overflow == GroupOverflow.Drop)
             {
@@ -170,10 +171,36 @@ internal sealed class ConnectionGroups(GatewayMetrics metrics, ILogger<Connectio
             }
         }
 
+        if (woken is not null)
+        {
+            Send(woken);
+        }
+
         metrics.GroupMessages("delivered", delivered);
         metrics.GroupMessages("dropped", dropped);
         metrics.GroupMessages("closed", closed);
         return new GroupSendResult(delivered, dropped, closed);
+    }
+
+    /// <summary>
+    /// Starts the members' writers. The message is queued at each already (its order is fixed); the sends themselves run
+    /// inline for a few members, and for many in slices on the thread pool, so a large group's sends use every core
+    /// and the sender's turn is not held for them.
+    /// </summary>
+    private static void Send(List<OutboundWriter> writers)
+    {
+        const int Slice = 16;
+        if (writers.Count <= Slice)
+        {
+            writers.ForEach(static w => w.Wake());
+            return;
+        }
+
+        for (var start = 0; start < writers.Count; start += Slice)
+        {
+            var slice = writers.GetRange(start, Math.Min(Slice, writers.Count - start));
+            ThreadPool.UnsafeQueueUserWorkItem(static slice => slice.ForEach(static w => w.Wake()), slice, preferLocal: false);
+        }
     }
 
     private static byte[]? Encode(FrameFormat format, byte[] payload)
