@@ -6,11 +6,12 @@ using OrleansProtocol.Tests.Infrastructure;
 namespace OrleansProtocol.Tests;
 
 /// <summary>
-/// The soak: mixed traffic (byte-checked echo streams, a stream of new clients, chat rooms, RESP keys) on three silos in
-/// the <see cref="NetworkLab"/>, with a fault in every phase — 10 % loss between silos, a partition, a kill, the
-/// membership store unreachable, a graceful stop — and the invariants of <see cref="NetworkFaultTests"/> checked all the
-/// way: no wrong byte, no stream hung past the bound or reset by a fault that must not reset it, every new client on a
-/// reachable gateway served, every room hears every line in order, every key reads back; and each silo's memory.
+/// The soak: mixed traffic (byte-checked echo streams, a stream of new clients, chat rooms, RESP keys and channels) on
+/// three silos in the <see cref="NetworkLab"/>, with a fault in every phase — loss between silos (10 %, 1 %, or 10 %
+/// one way, in turn), a partition, a kill, the membership store unreachable, a graceful stop — and the invariants of
+/// <see cref="NetworkFaultTests"/> checked all the way: no wrong byte, no stream hung past the bound or reset by a fault
+/// that must not reset it, every new client on a reachable gateway served, every room and channel hears every message
+/// in order, every key reads back; and each silo's memory.
 /// </summary>
 /// <remarks>
 /// By default one round of the five faults in 30 s phases (about three minutes, in the suite). <c>OP_SOAK_MINUTES=30</c>
@@ -57,6 +58,7 @@ public sealed class SoakTests(Xunit.Abstractions.ITestOutputHelper output)
             await soak.RunPhaseAsync(p, fault, target, faultLength);
             await soak.CheckRoomAsync($"soak-{p}");
             await soak.CheckKeysAsync(p);
+            await soak.CheckChannelAsync(p);
             soak.Report(p, fault, target);
             if (phase - started.Elapsed is { } rest && rest > TimeSpan.Zero)
             {
@@ -103,17 +105,19 @@ public sealed class SoakTests(Xunit.Abstractions.ITestOutputHelper output)
             switch (fault)
             {
                 case Fault.Loss:
-                    foreach (var from in Enumerable.Range(0, 3))
+                    // In turn: 10 % both ways, 1 % both ways, 10 % only from the target to the others (asymmetric).
+                    var (loss, oneWay) = (p / 5 % 3) switch { 0 => (0.10, false), 1 => (0.01, false), _ => (0.10, true) };
+                    foreach (var from in oneWay ? [target] : Enumerable.Range(0, 3))
                     {
                         foreach (var to in Enumerable.Range(0, 3).Where(to => to != from))
                         {
-                            await cluster.Lab.DropAsync(from, to, 0.10);
+                            await cluster.Lab.DropAsync(from, to, loss);
                         }
                     }
 
                     await Task.Delay(length); // the fault's length
                     await cluster.Lab.HealAsync();
-                    detail = $"10 % loss between all silos for {length.TotalSeconds:0} s";
+                    detail = $"{loss:P0} loss {(oneWay ? $"from silo {target} to the others" : "between all silos")} for {length.TotalSeconds:0} s";
                     break;
                 case Fault.StoreOutage:
                     await cluster.Lab.BlockHostPortAsync(cluster.RedisPort);
@@ -276,6 +280,62 @@ public sealed class SoakTests(Xunit.Abstractions.ITestOutputHelper output)
                 {
                     Violations.Enqueue($"phase {p}: key soak:{p}:{i}: {ex.Message}");
                 }
+            }
+        }
+
+        /// <summary>A subscriber on each gateway; five messages published through one: each subscriber gets all, in order.</summary>
+        public async Task CheckChannelAsync(int p)
+        {
+            var channel = $"soak-{p}";
+            var subscribers = new List<TestClient>();
+            try
+            {
+                foreach (var i in Enumerable.Range(0, 3))
+                {
+                    var subscriber = await TestClient.ConnectAsync(cluster.Resp[i]);
+                    subscribers.Add(subscriber);
+                    await subscriber.SendAsync($"SUBSCRIBE {channel}\r\n");
+                    Assert.Equal(await LinesAsync(subscriber, 6), new[] { "*3\r", "$9\r", "subscribe\r", $"${channel.Length}\r", $"{channel}\r", ":1\r" });
+                }
+
+                await using (var publisher = await TestClient.ConnectAsync(cluster.Resp[p % 3]))
+                {
+                    for (var n = 0; n < 5; n++)
+                    {
+                        await publisher.SendAsync($"PUBLISH {channel} m{n}\r\n");
+                        Assert.Equal(":3\r", await publisher.ReadLineAsync());
+                    }
+                }
+
+                foreach (var subscriber in subscribers)
+                {
+                    for (var n = 0; n < 5; n++)
+                    {
+                        Assert.Equal(await LinesAsync(subscriber, 7), new[] { "*3\r", "$7\r", "message\r", $"${channel.Length}\r", $"{channel}\r", "$2\r", $"m{n}\r" });
+                    }
+                }
+            }
+            catch (Exception ex)
+            {
+                Violations.Enqueue($"phase {p}: channel {channel}: {ex.Message}");
+            }
+            finally
+            {
+                foreach (var subscriber in subscribers)
+                {
+                    await subscriber.DisposeAsync();
+                }
+            }
+
+            static async Task<string[]> LinesAsync(TestClient client, int count)
+            {
+                var lines = new string[count];
+                for (var i = 0; i < count; i++)
+                {
+                    lines[i] = await client.ReadLineAsync();
+                }
+
+                return lines;
             }
         }
 
