@@ -49,22 +49,8 @@ public sealed class ConnectionDirectoryGrain(IConnectionRegistryClient registrie
         return answers.FirstOrDefault(a => a is not null);
     }
 
-    /// <summary>
-    /// Asks one silo. A silo that died since the membership snapshot has no live connections: it answers
-    /// <paramref name="none"/>. Any other failure is the caller's to see, rather than a silently partial answer.
-    /// </summary>
-    private async Task<T> Ask<T>(SiloAddress silo, Func<IConnectionRegistry, Task<T>> ask, T none)
-    {
-        try
-        {
-            return await ask(registries.On(silo));
-        }
-        catch (Exception ex) when (ex is SiloUnavailableException or OrleansMessageRejectionException && membership.CurrentSnapshot.GetSiloStatus(silo) != SiloStatus.Active)
-        {
-            return none;
-        }
-    }
+    private Task<T> Ask<T>(SiloAddress silo, Func<IConnectionRegistry, Task<T>> ask, T none) =>
+        membership.AskAsync(silo, registries.On(silo), ask, none);
 
-    private IEnumerable<SiloAddress> ActiveSilos() =>
-        membership.CurrentSnapshot.Members.Values.Where(m => m.Status == SiloStatus.Active).Select(m => m.SiloAddress);
+    private IEnumerable<SiloAddress> ActiveSilos() => membership.ActiveSilos();
 }

@@ -111,24 +111,10 @@ public sealed class ConnectionGroupGrain(IGroupGatewayClient gateways, IClusterM
         }
     }
 
-    /// <summary>
-    /// Asks one silo's gateway. A silo that died since the membership snapshot holds no members any more: it answers
-    /// <paramref name="none"/>. Any other failure is the caller's to see, rather than a silently partial answer.
-    /// </summary>
-    private async Task<T> Ask<T>(SiloAddress silo, Func<IGroupGateway, Task<T>> ask, T none)
-    {
-        try
-        {
-            return await ask(gateways.On(silo));
-        }
-        catch (Exception ex) when (ex is SiloUnavailableException or OrleansMessageRejectionException && membership.CurrentSnapshot.GetSiloStatus(silo) != SiloStatus.Active)
-        {
-            return none;
-        }
-    }
+    private Task<T> Ask<T>(SiloAddress silo, Func<IGroupGateway, Task<T>> ask, T none) =>
+        membership.AskAsync(silo, gateways.On(silo), ask, none);
 
-    private IEnumerable<SiloAddress> ActiveSilos() =>
-        membership.CurrentSnapshot.Members.Values.Where(m => m.Status == SiloStatus.Active).Select(m => m.SiloAddress);
+    private IEnumerable<SiloAddress> ActiveSilos() => membership.ActiveSilos();
 }
 
 /// <summary>Every group with members, cluster-wide: each active silo's gateway says its own, and the counts are summed.</summary>
@@ -138,18 +124,7 @@ public sealed class ConnectionGroupDirectoryGrain(IGroupGatewayClient gateways, 
     /// <inheritdoc />
     public async Task<Dictionary<string, int>> List()
     {
-        var silos = membership.CurrentSnapshot.Members.Values.Where(m => m.Status == SiloStatus.Active).Select(m => m.SiloAddress);
-        var answers = await Task.WhenAll(silos.Select(async silo =>
-        {
-            try
-            {
-                return await gateways.On(silo).Groups();
-            }
-            catch (Exception ex) when (ex is SiloUnavailableException or OrleansMessageRejectionException && membership.CurrentSnapshot.GetSiloStatus(silo) != SiloStatus.Active)
-            {
-                return [];
-            }
-        }));
+        var answers = await Task.WhenAll(membership.ActiveSilos().Select(silo => membership.AskAsync(silo, gateways.On(silo), g => g.Groups(), [])));
         return answers.SelectMany(a => a).GroupBy(g => g.Key).ToDictionary(g => g.Key, g => g.Sum(e => e.Value));
     }
 }
