@@ -128,6 +128,7 @@ public sealed class GroupTests(ThreeSiloFixture fixture)
     public async Task A_member_that_stops_reading_is_closed_past_its_backlog_while_a_steady_reader_gets_every_message()
     {
         var group = NewGroup();
+        using var messages = fixture.Collect<long>(2, "orleansprotocol.group.messages");
         var (steady, _) = await MemberAsync(1, group);
         var (stalled, _) = await MemberAsync(2, group);
         await using var _steady = steady;
@@ -166,6 +167,11 @@ public sealed class GroupTests(ThreeSiloFixture fixture)
         Assert.Equal(sent, await reading);
         await stalled.AssertDroppedAsync();
         Assert.Equal(1, await fixture.Grains(0).GetGroup(group).Count());
+
+        // Silo 2's meter counted what it delivered to the stalled member and the close.
+        var byOutcome = messages.GetMeasurementSnapshot().GroupBy(m => (string)m.Tags["orleansprotocol.outcome"]!).ToDictionary(g => g.Key, g => g.Sum(m => m.Value));
+        Assert.Equal(1, byOutcome["closed"]);
+        Assert.Equal(sent - 1, byOutcome["delivered"]);
     }
 
     [Fact]

@@ -25,6 +25,11 @@ public sealed class ThreeSiloFixture : IAsyncLifetime
 
     public ProtocolGateway Gateway(int silo) => Cluster.Silos[silo].ServiceProvider.GetRequiredService<ProtocolGateway>();
 
+    /// <summary>Collects one of silo <paramref name="silo"/>'s gateway instruments from its meter factory, from now on.</summary>
+    public Microsoft.Extensions.Diagnostics.Metrics.Testing.MetricCollector<T> Collect<T>(int silo, string instrument)
+        where T : struct =>
+        new(Cluster.Silos[silo].ServiceProvider.GetRequiredService<System.Diagnostics.Metrics.IMeterFactory>(), OrleansProtocol.Gateway.Diagnostics.GatewayMetrics.MeterName, instrument);
+
     public async Task InitializeAsync()
     {
         var builder = new InProcessTestClusterBuilder(3);
