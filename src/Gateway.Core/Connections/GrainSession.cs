@@ -64,6 +64,7 @@ internal sealed class GrainSession(GatewayConnection connection, ListenerContext
     private async Task<ProtocolReply> ResendUnansweredAsync(Task<ProtocolReply> first)
     {
         var attempts = new List<Task<ProtocolReply>> { first };
+        var undelivered = 0;
         for (var resends = 0; resends < 5; resends++)
         {
             using var wait = new CancellationTokenSource();
@@ -71,7 +72,20 @@ internal sealed class GrainSession(GatewayConnection connection, ListenerContext
             if (await Task.WhenAny(attempts[^1], delay) == attempts[^1])
             {
                 wait.Cancel();
-                break;
+                if (!IsUndelivered(attempts[^1]) || ++undelivered > MaxUndeliveredConnectionMade)
+                {
+                    break;
+                }
+
+                // Orleans could not deliver it: the silo it was placed on, or the one holding its directory entry, is
+                // dying and not declared dead yet. The grain never saw it; send it again shortly, placed and looked up
+                // afresh, until membership catches up.
+                GatewayLog.GrainCallRejected(listener.Logger, connection.Id, undelivered, attempts[^1].Exception!.InnerException!.Message);
+                attempts.RemoveAt(attempts.Count - 1);
+                await Task.Delay(UndeliveredRetryAfter, listener.Time);
+                attempts.Add(ConnectionMadeOnceAsync());
+                resends--;
+                continue;
             }
 
             GatewayLog.ConnectionMadeResent(listener.Logger, connection.Id, ConnectionMadeResendAfter);
@@ -96,6 +110,14 @@ internal sealed class GrainSession(GatewayConnection connection, ListenerContext
 
         return reply;
     }
+
+    /// <summary>How long after an undelivered <c>ConnectionMade</c> it goes again, and how many times at most (~10 s: failure detection).</summary>
+    private static readonly TimeSpan UndeliveredRetryAfter = TimeSpan.FromSeconds(1);
+
+    private const int MaxUndeliveredConnectionMade = 10;
+
+    private static bool IsUndelivered(Task task) =>
+        task.IsFaulted && task.Exception!.InnerException is OrleansMessageRejectionException or SiloUnavailableException;
 
     private Task<ProtocolReply> ConnectionMadeOnceAsync() =>
         CallAsync((Connection: connection, listener.Siting), static (grain, s) =>
