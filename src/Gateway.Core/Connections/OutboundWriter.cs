@@ -322,44 +322,6 @@ internal sealed class OutboundWriter
     }
 
     /// <summary>
-    /// With <paramref name="first"/> just taken: when more small data items wait right behind it, takes them too and
-    /// copies all into one pooled buffer (up to <see cref="GatherLimit"/> bytes), for one send; null when there is
-    /// nothing to join. Under the lock.
-    /// </summary>
-    private (byte[] Buffer, int Protocol, int Group)? GatherLocked(OutboundItem first)
-    {
-        if (first.Kind is not (OutboundKind.Data or OutboundKind.GroupData) || !_queue.TryPeek(out var next)
-            || next.Kind is not (OutboundKind.Data or OutboundKind.GroupData) || first.Data.Length + next.Data.Length > GatherLimit)
-        {
-            return null;
-        }
-
-        var buffer = ArrayPool<byte>.Shared.Rent(GatherLimit);
-        var (protocol, group) = (0, 0);
-        for (var item = first; ; _queue.Dequeue())
-        {
-            item.Data.Span.CopyTo(buffer.AsSpan(protocol + group));
-            if (item.Kind == OutboundKind.GroupData)
-            {
-                group += item.Data.Length;
-            }
-            else
-            {
-                protocol += item.Data.Length;
-            }
-
-            if (!_queue.TryPeek(out item) || item.Kind is not (OutboundKind.Data or OutboundKind.GroupData)
-                || protocol + group + item.Data.Length > GatherLimit)
-            {
-                return (buffer, protocol, group);
-            }
-        }
-    }
-
-    /// <summary>The most bytes one send gathers from small queued writes.</summary>
-    private const int GatherLimit = 16 * 1024;
-
-    /// <summary>
     /// Accounts the bytes of the last send — the protocol's (<paramref name="sent"/>) and group messages'
     /// (<paramref name="groupSent"/>), kept apart — and takes the next item, in one turn of the lock.
     /// </summary>
@@ -395,9 +357,9 @@ internal sealed class OutboundWriter
             }
 
             next = _queue.TryDequeue(out var item) ? item : null;
-            if (next is { Data.Length: < GatherLimit / 2 } taken)
+            if (next is { } taken)
             {
-                gathered = GatherLocked(taken);
+                gathered = GatheredSend.Take(taken, _queue);
             }
         }
 

@@ -46,7 +46,7 @@ public sealed class RespGrain(IOptions<RespOptions> options) : ProtocolGrain, IR
 
     private readonly RespOptions _options = options.Value;
     private readonly ArrayBufferWriter<byte> _output = new(256);
-    private readonly List<string> _channels = [];
+    private RespSubscriptions? _pubSub;
     private string _name = "";
     private Burst? _burst;
 
@@ -86,8 +86,7 @@ public sealed class RespGrain(IOptions<RespOptions> options) : ProtocolGrain, IR
                     return i + 1;
                 case "RESET":
                     await FlushAsync(burst);
-                    Unsubscribe([.. _channels]);
-                    _output.ResetWrittenCount();
+                    Subscriptions.Unsubscribe([], reply: false);
                     _name = "";
                     Transport.Write("+RESET\r\n"u8);
                     break;
@@ -118,8 +117,7 @@ public sealed class RespGrain(IOptions<RespOptions> options) : ProtocolGrain, IR
     /// <inheritdoc />
     protected override Task ConnectionLost(Exception? exception)
     {
-        // The gateway took the connection out of its channels' groups when it ended.
-        _channels.Clear();
+        Subscriptions.Clear();
         return Task.CompletedTask;
     }
 
@@ -136,7 +134,7 @@ public sealed class RespGrain(IOptions<RespOptions> options) : ProtocolGrain, IR
             return $"ERR wrong number of arguments for '{name.ToLowerInvariant()}' command";
         }
 
-        if (_channels.Count > 0 && !AllowedWhileSubscribed.Contains(name))
+        if (Subscriptions.Count > 0 && !AllowedWhileSubscribed.Contains(name))
         {
             return $"ERR Can't execute '{name.ToLowerInvariant()}': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context";
         }
@@ -148,7 +146,7 @@ public sealed class RespGrain(IOptions<RespOptions> options) : ProtocolGrain, IR
     {
         switch (name)
         {
-            case "PING" when _channels.Count > 0:
+            case "PING" when Subscriptions.Count > 0:
                 burst.Reply(o =>
                 {
                     RespReply.ArrayHeader(o, 2);
@@ -362,69 +360,23 @@ public sealed class RespGrain(IOptions<RespOptions> options) : ProtocolGrain, IR
         RespReply.Bulk(o, Encoding.ASCII.GetBytes(value));
     }
 
+    private RespSubscriptions Subscriptions => _pubSub ??= new RespSubscriptions(() => Transport, Write);
+
     private async Task PubSubAsync(string name, byte[][] a)
     {
         switch (name)
         {
             case "PUBLISH":
-                // Encoded once for every subscriber (*3 $7 message $n channel $m payload), written by their gateways.
-                var channelName = RespCommand.Key(a[1]);
-                var push = RespReply.Encode(output =>
-                {
-                    RespReply.ArrayHeader(output, 3);
-                    RespReply.Bulk(output, "message"u8);
-                    RespReply.Bulk(output, RespCommand.KeyBytes(channelName));
-                    RespReply.Bulk(output, a[2]);
-                });
-                var receivers = (await GrainFactory.GetGroup(ChannelGroup(channelName)).Send(push)).Delivered;
+                var receivers = await RespSubscriptions.PublishAsync(GrainFactory, RespCommand.Key(a[1]), a[2]);
                 Write(o => RespReply.Integer(o, receivers));
                 break;
             case "SUBSCRIBE":
-                foreach (var channel in a.Skip(1).Select(RespCommand.Key))
-                {
-                    if (!_channels.Contains(channel))
-                    {
-                        _channels.Add(channel);
-                    }
-
-                    // Joined right after the confirmation is queued: a message published after cannot overtake it.
-                    Write(o => Confirmation(o, "subscribe", RespCommand.KeyBytes(channel), _channels.Count));
-                    Transport.JoinGroup(ChannelGroup(channel));
-                }
-
+                Subscriptions.Subscribe(a.Skip(1).Select(RespCommand.Key));
                 break;
             case "UNSUBSCRIBE":
-                Unsubscribe(a.Length > 1 ? [.. a.Skip(1).Select(RespCommand.Key)] : [.. _channels]);
+                Subscriptions.Unsubscribe([.. a.Skip(1).Select(RespCommand.Key)]);
                 break;
         }
-    }
-
-    private void Unsubscribe(string[] channels)
-    {
-        if (channels.Length == 0)
-        {
-            Write(o => Confirmation(o, "unsubscribe", null, 0));
-        }
-
-        foreach (var channel in channels)
-        {
-            _channels.Remove(channel);
-
-            // Left before the confirmation is queued: no message of the channel comes after it.
-            Transport.LeaveGroup(ChannelGroup(channel));
-            Write(o => Confirmation(o, "unsubscribe", RespCommand.KeyBytes(channel), _channels.Count));
-        }
-    }
-
-    /// <summary>The connection group of a channel's subscribers.</summary>
-    private static string ChannelGroup(string channel) => $"resp:channel:{channel}";
-
-    private static void Confirmation(IBufferWriter<byte> o, string kind, byte[]? channel, int count)
-    {
-        RespReply.ArrayHeader(o, 3);
-        RespReply.Bulk(o, Encoding.ASCII.GetBytes(kind));
-        RespReply.Bulk(o, channel);
-        RespReply.Integer(o, count);
     }
 
     private void Write(Action<IBufferWriter<byte>> reply)
