@@ -82,6 +82,9 @@ public sealed class SoakTests(Xunit.Abstractions.ITestOutputHelper output)
         private readonly bool[] _unavailable = new bool[3];
         private readonly Stopwatch _clock = Stopwatch.StartNew();
         private int _churnSkipped;
+        private int _churnClosedByFault;
+        private long _disruptedSince = long.MaxValue;
+        private long _disruptedUntil = long.MinValue;
         private string _phaseFigures = "";
         private Task? _churn;
         private Task? _sampler;
@@ -154,6 +157,13 @@ public sealed class SoakTests(Xunit.Abstractions.ITestOutputHelper output)
             var restarted = fault is Fault.Partition or Fault.Kill or Fault.Stop;
             if (restarted)
             {
+                // A new client whose grain went on the failing silo before it was declared dead is one of the
+                // connections that fault closes (within the bound), not a client refused: see ChurnAsync.
+                Interlocked.Exchange(ref _disruptedSince, at - Stopwatch.Frequency);
+                Interlocked.Exchange(ref _disruptedUntil, long.MaxValue);
+            }
+            if (restarted)
+            {
                 // As its supervisor would: a new process of the same silo, then every silo sees three again.
                 await cluster.RestartAsync(target);
                 marks[target] = 0;
@@ -166,6 +176,10 @@ public sealed class SoakTests(Xunit.Abstractions.ITestOutputHelper output)
             }
 
             var converged = Stopwatch.GetElapsedTime(at);
+            if (restarted)
+            {
+                Interlocked.Exchange(ref _disruptedUntil, Stopwatch.GetTimestamp() + (long)(CutBound.TotalSeconds * Stopwatch.Frequency));
+            }
             var (kept, closed, closedRange, pause) = await AccountStreamsAsync(p, fault, target, at);
             _phaseFigures = $"{detail}; converged {converged.TotalSeconds:0.0} s after the fault; streams {kept} kept (longest pause {pause.TotalSeconds:0.00} s), "
                 + $"{closed} closed{closedRange}; {_churnServed.Count - churnBefore} new clients served";
@@ -351,7 +365,8 @@ public sealed class SoakTests(Xunit.Abstractions.ITestOutputHelper output)
             await Task.WhenAll(_churn!, _sampler!);
             var served = _churnServed.Order().ToArray();
             output.WriteLine($"new clients: {served.Length} served (p50 {served[served.Length / 2].TotalMilliseconds:0} ms, p99 {served[(int)(served.Length * 0.99)].TotalMilliseconds:0} ms, "
-                + $"max {served[^1].TotalSeconds:0.0} s), {_churnSkipped} dropped because their gateway was the fault's target");
+                + $"max {served[^1].TotalSeconds:0.0} s), {_churnSkipped} dropped because their gateway was the fault's target, "
+                + $"{_churnClosedByFault} closed by a kill, partition or stop while they were being served");
         }
 
         /// <summary>RSS per silo over time; silo 0, never restarted, must plateau: its last third no higher than its second.</summary>
@@ -414,6 +429,12 @@ public sealed class SoakTests(Xunit.Abstractions.ITestOutputHelper output)
                             _churnSkipped++;
                             continue;
                         }
+                    }
+
+                    if (start >= Interlocked.Read(ref _disruptedSince) && start <= Interlocked.Read(ref _disruptedUntil))
+                    {
+                        _churnClosedByFault++;
+                        continue;
                     }
 
                     Violations.Enqueue($"[{_clock.Elapsed:mm\\:ss}] new client {n} on silo {silo} not served: {ex.GetType().Name}: {ex.Message}");

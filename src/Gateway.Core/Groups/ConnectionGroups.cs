@@ -168,6 +168,9 @@ internal sealed class ConnectionGroups(GatewayMetrics metrics, ILogger<Connectio
                 var detail = $"{connection.Writer.GroupBuffered} bytes of group messages are waiting for the peer, over MaxGroupBacklog ({connection.Listener.Options.MaxGroupBacklog}); group '{group}'.";
                 GatewayLog.GroupMemberBehind(logger, connection.Id, group, connection.Writer.GroupBuffered);
                 connection.Abort(ConnectionCloseReason.WriteBufferLimit, detail);
+
+                // Out of every group now, not when its end comes round: no later message counts it again.
+                LeaveAll(connection);
             }
         }
 
