@@ -26,6 +26,13 @@ public static class Program
         }
 
         var settings = SettingsParser.Parse(args);
+        if (args.Contains("--chat"))
+        {
+            ServerProcess.GatewaySettings = settings.GatewaySettings;
+            await FanOutBench.ChatAsync(args, settings.Configuration);
+            return 0;
+        }
+
         if (args.Contains("--pubsub"))
         {
             ServerProcess.GatewaySettings = settings.GatewaySettings;
@@ -525,6 +532,30 @@ internal sealed class ServerProcess : IDisposable
         await Task.Delay(TimeSpan.FromSeconds(5));
         return primary;
     }
+
+    /// <summary>
+    /// <paramref name="silos"/> gateway silos in one cluster, the first's samples at PortOffset 20000 and each next one's
+    /// 1,000 further (chat on 27001, 28001, 29001; RESP on 26380, 27380, …); CPU and allocation are summed over all.
+    /// </summary>
+    public static async Task<ServerProcess> StartGatewayClusterAsync(string configuration, int silos)
+    {
+        var primary = await StartGatewayAsync(configuration);
+        var last = primary;
+        for (var i = 1; i < silos; i++)
+        {
+            var offset = 20000 + (1000 * i);
+            last.Companion = await StartGatewayAsync(
+                configuration, $"--Silo:SiloPort={offset + 1112}", $"--Silo:GatewayPort={offset + 1301}", "--Clustering:PrimarySiloPort=21111", $"--OrleansProtocol:PortOffset={offset}");
+            last = last.Companion;
+        }
+
+        // Membership reaches every silo on its next refresh.
+        await Task.Delay(TimeSpan.FromSeconds(silos > 1 ? 5 : 0));
+        return primary;
+    }
+
+    /// <summary>The pids of a gateway and its companions.</summary>
+    public string Pids => Companion is null ? $"{Pid}" : $"{Pid}, {Companion.Pids}";
 
     /// <summary>Settings from the bench's command line for every gateway process (last, so they win).</summary>
     public static string[] GatewaySettings { get; set; } = [];

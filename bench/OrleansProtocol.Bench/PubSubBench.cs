@@ -28,21 +28,24 @@ internal static class PubSubBench
         var silos = int.Parse(Get("--silos", "1"));
 
         using var redis = await ServerProcess.StartRedisAsync();
-        using var gateway = silos == 2 ? await ServerProcess.StartGatewayPairAsync(configuration) : await ServerProcess.StartGatewayAsync(configuration);
+        using var gateway = await ServerProcess.StartGatewayClusterAsync(configuration, silos);
+        if (args.Contains("--throughput"))
+        {
+            await FanOutBench.PublishThroughputAsync(redis, gateway, silos, subscribers, rounds, int.Parse(Get("--requests", "100000")));
+            return;
+        }
 
         // The RESP listener's port is the sample's 6380 moved by each silo's PortOffset (20000, and 21000 for a second).
-        IPEndPoint[] gatewayResp = silos == 2
-            ? [new(IPAddress.Loopback, 26380), new(IPAddress.Loopback, 27380)]
-            : [new(IPAddress.Loopback, 26380)];
+        var gatewayResp = FanOutBench.RespEndPoints(silos);
         var servers = new (string Name, ServerProcess Process, IPEndPoint[] EndPoints)[]
         {
             ("redis-server", redis, [redis.EndPoint]),
             ("gateway", gateway, gatewayResp),
         };
 
-        Console.WriteLine($"pub/sub fan-out: {subscribers} subscribers on one channel{(silos == 2 ? " split over 2 silos" : "")}, one publisher at {rate} messages/s (open loop), "
+        Console.WriteLine($"pub/sub fan-out: {subscribers} subscribers on one channel{(silos > 1 ? $" split over {silos} silos" : "")}, one publisher at {rate} messages/s (open loop), "
             + $"{PayloadLength} B payloads, {rounds} rounds of {duration.TotalSeconds:0} s per server, alternating; medians; {Environment.ProcessorCount} cores shared by client and servers");
-        Console.WriteLine($"redis-server pid {redis.Pid}; gateway pid {gateway.Pid}{(gateway.Companion is { } c ? $" and {c.Pid}" : "")}");
+        Console.WriteLine($"redis-server pid {redis.Pid}; gateway pids {gateway.Pids}");
 
         // Warm-up: one short round each, not counted.
         foreach (var server in servers)

@@ -13,7 +13,8 @@ namespace OrleansProtocol;
 /// </para>
 /// <para>
 /// <b>Guarantees.</b> Every member gets every message once, in the order each sender sent it, when the sender awaits
-/// each <see cref="Send"/> before the next (as with <see cref="IProtocolConnection.Send"/>). A message is written whole,
+/// each <see cref="Send"/> or <see cref="Post"/> before the next (as with <see cref="IProtocolConnection.Send"/>): each
+/// silo numbers what it sends each other silo, and the receiving gateway delivers in that order. A message is written whole,
 /// between the member's own writes, never inside one. A member that falls behind — more than the listener's
 /// <c>MaxGroupBacklog</c> of group messages waiting for its peer — is closed with
 /// <see cref="ConnectionCloseReason.WriteBufferLimit"/> (<see cref="GroupOverflow.Close"/>, as Redis closes a pub/sub
@@ -55,6 +56,20 @@ public interface IConnectionGroup : IGrainWithStringKey
     /// </summary>
     [Alias("SendFrame")]
     Task<GroupSendResult> SendFrame([Immutable] byte[] frame, string? except = null, GroupOverflow overflow = GroupOverflow.Close);
+
+    /// <summary>
+    /// As <see cref="Send"/>, without waiting for the other silos: completes once the message is queued for the members
+    /// on the caller's silo and is on its way, numbered, to each other silo's gateway, which delivers it in the order
+    /// this silo sent it. The result counts the caller's silo's members only (as <c>PUBLISH</c> does in a Redis
+    /// Cluster). For a sender faster than one cross-silo round trip per message (a publisher, a busy room). Up to 256
+    /// messages per silo are in flight; past that it waits (up to 5 s, then that silo's share is dropped and logged).
+    /// </summary>
+    [Alias("Post")]
+    Task<GroupSendResult> Post([Immutable] byte[] data, string? except = null, GroupOverflow overflow = GroupOverflow.Close);
+
+    /// <summary>As <see cref="SendFrame"/>, without waiting for the other silos (see <see cref="Post"/>).</summary>
+    [Alias("PostFrame")]
+    Task<GroupSendResult> PostFrame([Immutable] byte[] frame, string? except = null, GroupOverflow overflow = GroupOverflow.Close);
 
     /// <summary>Members now, across every silo.</summary>
     [Alias("Count")]

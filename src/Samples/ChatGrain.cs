@@ -169,7 +169,8 @@ public sealed class ChatRoomGrain : Grain, IChatRoomGrain
             _nicks[speaker.ConnectionId] = nick;
         }
 
-        await Members.Send(Encoding.UTF8.GetBytes($"<{nick}> {text}\n"), except: speaker.ConnectionId);
+        // Posted: the room takes its next line without waiting for every silo's gateway; each delivers in the room's order.
+        await Members.Post(Encoding.UTF8.GetBytes($"<{nick}> {text}\n"), except: speaker.ConnectionId);
     }
 
     /// <inheritdoc />

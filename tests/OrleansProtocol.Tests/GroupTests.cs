@@ -48,6 +48,44 @@ public sealed class GroupTests(ThreeSiloFixture fixture)
     }
 
     [Fact]
+    public async Task Posted_messages_mixed_with_sent_ones_reach_every_member_on_three_gateways_once_and_in_order()
+    {
+        var group = NewGroup();
+        var members = new List<(TestClient Client, string Id)>();
+        for (var i = 0; i < 6; i++)
+        {
+            members.Add(await MemberAsync(i % 3, group));
+        }
+
+        // A post waits for the members on the sender's silo only (two of six, a pair per silo); the other silos get it
+        // numbered and put it back in order, so the posts and the sends between them arrive as they were made.
+        var sender = fixture.Cluster.Client.GetGroup(group);
+        const int Messages = 600;
+        for (var n = 0; n < Messages; n++)
+        {
+            var data = Encoding.UTF8.GetBytes($"m {n}\n");
+            if (n % 10 == 9)
+            {
+                Assert.Equal(new GroupSendResult(6, 0, 0), await sender.Send(data));
+            }
+            else
+            {
+                Assert.Equal(new GroupSendResult(2, 0, 0), await sender.Post(data));
+            }
+        }
+
+        await Task.WhenAll(members.Select(async m =>
+        {
+            for (var n = 0; n < Messages; n++)
+            {
+                Assert.Equal($"m {n}", await m.Client.ReadLineAsync());
+            }
+        }));
+
+        await DisposeAllAsync(members);
+    }
+
+    [Fact]
     public async Task Three_senders_on_three_silos_each_reach_every_other_member_in_the_order_they_sent()
     {
         var group = NewGroup();

@@ -300,56 +300,13 @@ public sealed class SoakTests(Xunit.Abstractions.ITestOutputHelper output)
         /// <summary>A subscriber on each gateway; five messages published through one: each subscriber gets all, in order.</summary>
         public async Task CheckChannelAsync(int p)
         {
-            var channel = $"soak-{p}";
-            var subscribers = new List<TestClient>();
             try
             {
-                foreach (var i in Enumerable.Range(0, 3))
-                {
-                    var subscriber = await TestClient.ConnectAsync(cluster.Resp[i]);
-                    subscribers.Add(subscriber);
-                    await subscriber.SendAsync($"SUBSCRIBE {channel}\r\n");
-                    Assert.Equal(await LinesAsync(subscriber, 6), new[] { "*3\r", "$9\r", "subscribe\r", $"${channel.Length}\r", $"{channel}\r", ":1\r" });
-                }
-
-                await using (var publisher = await TestClient.ConnectAsync(cluster.Resp[p % 3]))
-                {
-                    for (var n = 0; n < 5; n++)
-                    {
-                        await publisher.SendAsync($"PUBLISH {channel} m{n}\r\n");
-                        Assert.Equal(":3\r", await publisher.ReadLineAsync());
-                    }
-                }
-
-                foreach (var subscriber in subscribers)
-                {
-                    for (var n = 0; n < 5; n++)
-                    {
-                        Assert.Equal(await LinesAsync(subscriber, 7), new[] { "*3\r", "$7\r", "message\r", $"${channel.Length}\r", $"{channel}\r", "$2\r", $"m{n}\r" });
-                    }
-                }
+                await RespChannelCheck.RunAsync(cluster.Resp, p % 3, $"soak-{p}");
             }
             catch (Exception ex)
             {
-                Violations.Enqueue($"phase {p}: channel {channel}: {ex.Message}");
-            }
-            finally
-            {
-                foreach (var subscriber in subscribers)
-                {
-                    await subscriber.DisposeAsync();
-                }
-            }
-
-            static async Task<string[]> LinesAsync(TestClient client, int count)
-            {
-                var lines = new string[count];
-                for (var i = 0; i < count; i++)
-                {
-                    lines[i] = await client.ReadLineAsync();
-                }
-
-                return lines;
+                Violations.Enqueue($"phase {p}: channel soak-{p}: {ex.Message}");
             }
         }
 

@@ -20,10 +20,15 @@ public interface IGroupGateway : Orleans.Services.IGrainService
     [Alias("Leave")]
     Task<bool> Leave(string group, string connectionId);
 
-    /// <summary>Queues <paramref name="data"/> (a frame to encode per member when <paramref name="frame"/>) for this silo's members.</summary>
+    /// <summary>
+    /// Queues <paramref name="data"/> (a frame to encode per member when <paramref name="frame"/>) for this silo's
+    /// members, in the order of <paramref name="sequence"/>: the number <paramref name="source"/> gave this message
+    /// among all it sends this silo, from 1. Completes when the message is queued; one that arrives ahead of an earlier
+    /// number waits for it (up to the gap timeout).
+    /// </summary>
     [AlwaysInterleave]
     [Alias("Deliver")]
-    Task<GroupSendResult> Deliver(string group, [Immutable] byte[] data, bool frame, string? except, GroupOverflow overflow);
+    Task<GroupSendResult> Deliver(SiloAddress source, long sequence, string group, [Immutable] byte[] data, bool frame, string? except, GroupOverflow overflow);
 
     /// <summary>This silo's members of <paramref name="group"/>.</summary>
     [AlwaysInterleave]

@@ -104,4 +104,10 @@ internal static partial class GatewayLog
 
     [LoggerMessage(35, LogLevel.Information, "Connection {ConnectionId}: closed for falling behind group '{Group}' ({Backlog} bytes of group messages waiting for the peer, over MaxGroupBacklog)", EventName = "GroupMemberBehind")]
     public static partial void GroupMemberBehind(ILogger logger, string connectionId, string group, long backlog);
+
+    [LoggerMessage(36, LogLevel.Warning, "Group message {Sequence} from silo {Source} to group '{Group}' came after its number was given up; not delivered, so that no member sees that silo's messages out of order", EventName = "GroupMessageLate")]
+    public static partial void GroupMessageLate(ILogger logger, string group, string source, long sequence);
+
+    [LoggerMessage(37, LogLevel.Warning, "{Count} group messages never came within {Timeout} of the ones numbered after them (their calls failed, or a link between silos broke): given up, and the messages behind them delivered", EventName = "GroupMessagesLost")]
+    public static partial void GroupMessagesLost(ILogger logger, long count, TimeSpan timeout);
 }

@@ -42,7 +42,9 @@ public static class ProtocolGatewaySiloBuilderExtensions
         {
             services.AddGrainService<OrleansProtocol.Gateway.Groups.GroupGatewayService>();
             services.AddSingleton<IGroupGatewayClient, GroupGatewayClient>();
+            services.AddSingleton<GroupLanes>();
         }
+
         services.TryAddEnumerable(ServiceDescriptor.Singleton<ILifecycleParticipant<ISiloLifecycle>, ProtocolGatewayParticipant>());
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<ProtocolGatewayOptions>, ProtocolGatewayOptionsValidator>());
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<ProtocolListenerOptions>, ProtocolListenerOptionsValidator>());

@@ -21,11 +21,12 @@ public sealed class GroupGatewayClient(IServiceProvider services) : GrainService
 /// <summary>
 /// A group, cluster-wide: holds nothing itself. Memberships live in the gateways that hold the members' sockets (so
 /// they end with the socket, survive this grain and its silo, and cost no call when a connection closes); a send goes
-/// once to each active silo's gateway, which writes to its own members. A stateless worker, activated next to its
-/// caller, so a send costs one local hop and one message per silo.
+/// once to each active silo's gateway, numbered in this silo's lane to it (<see cref="GroupLanes"/>), and that gateway
+/// writes to its own members in number order. A stateless worker, activated next to its caller, so a send costs one
+/// local hop and one message per silo.
 /// </summary>
 [StatelessWorker]
-public sealed class ConnectionGroupGrain(IGroupGatewayClient gateways, IClusterMembershipService membership) : Grain, IConnectionGroup
+public sealed class ConnectionGroupGrain(IGroupGatewayClient gateways, GroupLanes lanes, IClusterMembershipService membership) : Grain, IConnectionGroup
 {
     /// <inheritdoc />
     public async Task<bool> Add(ConnectionInfo member)
@@ -60,14 +61,28 @@ public sealed class ConnectionGroupGrain(IGroupGatewayClient gateways, IClusterM
     public Task<GroupSendResult> Send(byte[] data, string? except = null, GroupOverflow overflow = GroupOverflow.Close)
     {
         ArgumentNullException.ThrowIfNull(data);
-        return Deliver(data, frame: false, except, overflow);
+        return Deliver(data, frame: false, except, overflow, everySilo: true);
     }
 
     /// <inheritdoc />
     public Task<GroupSendResult> SendFrame(byte[] frame, string? except = null, GroupOverflow overflow = GroupOverflow.Close)
     {
         ArgumentNullException.ThrowIfNull(frame);
-        return Deliver(frame, frame: true, except, overflow);
+        return Deliver(frame, frame: true, except, overflow, everySilo: true);
+    }
+
+    /// <inheritdoc />
+    public Task<GroupSendResult> Post(byte[] data, string? except = null, GroupOverflow overflow = GroupOverflow.Close)
+    {
+        ArgumentNullException.ThrowIfNull(data);
+        return Deliver(data, frame: false, except, overflow, everySilo: false);
+    }
+
+    /// <inheritdoc />
+    public Task<GroupSendResult> PostFrame(byte[] frame, string? except = null, GroupOverflow overflow = GroupOverflow.Close)
+    {
+        ArgumentNullException.ThrowIfNull(frame);
+        return Deliver(frame, frame: true, except, overflow, everySilo: false);
     }
 
     /// <inheritdoc />
@@ -82,28 +97,56 @@ public sealed class ConnectionGroupGrain(IGroupGatewayClient gateways, IClusterM
 
     private string Name => this.GetPrimaryKeyString();
 
-    private async Task<GroupSendResult> Deliver(byte[] data, bool frame, string? except, GroupOverflow overflow)
+    /// <summary>
+    /// Sends the message down every active silo's lane, then waits for every silo's answer (<paramref name="everySilo"/>)
+    /// or only this silo's; the others' are on their way, in order.
+    /// </summary>
+    private async Task<GroupSendResult> Deliver(byte[] data, bool frame, string? except, GroupOverflow overflow, bool everySilo)
     {
         var name = Name;
-        var silos = ActiveSilos().ToList();
-        if (silos.Count == 1)
+        var local = lanes.Local;
+        GroupSendResult result = default;
+        List<Task<GroupSendResult>>? others = null;
+        Task<GroupSendResult>? here = null;
+        foreach (var silo in ActiveSilos())
         {
-            return await DeliverTo(silos[0], name, data, frame, except, overflow);
+            if (await lanes.SendAsync(silo, name, data, frame, except, overflow) is not { } answer)
+            {
+                continue;
+            }
+
+            if (silo.Equals(local))
+            {
+                here = answer;
+            }
+            else if (everySilo)
+            {
+                (others ??= []).Add(answer);
+            }
         }
 
-        var answers = await Task.WhenAll(silos.Select(s => DeliverTo(s, name, data, frame, except, overflow)));
-        return answers.Aggregate(default(GroupSendResult), (sum, a) => sum + a);
+        if (here is not null)
+        {
+            result += await Answered(here);
+        }
+
+        foreach (var answer in others ?? [])
+        {
+            result += await Answered(answer);
+        }
+
+        return result;
     }
 
     /// <summary>
     /// One silo's share of a send. A silo that cannot be reached is dying or cut off (its members end with it, or after
     /// the cut is detected): the send goes on to the others rather than failing for all of them.
     /// </summary>
-    private async Task<GroupSendResult> DeliverTo(SiloAddress silo, string name, byte[] data, bool frame, string? except, GroupOverflow overflow)
+    private static async Task<GroupSendResult> Answered(Task<GroupSendResult> answer)
     {
         try
         {
-            return await gateways.On(silo).Deliver(name, data, frame, except, overflow);
+            return await answer;
         }
         catch (Exception ex) when (ex is SiloUnavailableException or OrleansMessageRejectionException or TimeoutException)
         {

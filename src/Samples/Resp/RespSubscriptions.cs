@@ -16,7 +16,12 @@ internal sealed class RespSubscriptions(Func<ProtocolTransport> transport, Actio
     /// <summary>Channels subscribed to.</summary>
     public int Count => _channels.Count;
 
-    /// <summary>PUBLISH: the message, encoded once for every subscriber (*3 $7 message $n channel $m payload); returns the receivers.</summary>
+    /// <summary>
+    /// PUBLISH: the message, encoded once for every subscriber (*3 $7 message $n channel $m payload). Posted, not sent
+    /// (<see cref="IConnectionGroup.Post"/>): a publisher is not paced by a round trip to every silo, and each silo's
+    /// subscribers still get its messages in order. Returns the receivers on this silo, as PUBLISH in a Redis Cluster
+    /// counts those of its node only.
+    /// </summary>
     public static async Task<int> PublishAsync(IGrainFactory grains, string channel, byte[] message)
     {
         var push = RespReply.Encode(output =>
@@ -26,7 +31,7 @@ internal sealed class RespSubscriptions(Func<ProtocolTransport> transport, Actio
             RespReply.Bulk(output, RespCommand.KeyBytes(channel));
             RespReply.Bulk(output, message);
         });
-        return (await grains.GetGroup(Group(channel)).Send(push)).Delivered;
+        return (await grains.GetGroup(Group(channel)).Post(push)).Delivered;
     }
 
     /// <summary>SUBSCRIBE: each channel confirmed, then joined — a message published after cannot overtake the confirmation.</summary>
