@@ -75,44 +75,59 @@ internal static class FanOutBench
         Console.WriteLine($"chat: {count} members in one room over {silos} silos' gateways (pids {gateway.Pids}); one speaker on the first; "
             + $"{lines} lines one at a time, then a burst of {burst}; {Environment.ProcessorCount} cores shared by client and servers");
 
+        var heard = new LineTracker(lines + burst, count - 1);
         var members = new List<ChatReader>();
         var joining = Stopwatch.StartNew();
         for (var i = 0; i < count; i++)
         {
-            members.Add(await ChatReader.JoinAsync(new IPEndPoint(IPAddress.Loopback, 27001 + (1000 * (i % silos))), $"m{i}"));
+            members.Add(await ChatReader.JoinAsync(new IPEndPoint(IPAddress.Loopback, 27001 + (1000 * (i % silos))), $"m{i}", heard));
         }
 
         await Task.WhenAll(members.Select((m, i) => m.WaitForNoticesAsync(count - 1 - i)));
         Console.WriteLine($"{count} joined, every join notice heard, in {joining.Elapsed.TotalSeconds:0.0} s");
 
         var speaker = members[0];
-        var listeners = members.Skip(1).ToList();
 
-        // One at a time: the next line goes when every member has the last.
+        // One at a time: the next line goes when every other member has the last.
         var perLine = new List<double>();
         for (var n = 0; n < lines; n++)
         {
             var sent = Stopwatch.GetTimestamp();
             await speaker.SayAsync($"line {n}");
-            await Task.WhenAll(listeners.Select(m => m.WaitForLinesAsync(n + 1)));
-            perLine.Add(Stopwatch.GetElapsedTime(sent).TotalMicroseconds);
+            perLine.Add(Stopwatch.GetElapsedTime(sent, await heard.AllHaveAsync(n)).TotalMicroseconds);
         }
 
         perLine.Sort();
-        Console.WriteLine($"one line at a time, until all {listeners.Count} others have it: p50 {perLine[perLine.Count / 2] / 1000:0.00} ms, p99 {perLine[(int)(perLine.Count * 0.99)] / 1000:0.00} ms");
+        Console.WriteLine($"one line at a time, until all {count - 1} others have it: p50 {perLine[perLine.Count / 2] / 1000:0.00} ms, p99 {perLine[(int)(perLine.Count * 0.99)] / 1000:0.00} ms");
 
         // A burst: every line written at once; until the last member has the last line.
         var cpu = gateway.CpuTime;
-        var clock = Stopwatch.StartNew();
+        var started = Stopwatch.GetTimestamp();
         await speaker.SayAsync(string.Join("\n", Enumerable.Range(lines, burst).Select(n => $"line {n}")));
-        await Task.WhenAll(listeners.Select(m => m.WaitForLinesAsync(lines + burst)));
-        var elapsed = clock.Elapsed;
-        var deliveries = (double)burst * listeners.Count;
-        Console.WriteLine($"a burst of {burst} lines: all {listeners.Count} others had every line in {elapsed.TotalMilliseconds:0} ms: "
+        var elapsed = Stopwatch.GetElapsedTime(started, await heard.AllHaveAsync(lines + burst - 1));
+        var deliveries = (double)burst * (count - 1);
+        Console.WriteLine($"a burst of {burst} lines: all {count - 1} others had every line in {elapsed.TotalMilliseconds:0} ms: "
             + $"{elapsed.TotalMicroseconds / burst:0} µs per line, {deliveries / elapsed.TotalSeconds:N0} deliveries/s, {(gateway.CpuTime - cpu).TotalMicroseconds / deliveries:0.00} µs server CPU per delivery");
-        var faults = listeners.Sum(m => m.Faults);
-        Console.WriteLine($"lines missing or out of order: {faults}");
+        Console.WriteLine($"lines missing or out of order: {members.Sum(m => m.Faults)}");
         members.ForEach(m => m.Dispose());
+    }
+
+    /// <summary>For each numbered line, how many members still lack it, and when the last one got it.</summary>
+    private sealed class LineTracker(int lines, int members)
+    {
+        private readonly int[] _remaining = [.. Enumerable.Repeat(members, lines)];
+        private readonly TaskCompletionSource<long>[] _done = [.. Enumerable.Range(0, lines).Select(_ => new TaskCompletionSource<long>(TaskCreationOptions.RunContinuationsAsynchronously))];
+
+        public void Heard(int line, long at)
+        {
+            if (line < _remaining.Length && Interlocked.Decrement(ref _remaining[line]) == 0)
+            {
+                _done[line].TrySetResult(at);
+            }
+        }
+
+        /// <summary>The timestamp at which the last member got <paramref name="line"/>.</summary>
+        public Task<long> AllHaveAsync(int line) => _done[line].Task.WaitAsync(TimeSpan.FromSeconds(120));
     }
 
     private static double Mid<T>(List<T> runs, Func<T, double> value)
@@ -200,15 +215,17 @@ internal static class FanOutBench
         private int _notices;
         private int _lines;
 
-        private ChatReader(Socket socket) => _socket = socket;
+        private readonly LineTracker _heard;
+
+        private ChatReader(Socket socket, LineTracker heard) => (_socket, _heard) = (socket, heard);
 
         public int Faults { get; private set; }
 
-        public static async Task<ChatReader> JoinAsync(IPEndPoint endPoint, string nick)
+        public static async Task<ChatReader> JoinAsync(IPEndPoint endPoint, string nick, LineTracker heard)
         {
             var socket = new Socket(SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
             await socket.ConnectAsync(endPoint);
-            var member = new ChatReader(socket);
+            var member = new ChatReader(socket, heard);
             var joined = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
             _ = Task.Run(() => member.ReadAsync(joined));
             await socket.SendAsync(Encoding.ASCII.GetBytes($"/nick {nick}\n/join bench\n"), SocketFlags.None);
@@ -219,8 +236,6 @@ internal static class FanOutBench
         public Task SayAsync(string text) => _socket.SendAsync(Encoding.ASCII.GetBytes(text + "\n").AsMemory(), SocketFlags.None).AsTask();
 
         public Task WaitForNoticesAsync(int count) => Until(() => Volatile.Read(ref _notices) >= count);
-
-        public Task WaitForLinesAsync(int count) => Until(() => Volatile.Read(ref _lines) >= count);
 
         private static async Task Until(Func<bool> done)
         {
@@ -256,7 +271,8 @@ internal static class FanOutBench
                             Faults++;
                         }
 
-                        Volatile.Write(ref _lines, _lines + 1);
+                        _heard.Heard(_lines, Stopwatch.GetTimestamp());
+                        _lines++;
                     }
                     else if (line.StartsWith("* joined ", StringComparison.Ordinal))
                     {

@@ -11,7 +11,7 @@ namespace OrleansProtocol.Bench;
 /// 64-byte payloads carrying a sequence number and the send time. Every subscriber checks it gets every message once and
 /// in order; reported per server are deliveries per second, server CPU per delivered message, and the latency from
 /// publish to delivery (p50, p99). With <c>--silos 2</c> the subscribers are split over two silos' gateways and the CPU
-/// is both processes'.
+/// is both processes' (<c>--all-on-first</c>: the subscribers all on the first, the second only taking part).
 /// </summary>
 /// <example><c>dotnet run -c Release --project bench/OrleansProtocol.Bench -- --pubsub --subscribers 100 --rate 1000 --rounds 5</c></example>
 internal static class PubSubBench
@@ -36,7 +36,9 @@ internal static class PubSubBench
         }
 
         // The RESP listener's port is the sample's 6380 moved by each silo's PortOffset (20000, and 21000 for a second).
-        var gatewayResp = FanOutBench.RespEndPoints(silos);
+        // --all-on-first: every subscriber on the first silo, the others in the cluster with nothing to deliver (what a
+        // silo costs for taking part, apart from delivering).
+        var gatewayResp = args.Contains("--all-on-first") ? FanOutBench.RespEndPoints(1) : FanOutBench.RespEndPoints(silos);
         var servers = new (string Name, ServerProcess Process, IPEndPoint[] EndPoints)[]
         {
             ("redis-server", redis, [redis.EndPoint]),
