@@ -50,44 +50,46 @@ public abstract partial class ProtocolGrain
 
     // IProtocolConnection: [AlwaysInterleave], so these run between the awaits of a callback in progress; they only
     // record transport operations, which is safe at any await of the protocol.
+    // A hibernated connection's grain wakes for them (WakeForCallAsync).
     async Task IProtocolConnection.Send(byte[] data)
     {
-        LiveTransport().Write(data);
+        (await LiveTransportAsync()).Write(data);
         await WhenPushedAsync();
     }
 
     async Task IProtocolConnection.SendFrame(byte[] frame)
     {
-        LiveTransport().WriteFrame(frame);
+        (await LiveTransportAsync()).WriteFrame(frame);
         await WhenPushedAsync();
     }
 
-    Task IProtocolConnection.Close()
+    async Task IProtocolConnection.Close()
     {
-        if (IsLiveConnection())
+        if (await IsLiveConnectionAsync())
         {
             _transport!.Close();
         }
-
-        return Task.CompletedTask;
     }
 
-    Task IProtocolConnection.Abort()
+    async Task IProtocolConnection.Abort()
     {
-        if (IsLiveConnection())
+        if (await IsLiveConnectionAsync())
         {
             _transport!.Abort();
         }
-
-        return Task.CompletedTask;
     }
 
-    Task<ConnectionInfo?> IProtocolConnection.GetInfo() =>
-        Task.FromResult(IsLiveConnection() ? _transport!.Connection : null);
+    async Task<ConnectionInfo?> IProtocolConnection.GetInfo() =>
+        await IsLiveConnectionAsync() ? _transport!.Connection : null;
 
-    /// <summary>True while this grain serves a live connection. A grain that never had one goes away.</summary>
-    private bool IsLiveConnection()
+    /// <summary>True while this grain serves a live connection (woken if it was hibernating). A grain that never had one goes away.</summary>
+    private async ValueTask<bool> IsLiveConnectionAsync()
     {
+        if (_transport is null && !_lostDelivered)
+        {
+            await WakeForCallAsync();
+        }
+
         if (_transport is null)
         {
             // Not a connection's grain: a call by id after the connection ended (or its silo died) activated it
@@ -100,7 +102,7 @@ public abstract partial class ProtocolGrain
 
     /// <summary>The transport of the live connection, for a call from outside.</summary>
     /// <exception cref="ConnectionClosedException">The connection is gone.</exception>
-    private ProtocolTransport LiveTransport() => IsLiveConnection()
+    private async ValueTask<ProtocolTransport> LiveTransportAsync() => await IsLiveConnectionAsync()
         ? _transport!
         : throw new ConnectionClosedException(
             CloseReason == ConnectionCloseReason.None ? ConnectionCloseReason.GrainUnavailable : CloseReason,

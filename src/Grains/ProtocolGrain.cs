@@ -146,6 +146,7 @@ public abstract partial class ProtocolGrain : Grain, IProtocolGrain, IProtocolCo
 
     async Task<ProtocolReply> IProtocolGrain.DataReceived(ReadOnlyMemory<byte> data, long bytesSent)
     {
+        await WhileWaking();
         if (RefuseInbound(bytesSent) is { } refused)
         {
             return refused;
@@ -157,6 +158,7 @@ public abstract partial class ProtocolGrain : Grain, IProtocolGrain, IProtocolCo
 
     async Task<ProtocolReply> IProtocolGrain.FramesReceived(ReadOnlyMemory<byte>[] frames, long bytesSent)
     {
+        await WhileWaking();
         if (RefuseInbound(bytesSent) is { } refused)
         {
             return refused;
@@ -172,6 +174,7 @@ public abstract partial class ProtocolGrain : Grain, IProtocolGrain, IProtocolCo
 
     async Task<ProtocolReply> IProtocolGrain.EofReceived(long bytesSent)
     {
+        await WhileWaking();
         if (RefuseInbound(bytesSent) is { } refused)
         {
             return refused;
@@ -210,21 +213,23 @@ public abstract partial class ProtocolGrain : Grain, IProtocolGrain, IProtocolCo
 
     Task<ProtocolReply> IProtocolGrain.PauseWriting(long bytesSent) => WriteFlowCallback(bytesSent, pause: true);
 
-    Task<ProtocolReply> IProtocolGrain.Locate(long bytesSent)
+    async Task<ProtocolReply> IProtocolGrain.Locate(long bytesSent)
     {
+        await WhileWaking();
         if (_transport is not { } transport || _lostDelivered)
         {
-            return Task.FromResult(Unknown());
+            return Unknown();
         }
 
         transport.OnBytesSent(bytesSent);
-        return Task.FromResult(Reply() with { GrainSilo = RuntimeIdentity });
+        return Reply() with { GrainSilo = RuntimeIdentity };
     }
 
     Task<ProtocolReply> IProtocolGrain.ResumeWriting(long bytesSent) => WriteFlowCallback(bytesSent, pause: false);
 
     async Task<ProtocolReply> IProtocolGrain.TlsStarted(TlsInfo tls, long bytesSent)
     {
+        await WhileWaking();
         if (_transport is not { } transport || _lostDelivered)
         {
             return Unknown();
@@ -238,6 +243,7 @@ public abstract partial class ProtocolGrain : Grain, IProtocolGrain, IProtocolCo
 
     async Task<ProtocolReply> IProtocolGrain.CloseRequested(ConnectionCloseReason reason, string? message, long bytesSent)
     {
+        await WhileWaking();
         if (_transport is not { } transport || _lostDelivered)
         {
             return Unknown();
@@ -255,6 +261,7 @@ public abstract partial class ProtocolGrain : Grain, IProtocolGrain, IProtocolCo
 
     async Task IProtocolGrain.ConnectionLost(ConnectionCloseReason reason, string? message)
     {
+        await WhileWaking();
         if (_transport is not null)
         {
             var exception = reason.IsClean() ? null : new ConnectionClosedException(reason, message);
@@ -318,6 +325,7 @@ public abstract partial class ProtocolGrain : Grain, IProtocolGrain, IProtocolCo
 
     private async Task<ProtocolReply> WriteFlowCallback(long bytesSent, bool pause)
     {
+        await WhileWaking();
         if (_transport is not { } transport || _lostDelivered)
         {
             return Unknown();

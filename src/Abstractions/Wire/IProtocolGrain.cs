@@ -1,3 +1,5 @@
+using Orleans.Concurrency;
+
 namespace OrleansProtocol.Wire;
 
 /// <summary>
@@ -106,6 +108,26 @@ public interface IProtocolGrain : IGrainWithStringKey
     /// <param name="gatewaySilo">The dead silo (<c>SiloAddress.ToParsableString()</c>).</param>
     [Alias("GatewayLost")]
     Task GatewayLost(string gatewaySilo);
+
+    /// <summary>
+    /// The connection has been quiet for its listener's <c>HibernateAfter</c>: a protocol that hibernates, with no
+    /// callback, timer, task or unsent write pending, hands the gateway its state (the transport's and the protocol's
+    /// own fields, dehydrated) and deactivates; the gateway keeps the socket and the state. Not interleaved, so it runs
+    /// between callbacks.
+    /// </summary>
+    /// <param name="bytesSent">Bytes the gateway has sent to the peer for this protocol so far.</param>
+    /// <returns>The state, opaque to the gateway; or null when the grain stays awake (declined or busy).</returns>
+    [Alias("Hibernate")]
+    Task<byte[]?> Hibernate(long bytesSent);
+
+    /// <summary>
+    /// The gateway wakes a hibernated connection before its next callback: the new activation takes back the state
+    /// <see cref="Hibernate"/> handed over, as if it had never slept. Interleaved, so a call by id that activated the
+    /// grain meanwhile (and waits for its state) is answered.
+    /// </summary>
+    [AlwaysInterleave]
+    [Alias("Wake")]
+    Task Wake([Immutable] byte[] state);
 
     /// <summary>
     /// The connection ended. Called once per connection by the gateway; the grain delivers it to the protocol exactly

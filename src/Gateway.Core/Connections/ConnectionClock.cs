@@ -35,7 +35,7 @@ internal sealed class ConnectionClock(ConnectionClock.Limits limits, long start)
     private long _txOverdueAtSent = -1;
 
     /// <summary>The limits one connection is held to, in milliseconds (0 = off) and bytes per millisecond.</summary>
-    internal readonly record struct Limits(long IdleMs, long FirstDataMs, double RxRate, long RxGraceMs, double TxRate, long TxGraceMs)
+    internal readonly record struct Limits(long IdleMs, long FirstDataMs, double RxRate, long RxGraceMs, double TxRate, long TxGraceMs, long SleepMs = 0)
     {
         public static Limits From(ProtocolListenerOptions o) => new(
             Ms(o.IdleTimeout),
@@ -43,7 +43,8 @@ internal sealed class ConnectionClock(ConnectionClock.Limits limits, long start)
             (o.MinReceiveDataRate ?? 0) / 1000,
             Ms(o.MinReceiveDataRateGracePeriod),
             (o.MinSendDataRate ?? 0) / 1000,
-            Ms(o.MinSendDataRateGracePeriod));
+            Ms(o.MinSendDataRateGracePeriod),
+            Ms(o.HibernateAfter));
 
         /// <summary>Whether the receive rate is timed at all (the pump skips the bookkeeping otherwise).</summary>
         public bool TimesReceiveRate => RxRate > 0;
@@ -52,7 +53,7 @@ internal sealed class ConnectionClock(ConnectionClock.Limits limits, long start)
         public static TimeSpan? HeartbeatPeriod(ProtocolListenerOptions o)
         {
             var c = From(o);
-            var shortest = new[] { c.IdleMs, c.FirstDataMs, c.RxRate > 0 ? c.RxGraceMs : 0, c.TxRate > 0 ? c.TxGraceMs : 0 }.Where(ms => ms > 0).DefaultIfEmpty(0).Min();
+            var shortest = new[] { c.IdleMs, c.FirstDataMs, c.RxRate > 0 ? c.RxGraceMs : 0, c.TxRate > 0 ? c.TxGraceMs : 0, c.SleepMs }.Where(ms => ms > 0).DefaultIfEmpty(0).Min();
             return shortest == 0 ? null : TimeSpan.FromMilliseconds(Math.Clamp(shortest / 4, 50, 1000));
         }
 

@@ -91,6 +91,12 @@ internal sealed class ConnectionPump(GatewayConnection connection)
                 }
             }
 
+            // A hibernated grain wakes with its state first (every other callback wakes it in GrainSession.CallAsync).
+            if (connection.Sleep.IsAsleep)
+            {
+                await _session.WakeAsync();
+            }
+
             // The callback, with Orleans' undelivered requests sent again (GrainSession.CallAsync), inline.
             var started = Stopwatch.GetTimestamp();
             ProtocolReply reply;
@@ -205,6 +211,10 @@ internal sealed class ConnectionPump(GatewayConnection connection)
 
             case PumpWorkKind.Locate:
                 await ApplyReplyAsync(await _session.LocateAsync());
+                return true;
+
+            case PumpWorkKind.Hibernate:
+                await _session.HibernateAsync();
                 return true;
 
             case PumpWorkKind.WriteFlow:

@@ -19,6 +19,11 @@ internal sealed class ConnectionRegistryService(GrainId id, Silo silo, ILoggerFa
     public Task<ConnectionStatus[]> ListStatus(string listenerName) =>
         Task.FromResult(Live().Where(c => c.Info.ListenerName == listenerName).Select(c => c.Status()).ToArray());
 
+    public Task<HibernatedState> TakeHibernated(string connectionId) =>
+        Task.FromResult(gateway.FindConnection(connectionId) is { Completion.IsCompleted: false } connection
+            ? new HibernatedState(true, connection.Sleep.TakeState())
+            : default);
+
     private IEnumerable<GatewayConnection> Live() =>
         gateway.AllConnections.Where(c => c.Made.IsCompletedSuccessfully && c.Made.Result && !c.Completion.IsCompleted);
 }

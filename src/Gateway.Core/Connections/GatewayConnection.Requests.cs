@@ -42,6 +42,12 @@ internal sealed partial class GatewayConnection
                 return new(PumpWorkKind.Locate);
             }
 
+            if ((_requests & PumpRequests.Hibernate) != 0)
+            {
+                _requests &= ~PumpRequests.Hibernate;
+                return new(PumpWorkKind.Hibernate);
+            }
+
             // Write flow-control notifications go first, in the order they happened.
             if (Writer.TryTakeFlowEvent(out var flow))
             {

@@ -49,6 +49,7 @@ internal sealed partial class GatewayConnection : IOutboundEvents
         _context = context;
         Listener = listener;
         Clock = new(listener.ClockLimits, ConnectionClock.Now(listener.Time));
+        Sleep = new(listener.ClockLimits.SleepMs, change => listener.Metrics.Hibernated(listener.Name, change));
 
         // Unique across the cluster and over time; never ip:port, which the OS reuses. The listener's name in front
         // lets anyone find the connection in that listener's directory by id alone.
@@ -98,6 +99,9 @@ internal sealed partial class GatewayConnection : IOutboundEvents
     internal GrainSession Session { get; }
 
     internal ConnectionClock Clock { get; }
+
+    /// <summary>The connection's hibernation: when it is due, and the grain's state while it sleeps.</summary>
+    internal ConnectionSleep Sleep { get; }
 
     internal ILogger Logger => Listener.Logger;
 
@@ -194,8 +198,9 @@ internal sealed partial class GatewayConnection : IOutboundEvents
         {
             Listener.Metrics.ConnectionClosed(Info.ListenerName, end.Reason, Stopwatch.GetElapsedTime(_startTimestamp));
 
-            // Nothing more is written: no group keeps it.
+            // Nothing more is written: no group keeps it. A grain still asleep (its connection lost with it) leaves the gauge.
             Listener.Services.Groups.LeaveAll(this);
+            Sleep.TakeState();
 
             // Whatever happened above, the server's drain must not wait for this connection.
             _made.TrySetResult(false);
@@ -313,6 +318,11 @@ internal sealed partial class GatewayConnection : IOutboundEvents
         var closing = _life.IsEnding || _serverCloseAsked;
         if (Clock.Check(now, Writer.Pending, BytesSent, closing) is not { } expired)
         {
+            if (!closing && Sleep.Due(now, Clock.LastActivity))
+            {
+                Post(PumpRequests.Hibernate, default);
+            }
+
             return null;
         }
 
@@ -351,8 +361,13 @@ internal sealed partial class GatewayConnection : IOutboundEvents
         lock (_lock)
         {
             if (_life.IsEnding || (request == PumpRequests.ServerClose && _serverClose is not null)
-                || (request == PumpRequests.Locate && _life.Grain != GrainLink.Attached))
+                || (request is PumpRequests.Locate or PumpRequests.Hibernate && _life.Grain != GrainLink.Attached))
             {
+                if (request == PumpRequests.Hibernate)
+                {
+                    Sleep.Answered(null, ConnectionClock.Now(Listener.Time));
+                }
+
                 return;
             }
 
@@ -411,5 +426,6 @@ internal sealed partial class GatewayConnection : IOutboundEvents
         None = 0,
         ServerClose = 1,
         Locate = 2,
+        Hibernate = 4,
     }
 }

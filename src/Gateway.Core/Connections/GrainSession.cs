@@ -192,12 +192,71 @@ internal sealed class GrainSession(GatewayConnection connection, ListenerContext
     }
 
     /// <summary>
+    /// Asks the grain to hibernate (the connection was quiet for <c>HibernateAfter</c>). A grain that does hands over
+    /// its state and deactivates: it no longer lives on any silo until it wakes.
+    /// </summary>
+    public async Task HibernateAsync()
+    {
+        var state = await CallAsync(connection, static (grain, c) => grain.Hibernate(c.ProtocolBytesSent));
+        if (state is not null)
+        {
+            GrainSilo = null;
+            GatewayLog.Hibernated(listener.Logger, connection.Id, state.Length);
+        }
+
+        connection.Sleep.Answered(state, ConnectionClock.Now(listener.Time));
+    }
+
+    /// <summary>
+    /// Wakes a hibernated grain with its state before a callback, placed as a new connection's grain is. Nothing to do
+    /// when it is awake, or a call by id woke it first (it took the state itself).
+    /// </summary>
+    public async Task WakeAsync()
+    {
+        if (connection.Sleep.TakeState() is not { } state)
+        {
+            return;
+        }
+
+        var started = Stopwatch.GetTimestamp();
+        await CallAsync((Connection: connection, listener.Siting, State: state), static (grain, s) =>
+        {
+            if (s.Siting.PickSilo(s.Connection.Id) is not { } silo)
+            {
+                return WhenDone(grain.Wake(s.State));
+            }
+
+            RequestContext.Set(IPlacementDirector.PlacementHintKey, silo);
+            try
+            {
+                return WhenDone(grain.Wake(s.State));
+            }
+            finally
+            {
+                RequestContext.Remove(IPlacementDirector.PlacementHintKey);
+            }
+        });
+        listener.Metrics.GrainCall(listener.Name, "wake", started);
+    }
+
+    private static async Task<bool> WhenDone(Task call)
+    {
+        await call;
+        return true;
+    }
+
+    /// <summary>
     /// Calls the grain. Orleans rejects a request it did not deliver, typically when the grain has moved and the silo it
     /// left, which the cached address still names, is stopping and no longer forwards. The grain never saw that call,
     /// so it goes again (the rejection cleared the cached address), a few times at most.
     /// </summary>
     private async Task<T> CallAsync<TState, T>(TState state, Func<IProtocolGrain, TState, Task<T>> call)
     {
+        if (connection.Sleep.IsAsleep)
+        {
+            await WakeAsync();
+        }
+
         for (var attempt = 1; ; attempt++)
         {
             try

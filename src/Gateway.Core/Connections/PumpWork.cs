@@ -10,6 +10,7 @@ internal enum PumpWorkKind
     StartTls,
     ServerClose,
     Locate,
+    Hibernate,
     WriteFlow,
     Wait,
     Read,

@@ -110,4 +110,7 @@ internal static partial class GatewayLog
 
     [LoggerMessage(37, LogLevel.Warning, "{Count} group messages never came within {Timeout} of the ones numbered after them (their calls failed, or a link between silos broke): given up, and the messages behind them delivered", EventName = "GroupMessagesLost")]
     public static partial void GroupMessagesLost(ILogger logger, long count, TimeSpan timeout);
+
+    [LoggerMessage(38, LogLevel.Debug, "Connection {ConnectionId}: its grain hibernates ({Bytes} bytes of state kept here)", EventName = "Hibernated")]
+    public static partial void Hibernated(ILogger logger, string connectionId, int bytes);
 }

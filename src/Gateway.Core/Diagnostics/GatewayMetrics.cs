@@ -22,6 +22,7 @@ public sealed class GatewayMetrics
     private readonly Counter<long> _framesOverLimit;
     private readonly Counter<long> _groupMessages;
     private readonly UpDownCounter<long> _groupMembers;
+    private readonly UpDownCounter<long> _hibernatedConnections;
 
     /// <summary>Created by dependency injection.</summary>
     public GatewayMetrics(IMeterFactory meterFactory)
@@ -37,6 +38,7 @@ public sealed class GatewayMetrics
 
         // The process's, not the gateway's alone: per request it is the figure the data path is tuned on (docs/performance.md).
         _groupMessages = meter.CreateCounter<long>("orleansprotocol.group.messages", "{message}", "Group messages for this silo's members, by outcome (delivered; dropped: behind or unframeable; closed: the member was closed for falling behind).");
+        _hibernatedConnections = meter.CreateUpDownCounter<long>("orleansprotocol.hibernated_connections", "{connection}", "Connections whose grain is hibernating (no activation; its state at the gateway).");
         _groupMembers = meter.CreateUpDownCounter<long>("orleansprotocol.group.members", "{membership}", "Group memberships of this silo's connections.");
         meter.CreateObservableCounter("orleansprotocol.process.allocated_bytes", static () => GC.GetTotalAllocatedBytes(), "By", "Bytes allocated on the managed heap by the whole process since it started.");
     }
@@ -93,6 +95,9 @@ public sealed class GatewayMetrics
     }
 
     internal void GroupMembers(int change) => _groupMembers.Add(change);
+
+    internal void Hibernated(string listener, int change) =>
+        _hibernatedConnections.Add(change, new KeyValuePair<string, object?>("orleansprotocol.listener", listener));
 
     internal void FrameOverLimit(string listener) =>
         _framesOverLimit.Add(1, new KeyValuePair<string, object?>("orleansprotocol.listener", listener));

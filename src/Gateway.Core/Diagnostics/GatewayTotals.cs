@@ -21,6 +21,7 @@ public sealed class GatewayTotals : IDisposable
         "orleansprotocol.rejected_connections",
         "orleansprotocol.io.bytes",
         "orleansprotocol.paused_connections",
+        "orleansprotocol.hibernated_connections",
     };
 
     private readonly MeterListener _listener = new();
@@ -116,6 +117,9 @@ public sealed class GatewayTotals : IDisposable
             case "orleansprotocol.paused_connections":
                 Interlocked.Add(ref counts.PausedWriting, value);
                 break;
+            case "orleansprotocol.hibernated_connections":
+                Interlocked.Add(ref counts.Hibernated, value);
+                break;
         }
     }
 
@@ -129,6 +133,7 @@ public sealed class GatewayTotals : IDisposable
         public long BytesSent;
         public long PausedReading;
         public long PausedWriting;
+        public long Hibernated;
 
         public ConcurrentDictionary<string, long> CloseReasons { get; } = new(StringComparer.Ordinal);
 
@@ -145,7 +150,10 @@ public sealed class GatewayTotals : IDisposable
             Interlocked.Read(ref PausedReading),
             Interlocked.Read(ref PausedWriting),
             new SortedDictionary<string, long>(CloseReasons, StringComparer.Ordinal),
-            new SortedDictionary<string, long>(Refusals, StringComparer.Ordinal));
+            new SortedDictionary<string, long>(Refusals, StringComparer.Ordinal))
+        {
+            Hibernated = Interlocked.Read(ref Hibernated),
+        };
     }
 }
 
@@ -172,4 +180,8 @@ public sealed record ListenerTotals(
     long PausedReading,
     long PausedWriting,
     IReadOnlyDictionary<string, long> CloseReasons,
-    IReadOnlyDictionary<string, long> Refusals);
+    IReadOnlyDictionary<string, long> Refusals)
+{
+    /// <summary>Connections hibernated now: their grains sleep, their state is at the gateway.</summary>
+    public long Hibernated { get; init; }
+}

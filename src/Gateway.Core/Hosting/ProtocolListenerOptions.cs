@@ -145,6 +145,14 @@ public sealed class ProtocolListenerOptions
     public TimeSpan IdleTimeout { get; set; } = Timeout.InfiniteTimeSpan;
 
     /// <summary>
+    /// A connection with no byte either way for this long hibernates, if its protocol opts in (<c>Hibernatable</c>)
+    /// and its grain has no callback, timer, task or unsent write pending: the grain's state goes to the gateway, the
+    /// activation is deactivated, and the gateway wakes it with that state before the next callback or call by id.
+    /// Off (<see cref="Timeout.InfiniteTimeSpan"/>) by default. The idle and rate clocks keep counting while it sleeps.
+    /// </summary>
+    public TimeSpan HibernateAfter { get; set; } = Timeout.InfiniteTimeSpan;
+
+    /// <summary>
     /// A connection whose peer sends nothing for this long after connecting (after its PROXY header and TLS handshake,
     /// which have their own deadlines) is closed with <see cref="ConnectionCloseReason.FirstDataTimeout"/> (the
     /// protocol's <c>CloseRequested</c> can say why first). Off (<see cref="Timeout.InfiniteTimeSpan"/>) by default: in
