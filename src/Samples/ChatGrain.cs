@@ -25,6 +25,10 @@ public sealed class ChatGrain : ProtocolGrain
     protected override bool Migratable => true;
 
     /// <inheritdoc />
+    /// <remarks>A quiet member holds no activation: the room's lines reach it through the gateway all the same.</remarks>
+    protected override bool Hibernatable => true;
+
+    /// <inheritdoc />
     protected override void Dehydrate(IDehydrationContext context)
     {
         context.TryAddValue("nick", _nick);

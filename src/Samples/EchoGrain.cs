@@ -22,6 +22,10 @@ public sealed class EchoGrain : ProtocolGrain
     protected override bool Migratable => true;
 
     /// <inheritdoc />
+    /// <remarks>Nothing to keep: a quiet echo connection holds no activation (the sample host's <c>HibernateAfter</c>).</remarks>
+    protected override bool Hibernatable => true;
+
+    /// <inheritdoc />
     protected override Task DataReceived(ReadOnlyMemory<byte> data)
     {
         // The bytes are this call's own: handed back as they are, without a copy.

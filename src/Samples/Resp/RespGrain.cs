@@ -54,6 +54,34 @@ public sealed class RespGrain(IOptions<RespOptions> options) : ProtocolGrain, IR
     public Task<string> GetName() => Task.FromResult(_name);
 
     /// <inheritdoc />
+    /// <remarks>
+    /// A quiet client holds no activation; what it keeps is its name and its channels (the memberships themselves are
+    /// the gateway's, so a subscriber's messages reach it while it sleeps). The pending pipelined burst is only ever
+    /// held within a callback.
+    /// </remarks>
+    protected override bool Hibernatable => true;
+
+    /// <inheritdoc />
+    protected override void Dehydrate(IDehydrationContext context)
+    {
+        context.TryAddValue("name", _name);
+        if (_pubSub is { Count: > 0 } pubSub)
+        {
+            context.TryAddValue("channels", pubSub.Channels);
+        }
+    }
+
+    /// <inheritdoc />
+    protected override void Rehydrate(IRehydrationContext context)
+    {
+        _name = context.TryGetValue("name", out string? name) ? name : "";
+        if (context.TryGetValue("channels", out string[]? channels))
+        {
+            Subscriptions.Restore(channels);
+        }
+    }
+
+    /// <inheritdoc />
     protected override async Task<int> FramesReceived(ReadOnlyMemory<byte>[] frames)
     {
         var burst = _burst ??= new Burst(_options);

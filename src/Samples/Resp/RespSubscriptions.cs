@@ -16,6 +16,12 @@ internal sealed class RespSubscriptions(Func<ProtocolTransport> transport, Actio
     /// <summary>Channels subscribed to.</summary>
     public int Count => _channels.Count;
 
+    /// <summary>The channels subscribed to, in order (a hibernating connection keeps them).</summary>
+    public string[] Channels => [.. _channels];
+
+    /// <summary>Takes back the channels of a woken connection: its memberships stayed with the gateway.</summary>
+    public void Restore(IEnumerable<string> channels) => _channels.AddRange(channels);
+
     /// <summary>
     /// PUBLISH: the message, encoded once for every subscriber (*3 $7 message $n channel $m payload). Posted, not sent
     /// (<see cref="IConnectionGroup.Post"/>): a publisher is not paced by a round trip to every silo, and each silo's
