@@ -43,6 +43,7 @@ public static class Program
         ServerProcess.GatewaySettings = settings.GatewaySettings;
         if (settings.IdleConnections > 0)
         {
+            IdleMemory.Configure(args);
             await IdleMemory.RunAsync(settings);
             return 0;
         }
@@ -626,8 +627,18 @@ internal sealed class ServerProcess : IDisposable
 /// </summary>
 internal static class IdleMemory
 {
-    // How long the servers get to settle (GC, pools) before the second reading; not a synchronisation.
-    private static readonly TimeSpan Settle = TimeSpan.FromSeconds(3);
+    // How long the servers get to settle (GC, pools) before the second reading; not a synchronisation. With
+    // hibernation (--OrleansProtocol:Listeners:echo:HibernateAfter=…) give it longer: --settle 20.
+    private static TimeSpan _settle = TimeSpan.FromSeconds(3);
+
+    /// <summary>From <c>--settle SECONDS</c>.</summary>
+    public static void Configure(string[] args)
+    {
+        if (Array.IndexOf(args, "--settle") is var i and >= 0 && i + 1 < args.Length)
+        {
+            _settle = TimeSpan.FromSeconds(double.Parse(args[i + 1], System.Globalization.CultureInfo.InvariantCulture));
+        }
+    }
 
     public static async Task RunAsync(Settings settings)
     {
@@ -641,8 +652,8 @@ internal static class IdleMemory
 
         Console.WriteLine($"resident memory per idle connection, {settings.IdleConnections} connections each after one 16 B round trip; {Environment.ProcessorCount} cores");
         Console.WriteLine();
-        Console.WriteLine("| server | RSS before MiB | RSS with connections MiB | KiB per connection | opened in s |");
-        Console.WriteLine("|---|---:|---:|---:|---:|");
+        Console.WriteLine("| server | RSS before MiB | RSS with connections MiB | KiB per connection | opened in s | first echo after the silence p50 / p99 µs | next echo p50 / p99 µs |");
+        Console.WriteLine("|---|---:|---:|---:|---:|---:|---:|");
         using (var baseline = await ServerProcess.StartBaselineAsync())
         {
             await MeasureAsync("baseline", baseline, settings.IdleConnections);
@@ -675,15 +686,52 @@ internal static class IdleMemory
     {
         // Warm the server's paths (JIT, pools, the grain class) with a few connections, then take the first reading.
         Close(await OpenAsync(server, 16));
-        await Task.Delay(Settle);
+        await Task.Delay(_settle);
         var before = server.ResidentBytes;
         var opening = Stopwatch.StartNew();
         var sockets = await OpenAsync(server, count);
         var opened = opening.Elapsed;
-        await Task.Delay(Settle);
+        await Task.Delay(_settle);
         var after = server.ResidentBytes;
-        Console.WriteLine($"| {name} | {before / 1048576.0:N1} | {after / 1048576.0:N1} | {(after - before) / 1024.0 / count:N1} | {opened.TotalSeconds:N1} |");
+        var (first, second) = await EchoEachAsync(sockets);
+        Console.WriteLine($"| {name} | {before / 1048576.0:N1} | {after / 1048576.0:N1} | {(after - before) / 1024.0 / count:N1} | {opened.TotalSeconds:N1} | "
+            + $"{Percentile(first, 0.5):N0} / {Percentile(first, 0.99):N0} | {Percentile(second, 0.5):N0} / {Percentile(second, 0.99):N0} |");
         Close(sockets);
+    }
+
+    /// <summary>
+    /// Every connection still echoes: one at a time, two round trips each; the first after the silence (a hibernated
+    /// grain wakes for it), the second right after. Microseconds.
+    /// </summary>
+    private static async Task<(List<double> First, List<double> Second)> EchoEachAsync(List<Socket> sockets)
+    {
+        var first = new List<double>(sockets.Count);
+        var second = new List<double>(sockets.Count);
+        var message = new byte[16];
+        var echo = new byte[16];
+        foreach (var socket in sockets)
+        {
+            foreach (var times in new[] { first, second })
+            {
+                var started = Stopwatch.GetTimestamp();
+                await socket.SendAsync(message);
+                for (var read = 0; read < echo.Length;)
+                {
+                    var n = await socket.ReceiveAsync(echo.AsMemory(read));
+                    read += n > 0 ? n : throw new IOException("the server closed an idle connection");
+                }
+
+                times.Add(Stopwatch.GetElapsedTime(started).TotalMicroseconds);
+            }
+        }
+
+        return (first, second);
+    }
+
+    private static double Percentile(List<double> values, double p)
+    {
+        var sorted = values.Order().ToArray();
+        return sorted[Math.Min(sorted.Length - 1, (int)(sorted.Length * p))];
     }
 
     private static long OpenFileLimit() =>

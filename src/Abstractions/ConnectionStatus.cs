@@ -19,4 +19,9 @@ public sealed record ConnectionStatus(
     [property: Id(3)] long BytesReceived,
     [property: Id(4)] long BytesSent,
     [property: Id(5)] bool WritingPaused,
-    [property: Id(6)] bool ReadingPaused);
+    [property: Id(6)] bool ReadingPaused)
+{
+    /// <summary>Its grain hibernates: no activation, the state at the gateway (<c>HibernateAfter</c>); <see cref="GrainSilo"/> is null.</summary>
+    [Id(7)]
+    public bool Hibernated { get; init; }
+}

@@ -99,7 +99,7 @@ static async Task<int> ListAsync(IGrainFactory grains, string listener)
 
     foreach (var c in connections.OrderBy(c => c.Age))
     {
-        Console.WriteLine(string.Join('\t', c.Info.ConnectionId, c.Info.RemoteEndPoint, c.Info.GatewaySilo, c.GrainSilo ?? "-",
+        Console.WriteLine(string.Join('\t', c.Info.ConnectionId, c.Info.RemoteEndPoint, c.Info.GatewaySilo, GrainSilo(c),
             c.Age.ToString(@"d\.hh\:mm\:ss", CultureInfo.InvariantCulture), c.BytesReceived, c.BytesSent, Paused(c)));
     }
 
@@ -159,7 +159,7 @@ static async Task<int> OnConnectionAsync(IGrainFactory grains, string command, s
                 framing      {i.Framing.Kind}
                 tls          {i.Tls?.Protocol ?? "no"}
                 socket silo  {i.GatewaySilo}
-                grain silo   {status.GrainSilo ?? "-"}
+                grain silo   {GrainSilo(status)}
                 age          {status.Age.ToString(@"d\.hh\:mm\:ss", CultureInfo.InvariantCulture)}
                 bytes in     {status.BytesReceived}
                 bytes out    {status.BytesSent}
@@ -190,6 +190,8 @@ static async Task<int> AnnounceAsync(IGrainFactory grains, string room, string t
     Console.WriteLine($"announced to {members} member(s) of {room}");
     return 0;
 }
+
+static string GrainSilo(ConnectionStatus c) => c.Hibernated ? "hibernated" : c.GrainSilo ?? "-";
 
 static string Paused(ConnectionStatus c) =>
     (c.ReadingPaused, c.WritingPaused) switch { (true, true) => "both", (true, false) => "read", (false, true) => "write", _ => "no" };

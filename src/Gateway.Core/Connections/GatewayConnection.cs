@@ -232,7 +232,10 @@ internal sealed partial class GatewayConnection : IOutboundEvents
             ? $"{silo[1..colon]}@{silo[(colon + 1)..]}"
             : GrainSilo;
         return new ConnectionStatus(
-            Info, grainSilo, Stopwatch.GetElapsedTime(_startTimestamp), Interlocked.Read(ref _bytesReceived), BytesSent, Writer.Paused, Volatile.Read(ref _readPaused));
+            Info, grainSilo, Stopwatch.GetElapsedTime(_startTimestamp), Interlocked.Read(ref _bytesReceived), BytesSent, Writer.Paused, Volatile.Read(ref _readPaused))
+        {
+            Hibernated = Sleep.IsAsleep,
+        };
     }
 
     /// <summary>

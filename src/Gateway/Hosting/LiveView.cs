@@ -38,7 +38,7 @@ public static class LiveView
                     listener = c.Info.ListenerName,
                     peer = c.Info.RemoteEndPoint?.ToString() ?? c.Info.RemotePath,
                     socketSilo = c.Info.GatewaySilo,
-                    grainSilo = c.GrainSilo,
+                    grainSilo = c.Hibernated ? "hibernated" : c.GrainSilo,
                     ageSeconds = Math.Round(c.Age.TotalSeconds, 1),
                     bytesReceived = c.BytesReceived,
                     bytesSent = c.BytesSent,
@@ -69,7 +69,7 @@ public static class LiveView
         <p class="muted">Silo <span id="silo">…</span> · <a href="/dashboard">Orleans dashboard</a> · updated <span id="updated">never</span></p>
         <p>Open connections (all listeners): <strong id="open-total">…</strong></p>
         <table id="listeners">
-          <thead><tr><th>listener</th><th>open</th><th>accepted/s</th><th>refused/s</th><th>closed/s</th><th>bytes in</th><th>bytes out</th><th>paused (read/write)</th><th>close reasons</th></tr></thead>
+          <thead><tr><th>listener</th><th>open</th><th>accepted/s</th><th>refused/s</th><th>closed/s</th><th>bytes in</th><th>bytes out</th><th>paused (read/write)</th><th>hibernated</th><th>close reasons</th></tr></thead>
           <tbody></tbody>
         </table>
         <h2>Groups (<span id="group-count">0</span>)</h2>
@@ -101,6 +101,7 @@ public static class LiveView
           listeners.replaceChildren(...data.listeners.map(l => row([
             l.listener, l.open, rate(l, "accepted"), rate(l, "refused"), rate(l, "closed"), l.bytesReceived, l.bytesSent,
             l.pausedReading + " / " + l.pausedWriting,
+            l.hibernated,
             Object.entries(l.closeReasons).map(([reason, count]) => reason + " " + count).join(", ")])));
           document.getElementById("open-total").textContent = data.listeners.reduce((sum, l) => sum + l.open, 0);
           document.querySelector("#groups tbody").replaceChildren(...data.groups.map(g => row([g.name, g.members])));
