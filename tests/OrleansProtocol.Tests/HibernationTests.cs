@@ -149,6 +149,28 @@ public sealed class HibernationTests(GatewayClusterFixture fixture)
     }
 
     [Fact]
+    public async Task A_listener_closing_wakes_its_sleeping_connections_to_say_goodbye_and_closes_them_cleanly()
+    {
+        using var gauge = fixture.Collect<long>("orleansprotocol.hibernated_connections");
+        var (server, time) = await StartAsync();
+        var client = await TestClient.ConnectAsync(server.EndPoints[0]);
+        await using (client)
+        {
+            await client.SendAsync("hi\n");
+            Assert.Equal("1 1 hi", await client.ReadLineAsync());
+            var connection = await ConnectionOfAsync(server, client);
+            await SleepsAsync(time, server, connection);
+
+            // The drain asks every connection's grain to close: this one wakes for it, then the FIN, never a reset.
+            await server.DisposeAsync();
+            Assert.Empty(await client.ReadToEndAsync());
+            await connection.Completion.WaitAsync(TestTimeouts.Default);
+            Assert.Equal((2, 1, 1), SleeperGrain.Calls[connection.Id]);
+            Assert.Equal(0, Hibernated(gauge, server));
+        }
+    }
+
+    [Fact]
     public async Task Many_sleep_and_wake_cycles_on_many_connections_leave_nothing_behind()
     {
         using var gauge = fixture.Collect<long>("orleansprotocol.hibernated_connections");
