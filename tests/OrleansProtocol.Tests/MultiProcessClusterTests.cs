@@ -217,7 +217,9 @@ public sealed class MultiProcessClusterTests(Xunit.Abstractions.ITestOutputHelpe
         var clusterId = $"test-{Guid.NewGuid():N}";
         string[] Settings(int i) => HostSettings(
             redisPort, clusterId, 22000 + (i * 100), "--OrleansProtocol:Listeners:echo:Placement=Random", "--OrleansProtocol:Listeners:chat:Placement=Random",
-            "--OrleansProtocol:Listeners:upgrade:Placement=Random");
+            "--OrleansProtocol:Listeners:upgrade:Placement=Random",
+            // Chat members sleep between rounds: a stop must leave a hibernated member's state with its socket.
+            "--OrleansProtocol:Listeners:chat:HibernateAfter=00:00:02");
         string[] operatorSettings = ["--Clustering:Provider=Redis", $"--Clustering:Redis:ConnectionString=127.0.0.1:{redisPort}", $"--Orleans:ClusterId={clusterId}"];
 
         var silos = new GatewayHostProcess[3];
@@ -315,6 +317,16 @@ public sealed class MultiProcessClusterTests(Xunit.Abstractions.ITestOutputHelpe
                     .ToDictionary(m => m.Groups["peer"].Value, m => (Socket: m.Groups["socket"].Value, Grain: m.Groups["grain"].Value));
                 var openLines = lineClients.Where(l => !closedLineClients.Contains(l.Client)).ToList();
                 var stoppingSilo = sitings[openLines.First(l => l.Silo == stopping).Client.LocalEndPoint.ToString()].Socket;
+
+                // Before the first stop the quiet chat members are asleep, as the cluster's own listing says.
+                if (stopping == 0)
+                {
+                    await Poll.UntilAsync(async () =>
+                    {
+                        var (_, chat) = await ClusterClientProcess.RunAsync([.. operatorSettings, "list", "chat"]);
+                        return System.Text.RegularExpressions.Regex.Matches(chat, @"\thibernated\t").Count >= members.Count;
+                    }, () => "the chat members did not all hibernate");
+                }
 
                 // Each sends a burst it does not read before the stop: the replies are in flight as the silo goes.
                 var burst = Enumerable.Range(0, 100).Select(k => $"round {stopping} line {k} " + new string('x', 1000)).ToArray();
