@@ -120,23 +120,29 @@ internal sealed class GrainSession(GatewayConnection connection, ListenerContext
         task.IsFaulted && task.Exception!.InnerException is OrleansMessageRejectionException or SiloUnavailableException;
 
     private Task<ProtocolReply> ConnectionMadeOnceAsync() =>
-        CallAsync((Connection: connection, listener.Siting), static (grain, s) =>
-        {
-            if (s.Siting.PickSilo(s.Connection.Id) is not { } silo)
-            {
-                return grain.ConnectionMade(s.Connection.Info, s.Connection.Listener.Observer);
-            }
+        CallAsync(connection, (grain, c) => Placed(() => grain.ConnectionMade(c.Info, c.Listener.Observer)));
 
-            RequestContext.Set(IPlacementDirector.PlacementHintKey, silo);
-            try
-            {
-                return grain.ConnectionMade(s.Connection.Info, s.Connection.Listener.Observer);
-            }
-            finally
-            {
-                RequestContext.Remove(IPlacementDirector.PlacementHintKey);
-            }
-        });
+    /// <summary>
+    /// Makes a call that may activate the grain with the listener's placement hint (when it picks a silo) on that call
+    /// alone: <c>ConnectionMade</c>, and <c>Wake</c> after hibernation.
+    /// </summary>
+    private Task<T> Placed<T>(Func<Task<T>> call)
+    {
+        if (listener.Siting.PickSilo(connection.Id) is not { } silo)
+        {
+            return call();
+        }
+
+        RequestContext.Set(IPlacementDirector.PlacementHintKey, silo);
+        try
+        {
+            return call();
+        }
+        finally
+        {
+            RequestContext.Remove(IPlacementDirector.PlacementHintKey);
+        }
+    }
 
     // The inbound callbacks, the hot path: the pump awaits Orleans' task itself and sends a rejected one again (see
     // CallAsync), so a request costs no async frame here.
@@ -219,23 +225,7 @@ internal sealed class GrainSession(GatewayConnection connection, ListenerContext
         }
 
         var started = Stopwatch.GetTimestamp();
-        await CallAsync((Connection: connection, listener.Siting, State: state), static (grain, s) =>
-        {
-            if (s.Siting.PickSilo(s.Connection.Id) is not { } silo)
-            {
-                return WhenDone(grain.Wake(s.State));
-            }
-
-            RequestContext.Set(IPlacementDirector.PlacementHintKey, silo);
-            try
-            {
-                return WhenDone(grain.Wake(s.State));
-            }
-            finally
-            {
-                RequestContext.Remove(IPlacementDirector.PlacementHintKey);
-            }
-        });
+        await CallAsync(state, (grain, s) => Placed(() => WhenDone(grain.Wake(s))));
         listener.Metrics.GrainCall(listener.Name, "wake", started);
     }
 
