@@ -18,13 +18,14 @@ public sealed class HibernationTests(GatewayClusterFixture fixture)
 {
     private static readonly TimeSpan After = TimeSpan.FromSeconds(30);
 
-    private async Task<(ProtocolServer Server, FakeTimeProvider Time)> StartAsync()
+    private async Task<(ProtocolServer Server, FakeTimeProvider Time)> StartAsync(Action<ProtocolListenerOptions>? configure = null)
     {
         var time = new FakeTimeProvider(DateTimeOffset.UtcNow);
         var server = await fixture.Gateway.CreateServerOnClockAsync<SleeperGrain>($"sleep-{Guid.NewGuid():N}", o =>
         {
             o.Port = 0;
             o.HibernateAfter = After;
+            configure?.Invoke(o);
         }, time);
         return (server, time);
     }
@@ -125,6 +126,65 @@ public sealed class HibernationTests(GatewayClusterFixture fixture)
 
             await client.SendAsync("after\n");
             Assert.Equal("2 2 after", await client.ReadLineAsync());
+        }
+    }
+
+    [Fact]
+    public async Task The_peers_bytes_and_a_call_by_id_racing_to_wake_a_connection_wake_it_once_and_both_get_through()
+    {
+        var (server, time) = await StartAsync();
+        await using (server)
+        {
+            var clients = new List<TestClient>();
+            var connections = new List<GatewayConnection>();
+            for (var i = 0; i < 20; i++)
+            {
+                var client = await TestClient.ConnectAsync(server.EndPoints[0]);
+                await client.SendAsync("hi\n");
+                Assert.Equal("1 1 hi", await client.ReadLineAsync());
+                clients.Add(client);
+                connections.Add(await ConnectionOfAsync(server, client));
+            }
+
+            foreach (var connection in connections)
+            {
+                await SleepsAsync(time, server, connection);
+            }
+
+            // Each connection is woken twice at once: by its gateway (the line) and by a call by id (the push).
+            await Task.WhenAll(connections.Select(async (connection, i) =>
+            {
+                await Task.WhenAll(
+                    clients[i].SendAsync("line\n"),
+                    fixture.Grains.GetConnection(connection.Info).Send(Encoding.UTF8.GetBytes("pushed\n")));
+                var lines = new[] { await clients[i].ReadLineAsync(), await clients[i].ReadLineAsync() };
+                Assert.Equal(["2 2 line", "pushed"], lines.Order(StringComparer.Ordinal));
+                Assert.Equal((2, 1, 0), SleeperGrain.Calls[connection.Id]);
+            }));
+
+            foreach (var client in clients)
+            {
+                await client.DisposeAsync();
+            }
+        }
+    }
+
+    [Fact]
+    public async Task The_idle_clock_keeps_counting_while_a_connection_sleeps_and_its_close_wakes_the_grain_once()
+    {
+        var (server, time) = await StartAsync(o => o.IdleTimeout = 3 * After);
+        await using (server)
+        {
+            await using var client = await TestClient.ConnectAsync(server.EndPoints[0]);
+            await client.SendAsync("hi\n");
+            Assert.Equal("1 1 hi", await client.ReadLineAsync());
+            var connection = await ConnectionOfAsync(server, client);
+            await SleepsAsync(time, server, connection);
+
+            // Asleep since about 30 s of quiet; the idle timeout (90 s) still ends it, waking the grain to close.
+            await time.AdvanceUntilAsync(server, connection.Completion);
+            Assert.Empty(await client.ReadToEndAsync());
+            Assert.Equal((2, 1, 1), SleeperGrain.Calls[connection.Id]);
         }
     }
 

@@ -48,7 +48,10 @@ public sealed class MultiProcessClusterTests(Xunit.Abstractions.ITestOutputHelpe
 
             // echo: grains on another silo than the socket; upgrade (a line echo): grains next to the socket.
             var silos = Enumerable.Range(0, 3).Select(i => GatewayHostProcess.Start(
-                HostSettings(redisPort, clusterId, 21000 + (i * 100), "--OrleansProtocol:Listeners:echo:Placement=Remote"))).ToList();
+                HostSettings(
+                    redisPort, clusterId, 21000 + (i * 100), "--OrleansProtocol:Listeners:echo:Placement=Remote",
+                    // Chat members sleep whenever they are quiet for a second: the room's lines reach them asleep.
+                    "--OrleansProtocol:Listeners:chat:HibernateAfter=00:00:01"))).ToList();
             try
             {
                 var endPoints = new List<Dictionary<string, IPEndPoint>>();
