@@ -46,6 +46,9 @@ public sealed class HibernationTests(GatewayClusterFixture fixture)
     private static Task SleepsAsync(FakeTimeProvider time, ProtocolServer server, GatewayConnection connection) =>
         time.AdvanceUntilAsync(server, AsleepAsync(connection));
 
+    private static Task AllSleepAsync(FakeTimeProvider time, ProtocolServer server, IEnumerable<GatewayConnection> connections) =>
+        time.AdvanceUntilAsync(server, Task.WhenAll(connections.Select(c => AsleepAsync(c))));
+
     private static Task AsleepAsync(GatewayConnection connection, bool asleep = true) =>
         Poll.UntilAsync(() => connection.Sleep.IsAsleep == asleep, () => $"the connection is {(asleep ? "awake" : "asleep")}");
 
@@ -146,10 +149,7 @@ public sealed class HibernationTests(GatewayClusterFixture fixture)
                 connections.Add(await ConnectionOfAsync(server, client));
             }
 
-            foreach (var connection in connections)
-            {
-                await SleepsAsync(time, server, connection);
-            }
+            await AllSleepAsync(time, server, connections);
 
             // Each connection is woken twice at once: by its gateway (the line) and by a call by id (the push).
             await Task.WhenAll(connections.Select(async (connection, i) =>
@@ -239,7 +239,7 @@ public sealed class HibernationTests(GatewayClusterFixture fixture)
         await using (server)
         {
             var clients = new List<TestClient>();
-            for (var i = 0; i < 20; i++)
+            for (var i = 0; i < 50; i++)
             {
                 var client = await TestClient.ConnectAsync(server.EndPoints[0]);
                 await client.SendAsync("hi\n");
@@ -253,13 +253,11 @@ public sealed class HibernationTests(GatewayClusterFixture fixture)
                 connections.Add(await ConnectionOfAsync(server, client));
             }
 
-            const int Cycles = 25;
+            // 50 connections × 40 cycles: 2,000 sleeps and wakes.
+            const int Cycles = 40;
             for (var cycle = 0; cycle < Cycles; cycle++)
             {
-                foreach (var connection in connections)
-                {
-                    await SleepsAsync(time, server, connection);
-                }
+                await AllSleepAsync(time, server, connections);
 
                 Assert.Equal(connections.Count, Hibernated(gauge, server));
                 await Task.WhenAll(clients.Select(async c =>
@@ -270,10 +268,7 @@ public sealed class HibernationTests(GatewayClusterFixture fixture)
             }
 
             // One ends awake, the others asleep.
-            foreach (var connection in connections)
-            {
-                await SleepsAsync(time, server, connection);
-            }
+            await AllSleepAsync(time, server, connections);
 
             await clients[0].SendAsync("x\n");
             await clients[0].ReadLineAsync();
