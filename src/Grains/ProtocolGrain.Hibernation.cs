@@ -97,9 +97,8 @@ public abstract partial class ProtocolGrain
             var connectionId = this.GetPrimaryKeyString();
             var registries = ServiceProvider.GetRequiredService<IConnectionRegistryClient>();
             var membership = ServiceProvider.GetRequiredService<IClusterMembershipService>();
-            var answers = await Task.WhenAll(membership.CurrentSnapshot.Members.Values
-                .Where(m => m.Status == SiloStatus.Active)
-                .Select(m => membership.AskAsync(m.SiloAddress, registries.On(m.SiloAddress), r => r.TakeHibernated(connectionId), default(HibernatedState))));
+            var answers = await Task.WhenAll(membership.ActiveSilos()
+                .Select(silo => membership.AskAsync(silo, registries.On(silo), r => r.TakeHibernated(connectionId), default(HibernatedState))));
             if (answers.FirstOrDefault(a => a.State is not null).State is { } state)
             {
                 if (_transport is null)
