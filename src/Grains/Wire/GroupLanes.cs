@@ -27,9 +27,6 @@ public sealed class GroupLanes(IGroupGatewayClient gateways, ILocalSiloDetails l
     /// <summary>This silo.</summary>
     public SiloAddress Local => localSilo.SiloAddress;
 
-    /// <summary>Lanes held (one per silo sent to and not yet dead).</summary>
-    public int Count => _lanes.Count;
-
     /// <summary>
     /// Sends one group message to <paramref name="silo"/>'s gateway, numbered; returns the gateway's answer (not to be
     /// awaited for order's sake), or null if the lane stayed full for <see cref="WindowWait"/>.
