@@ -71,6 +71,14 @@ internal static class FanOutBench
         var silos = int.Parse(Get("--silos", "3"));
         var lines = int.Parse(Get("--lines", "200"));
         var burst = int.Parse(Get("--burst", "1000"));
+
+        // --hibernate-after S: the members' grains sleep once the joins are over; lines reach them without waking them.
+        var sleepAfter = Get("--hibernate-after", "") is { Length: > 0 } seconds ? TimeSpan.FromSeconds(double.Parse(seconds, CultureInfo.InvariantCulture)) : (TimeSpan?)null;
+        if (sleepAfter is { } after)
+        {
+            ServerProcess.GatewaySettings = [.. ServerProcess.GatewaySettings, "--OrleansProtocol:Listeners:chat:HibernateAfter=" + after.ToString("c", CultureInfo.InvariantCulture)];
+        }
+
         using var gateway = await ServerProcess.StartGatewayClusterAsync(configuration, silos);
         Console.WriteLine($"chat: {count} members in one room over {silos} silos' gateways (pids {gateway.Pids}); one speaker on the first; "
             + $"{lines} lines one at a time, then a burst of {burst}; {Environment.ProcessorCount} cores shared by client and servers");
@@ -85,6 +93,13 @@ internal static class FanOutBench
 
         await Task.WhenAll(members.Select((m, i) => m.WaitForNoticesAsync(count - 1 - i)));
         Console.WriteLine($"{count} joined, every join notice heard, in {joining.Elapsed.TotalSeconds:0.0} s");
+
+        if (sleepAfter is { } wait)
+        {
+            var clock = Stopwatch.StartNew();
+            var asleep = await gateway.WaitForHibernatedAsync(count, wait + TimeSpan.FromSeconds(120));
+            Console.WriteLine($"{asleep:N0} of {count:N0} members hibernated, {clock.Elapsed.TotalSeconds:0.0} s after the last join notice");
+        }
 
         var speaker = members[0];
 
@@ -109,6 +124,12 @@ internal static class FanOutBench
         Console.WriteLine($"a burst of {burst} lines: all {count - 1} others had every line in {elapsed.TotalMilliseconds:0} ms: "
             + $"{elapsed.TotalMicroseconds / burst:0} µs per line, {deliveries / elapsed.TotalSeconds:N0} deliveries/s, {(gateway.CpuTime - cpu).TotalMicroseconds / deliveries:0.00} µs server CPU per delivery");
         Console.WriteLine($"lines missing or out of order: {members.Sum(m => m.Faults)}");
+        if (sleepAfter is not null)
+        {
+            // Only the speaker's grain woke (for its own lines); every other member heard them asleep.
+            Console.WriteLine($"hibernated after the lines: {(await Task.WhenAll(gateway.Chain.Select(g => g.ConnectionsAsync()))).Sum(c => c.Hibernated):N0}");
+        }
+
         members.ForEach(m => m.Dispose());
     }
 

@@ -86,7 +86,7 @@ internal static class IdleMemory
     /// Every connection still echoes: one at a time, two round trips each; the first after the silence (a hibernated
     /// grain wakes for it), the second right after. Microseconds.
     /// </summary>
-    private static async Task<(List<double> First, List<double> Second)> EchoEachAsync(List<Socket> sockets)
+    internal static async Task<(List<double> First, List<double> Second)> EchoEachAsync(List<Socket> sockets)
     {
         var first = new List<double>(sockets.Count);
         var second = new List<double>(sockets.Count);
@@ -111,18 +111,24 @@ internal static class IdleMemory
         return (first, second);
     }
 
-    private static double Percentile(List<double> values, double p)
+    internal static double Percentile(List<double> values, double p)
     {
         var sorted = values.Order().ToArray();
         return sorted[Math.Min(sorted.Length - 1, (int)(sorted.Length * p))];
     }
 
-    private static long OpenFileLimit() =>
+    internal static long OpenFileLimit() =>
         File.ReadLines("/proc/self/limits").Where(l => l.StartsWith("Max open files", StringComparison.Ordinal))
             .Select(l => long.Parse(l["Max open files".Length..].Split(' ', StringSplitOptions.RemoveEmptyEntries)[0], System.Globalization.CultureInfo.InvariantCulture))
             .DefaultIfEmpty(long.MaxValue).First();
 
-    private static async Task<List<Socket>> OpenAsync(ServerProcess server, int count)
+    private static Task<List<Socket>> OpenAsync(ServerProcess server, int count) => OpenAsync(server.EndPoint, count, 0);
+
+    /// <summary>
+    /// <paramref name="count"/> connections to <paramref name="server"/>, 100 at a time, each after one 16 B round trip;
+    /// from 127.<paramref name="network"/>.0.x, so processes opening at once use different source addresses.
+    /// </summary>
+    internal static async Task<List<Socket>> OpenAsync(IPEndPoint server, int count, byte network)
     {
         var sockets = new List<Socket>(count);
         var message = new byte[16];
@@ -135,8 +141,8 @@ internal static class IdleMemory
                 // One loopback source address per 20,000 connections: the ephemeral ports of one (source, destination)
                 // pair run out near 28,000. IP_BIND_ADDRESS_NO_PORT (24) leaves the port to connect, as without a bind.
                 socket.SetRawSocketOption(0, 24, BitConverter.GetBytes(1));
-                socket.Bind(new IPEndPoint(new IPAddress([127, 0, 0, (byte)(1 + batch / 20_000)]), 0));
-                await socket.ConnectAsync(server.EndPoint);
+                socket.Bind(new IPEndPoint(new IPAddress([127, network, 0, (byte)(1 + batch / 20_000)]), 0));
+                await socket.ConnectAsync(server);
                 await socket.SendAsync(message);
                 var echo = new byte[message.Length];
                 for (var read = 0; read < echo.Length;)
@@ -152,7 +158,7 @@ internal static class IdleMemory
         return sockets;
     }
 
-    private static void Close(List<Socket> sockets)
+    internal static void Close(List<Socket> sockets)
     {
         foreach (var socket in sockets)
         {

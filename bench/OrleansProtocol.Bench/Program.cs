@@ -24,7 +24,20 @@ public static class Program
             return 0;
         }
 
+        if (args.Length > 0 && args[0] == "--hold")
+        {
+            await ClusterIdle.HoldAsync(args);
+            return 0;
+        }
+
         var settings = SettingsParser.Parse(args);
+        if (args.Contains("--idle-cluster"))
+        {
+            ServerProcess.GatewaySettings = settings.GatewaySettings;
+            await ClusterIdle.RunAsync(args, settings.Configuration);
+            return 0;
+        }
+
         if (args.Contains("--chat"))
         {
             ServerProcess.GatewaySettings = settings.GatewaySettings;

@@ -56,6 +56,42 @@ internal sealed class ServerProcess : IDisposable
         return json.RootElement.GetProperty("allocatedBytes").GetInt64() + (Companion is null ? 0 : await Companion.AllocatedBytesAsync() ?? 0);
     }
 
+    /// <summary>This gateway's open and hibernated connections (its own, not its companions'), from the diagnostics endpoint.</summary>
+    public async Task<(long Open, long Hibernated)> ConnectionsAsync()
+    {
+        using var json = System.Text.Json.JsonDocument.Parse(await Http.GetStringAsync(Diagnostics ?? throw new InvalidOperationException("not a gateway")));
+        return (json.RootElement.GetProperty("openConnections").GetInt64(), json.RootElement.GetProperty("hibernatedConnections").GetInt64());
+    }
+
+    /// <summary>This gateway and its companions, first to last.</summary>
+    public IEnumerable<ServerProcess> Chain
+    {
+        get
+        {
+            for (var server = this; server is not null; server = server.Companion)
+            {
+                yield return server;
+            }
+        }
+    }
+
+    /// <summary>Waits until the gateways (this one and its companions) hold <paramref name="count"/> hibernated connections in all.</summary>
+    public async Task<long> WaitForHibernatedAsync(long count, TimeSpan timeout)
+    {
+        var deadline = Stopwatch.StartNew();
+        while (true)
+        {
+            var asleep = (await Task.WhenAll(Chain.Select(s => s.ConnectionsAsync()))).Sum(c => c.Hibernated);
+            if (asleep >= count || deadline.Elapsed > timeout)
+            {
+                return asleep;
+            }
+
+            // A condition poll of another process's counter, not a synchronisation.
+            await Task.Delay(TimeSpan.FromMilliseconds(500));
+        }
+    }
+
     /// <summary>A real redis-server on a free loopback port, without persistence: the reference for the RESP sample.</summary>
     public static async Task<ServerProcess> StartRedisAsync()
     {

@@ -98,14 +98,20 @@ app.MapHealthChecks(GatewayHealthCheck.LivePath, new HealthCheckOptions { Predic
 app.MapHealthChecks(GatewayHealthCheck.ReadyPath, new HealthCheckOptions { Predicate = check => check.Tags.Contains("ready") });
 
 // The process's allocation and CPU so far, for the bench's per-request figures (also on the meter as
-// orleansprotocol.process.allocated_bytes).
-app.MapGet("/diagnostics/runtime", () => Results.Json(new
+// orleansprotocol.process.allocated_bytes), and its open and hibernated connections (the bench waits for sleep).
+app.MapGet("/diagnostics/runtime", (GatewayTotals totals, ProtocolGateway gateway) =>
 {
-    allocatedBytes = GC.GetTotalAllocatedBytes(),
-    cpuSeconds = Environment.CpuUsage.TotalTime.TotalSeconds,
-    gen0Collections = GC.CollectionCount(0),
-    gen2Collections = GC.CollectionCount(2),
-}));
+    var listeners = totals.Snapshot(gateway.Servers.Select(s => s.Name));
+    return Results.Json(new
+    {
+        allocatedBytes = GC.GetTotalAllocatedBytes(),
+        cpuSeconds = Environment.CpuUsage.TotalTime.TotalSeconds,
+        gen0Collections = GC.CollectionCount(0),
+        gen2Collections = GC.CollectionCount(2),
+        openConnections = listeners.Sum(l => l.Open),
+        hibernatedConnections = listeners.Sum(l => l.Hibernated),
+    });
+});
 try
 {
     await app.RunAsync();

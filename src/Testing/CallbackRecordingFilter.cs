@@ -7,42 +7,42 @@ internal sealed class CallbackRecordingFilter(CallbackLog log) : IIncomingGrainC
 {
     public async Task Invoke(IIncomingGrainCallContext context)
     {
-        ProtocolCallback? callback = null;
-        if (context.InterfaceMethod?.DeclaringType == typeof(IProtocolGrain))
+        if (context.InterfaceMethod?.DeclaringType != typeof(IProtocolGrain))
         {
-            var name = context.InterfaceMethod.Name;
-            var request = context.Request;
-            ReadOnlyMemory<byte> data = default;
-            var reason = ConnectionCloseReason.None;
-            switch (name)
-            {
-                case nameof(IProtocolGrain.DataReceived):
-                    data = (ReadOnlyMemory<byte>)request.GetArgument(0)!;
-                    break;
-                case nameof(IProtocolGrain.FramesReceived):
-                    data = ((ReadOnlyMemory<byte>[])request.GetArgument(0)!).SelectMany(f => f.ToArray()).ToArray();
-                    break;
-                case nameof(IProtocolGrain.ConnectionLost):
-                case nameof(IProtocolGrain.CloseRequested):
-                    reason = (ConnectionCloseReason)request.GetArgument(0)!;
-                    break;
-            }
-
-            callback = new ProtocolCallback(name, data.ToArray(), reason);
-            log.Add(context.TargetId.Key.ToString()!, callback);
+            await context.Invoke();
+            return;
         }
 
+        var request = context.Request;
+        var callbacks = context.InterfaceMethod.Name switch
+        {
+            // As the protocol sees them: one FrameReceived per frame.
+            nameof(IProtocolGrain.FramesReceived) => ((ReadOnlyMemory<byte>[])request.GetArgument(0)!)
+                .Select(f => new ProtocolCallback("FrameReceived", f.ToArray(), ConnectionCloseReason.None)).ToArray(),
+            nameof(IProtocolGrain.DataReceived) => [new ProtocolCallback("DataReceived", ((ReadOnlyMemory<byte>)request.GetArgument(0)!).ToArray(), ConnectionCloseReason.None)],
+            nameof(IProtocolGrain.ConnectionLost) or nameof(IProtocolGrain.CloseRequested) =>
+                [new ProtocolCallback(context.InterfaceMethod.Name, default, (ConnectionCloseReason)request.GetArgument(0)!)],
+            var name => [new ProtocolCallback(name, default, ConnectionCloseReason.None)],
+        };
+        var connectionId = context.TargetId.Key.ToString()!;
+        log.Add(connectionId, callbacks);
         try
         {
             await context.Invoke();
+            if (context.Result is ProtocolReply { Status: ProtocolReplyStatus.Deferred } deferred)
+            {
+                // The grain paused reading: what it did not take never reached the protocol and comes again later.
+                log.Remove(connectionId, callbacks.Skip(deferred.FramesTaken));
+            }
         }
         finally
         {
-            if (callback is not null)
+            foreach (var callback in callbacks)
             {
                 callback.Handled = true;
-                log.Changed();
             }
+
+            log.Changed();
         }
     }
 }

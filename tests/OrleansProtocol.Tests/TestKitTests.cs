@@ -1,5 +1,6 @@
 using System.Net;
 using Microsoft.Extensions.DependencyInjection;
+using OrleansProtocol.Gateway;
 using OrleansProtocol.Samples;
 using OrleansProtocol.Testing;
 using OrleansProtocol.Tests.Infrastructure;
@@ -87,5 +88,28 @@ public sealed class TestKitTests
         await Assert.ThrowsAsync<Microsoft.AspNetCore.Connections.ConnectionResetException>(client.ReadToEndAsync);
         Assert.Equal(ConnectionCloseReason.LocalAbort, await client.ClosedAsync());
         await Assert.ThrowsAsync<Microsoft.AspNetCore.Connections.ConnectionResetException>(() => client.WriteAsync("too late\n"));
+    }
+
+    [Fact]
+    public async Task The_log_names_each_frame_as_the_callback_one_overrides_and_a_wait_that_times_out_says_what_was_recorded()
+    {
+        await using var host = await ProtocolTestHost.StartAsync<FramedStringReceiverGrain>(
+            o => o.Framing = new FramingOptions { Kind = FramingKind.LengthPrefixed, PrefixLength = 4, BigEndian = false });
+        await using var client = host.Connect();
+
+        // Two frames in one write reach the grain in one call, and the log has one FrameReceived for each.
+        await client.WriteAsync([1, 0, 0, 0, (byte)'a', 2, 0, 0, 0, (byte)'b', (byte)'c']);
+        Assert.Equal([2, 0, 0, 0, .. "ok"u8, 2, 0, 0, 0, .. "ok"u8], await client.ReadExactlyAsync(12));
+        var second = await host.Callbacks.WaitUntilAsync(client, c => c.Name == "FrameReceived" && c.Data.Length == 2);
+        Assert.Equal("bc"u8.ToArray(), second.Data.ToArray());
+        Assert.Equal(["ConnectionMade", "FrameReceived", "FrameReceived"], client.Callbacks.Select(c => c.ToString()));
+        Assert.All(ProtocolCallback.Names, name => Assert.DoesNotContain("FramesReceived", name, StringComparison.Ordinal));
+
+        // A name the log never records is refused at once; a wait that ends empty lists what it saw.
+        var wrong = await Assert.ThrowsAsync<ArgumentException>(() => host.Callbacks.WaitUntilAsync(client, "FramesReceived"));
+        Assert.Contains("FrameReceived", wrong.Message, StringComparison.Ordinal);
+        client.Timeout = TimeSpan.FromMilliseconds(300);
+        var timedOut = await Assert.ThrowsAsync<TimeoutException>(() => host.Callbacks.WaitUntilAsync(client, "EofReceived"));
+        Assert.Contains("Recorded: ConnectionMade, FrameReceived, FrameReceived.", timedOut.Message, StringComparison.Ordinal);
     }
 }
