@@ -63,6 +63,18 @@ public enum ConnectionCloseReason
     /// The peer read what the gateway had buffered for it slower than the minimum send rate (<c>MinSendDataRate</c>).
     /// </summary>
     SendRateTooLow = 16,
+
+    /// <summary>
+    /// The peer sent nothing for longer than the protocol's own receive timeout (<c>Transport.SetReceiveTimeout</c>:
+    /// MQTT's keepalive, Redis' <c>timeout</c>).
+    /// </summary>
+    ReceiveTimeout = 17,
+
+    /// <summary>
+    /// The protocol's deadline for a whole message passed before it cleared it (<c>Transport.SetReceiveDeadline</c>:
+    /// "CONNECT within 10 s", a request's headers within 30 s).
+    /// </summary>
+    ReceiveDeadline = 18,
 }
 
 /// <summary>Helpers for <see cref="ConnectionCloseReason"/>.</summary>

@@ -41,4 +41,9 @@ internal sealed record MigratedConnection
     [Id(14)] public string? CloseMessage { get; init; }
 
     [Id(15)] public int DroppedWrites { get; init; }
+
+    // The receive clocks a batch not yet sent would have carried (with their flags in PendingFlags).
+    [Id(16)] public TimeSpan ReceiveTimeout { get; init; }
+
+    [Id(17)] public TimeSpan ReceiveDeadline { get; init; }
 }

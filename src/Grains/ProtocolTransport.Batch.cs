@@ -91,6 +91,8 @@ public sealed partial class ProtocolTransport
             StartTlsClient = (_flags & TransportBatchFlags.StartTls) != 0 ? _startTlsClient : null,
             LeaveGroups = _leaves is { Count: > 0 } ? [.. _leaves] : null,
             JoinGroups = _joins is { Count: > 0 } ? [.. _joins] : null,
+            ReceiveTimeout = _receiveTimeout,
+            ReceiveDeadline = _receiveDeadline,
         };
         _joins = null;
         _leaves = null;

@@ -25,6 +25,8 @@ public sealed partial class ProtocolTransport
         CloseReason = _closeReason,
         CloseMessage = _closeMessage,
         DroppedWrites = _droppedWrites,
+        ReceiveTimeout = _receiveTimeout,
+        ReceiveDeadline = _receiveDeadline,
     };
 
     /// <summary>The transport of a connection that moved here with its grain, as it was on the old silo.</summary>
@@ -45,6 +47,8 @@ public sealed partial class ProtocolTransport
             _closeReason = state.CloseReason,
             _closeMessage = state.CloseMessage,
             _droppedWrites = state.DroppedWrites,
+            _receiveTimeout = state.ReceiveTimeout,
+            _receiveDeadline = state.ReceiveDeadline,
         };
         if (state.PendingData is { Length: > 0 } pending)
         {

@@ -13,6 +13,43 @@ public sealed class ConnectionClockTests
         new(new ConnectionClock.Limits(idle, firstData, rxRate, rxGrace, txRate, txGrace), start: 1_000);
 
     [Fact]
+    public void The_protocols_receive_timeout_counts_only_the_peers_bytes_and_not_a_pause_in_reading()
+    {
+        var clock = Clock();
+        clock.SetProtocolReceiveTimeout(1_000, now: 1_000);
+        clock.Touch(1_900); // a byte sent to the peer holds nothing off
+        Assert.Null(clock.Check(now: 2_000, buffered: 0, sent: 0, closing: false));
+        clock.PeerSentData(1_999);
+        Assert.Null(clock.Check(now: 2_999, buffered: 0, sent: 0, closing: false));
+
+        // Paused reading: nothing is read, so nothing counts against the peer until reading resumes.
+        clock.ReadingPaused(true, now: 2_500);
+        Assert.Null(clock.Check(now: 60_000, buffered: 0, sent: 0, closing: false));
+        clock.ReadingPaused(false, now: 60_000);
+        Assert.Null(clock.Check(now: 61_000, buffered: 0, sent: 0, closing: false));
+        var expired = clock.Check(now: 61_001, buffered: 0, sent: 0, closing: false);
+        Assert.Equal((ConnectionCloseReason.ReceiveTimeout, false), (expired?.Reason, expired?.Abort));
+
+        clock.SetProtocolReceiveTimeout(0, now: 61_001);
+        Assert.Null(clock.Check(now: 10_000_000, buffered: 0, sent: 0, closing: false));
+    }
+
+    [Fact]
+    public void The_protocols_deadline_passes_at_its_time_whatever_the_peer_sends_and_is_cleared_or_restarted_by_the_protocol()
+    {
+        var clock = Clock();
+        clock.SetProtocolReceiveDeadline(10_000, now: 1_000);
+        clock.PeerSentData(10_999);
+        Assert.Null(clock.Check(now: 11_000, buffered: 0, sent: 0, closing: false));
+        Assert.Equal(ConnectionCloseReason.ReceiveDeadline, clock.Check(now: 11_001, buffered: 0, sent: 0, closing: false)?.Reason);
+
+        clock.SetProtocolReceiveDeadline(10_000, now: 11_001);
+        Assert.Null(clock.Check(now: 21_001, buffered: 0, sent: 0, closing: false));
+        clock.SetProtocolReceiveDeadline(0, now: 21_001);
+        Assert.Null(clock.Check(now: 10_000_000, buffered: 0, sent: 0, closing: false));
+    }
+
+    [Fact]
     public void The_idle_timeout_fires_only_after_its_time_without_a_byte_either_way()
     {
         var clock = Clock(idle: 5_000);
@@ -33,7 +70,7 @@ public sealed class ConnectionClockTests
         Assert.Equal((ConnectionCloseReason.FirstDataTimeout, false), (expired?.Reason, expired?.Abort));
 
         var talker = Clock(firstData: 2_000);
-        talker.PeerSentData();
+        talker.PeerSentData(0);
         Assert.Null(talker.Check(now: 1_000_000, buffered: 0, sent: 0, closing: false));
     }
 

@@ -76,6 +76,14 @@ public sealed class TransportBatch
     /// </summary>
     [Id(12)]
     public string[]? JoinGroups { get; init; }
+
+    /// <summary>With <see cref="TransportBatchFlags.SetReceiveTimeout"/>: the protocol's receive timeout; zero turns it off.</summary>
+    [Id(13)]
+    public TimeSpan ReceiveTimeout { get; init; }
+
+    /// <summary>With <see cref="TransportBatchFlags.SetReceiveDeadline"/>: the deadline, counted from when the gateway applies the batch; zero clears it.</summary>
+    [Id(14)]
+    public TimeSpan ReceiveDeadline { get; init; }
 }
 
 /// <summary>Operations carried by a <see cref="TransportBatch"/> besides its data.</summary>
@@ -128,4 +136,10 @@ public enum TransportBatchFlags
 
     /// <summary>The connection joins or leaves groups (<see cref="TransportBatch.JoinGroups"/>, <see cref="TransportBatch.LeaveGroups"/>).</summary>
     Groups = 1024,
+
+    /// <summary>The protocol's receive timeout changes to <see cref="TransportBatch.ReceiveTimeout"/>.</summary>
+    SetReceiveTimeout = 2048,
+
+    /// <summary>The protocol's receive deadline is set (or cleared) to <see cref="TransportBatch.ReceiveDeadline"/> from now.</summary>
+    SetReceiveDeadline = 4096,
 }

@@ -2,7 +2,8 @@ namespace OrleansProtocol.Gateway.Connections;
 
 /// <summary>
 /// One connection's clocks: the idle timeout, the first-data deadline and the minimum data rates each way (Kestrel's
-/// <c>MinRequestBodyDataRate</c> and <c>MinResponseDataRate</c>, measured the same way). Every method takes the time
+/// <c>MinRequestBodyDataRate</c> and <c>MinResponseDataRate</c>, measured the same way), and the protocol's own receive
+/// timeout and deadline. Every method takes the time
 /// (<see cref="Now"/>, milliseconds on the gateway's <see cref="TimeProvider"/>), so the part is driven by scripted
 /// times in tests and by the listener's heartbeat in the gateway.
 /// </summary>
@@ -33,6 +34,15 @@ internal sealed class ConnectionClock(ConnectionClock.Limits limits, long start)
     // it passed (-1: none did).
     private long _txDeadline;
     private long _txOverdueAtSent = -1;
+
+    // The protocol's own clocks (Transport.SetReceiveTimeout / SetReceiveDeadline), in milliseconds, 0 = off; set by a
+    // batch under the connection's lock and read by the check under this one's. The last byte from the peer is a
+    // single value written by the pump.
+    private long _lastReceived = start;
+    private long _protocolRxTimeoutMs;
+    private long _protocolDeadlineMs;
+    private long _protocolDeadlineAt;
+    private bool _readingPaused;
 
     /// <summary>The limits one connection is held to, in milliseconds (0 = off) and bytes per millisecond.</summary>
     internal readonly record struct Limits(long IdleMs, long FirstDataMs, double RxRate, long RxGraceMs, double TxRate, long TxGraceMs, long SleepMs = 0)
@@ -77,8 +87,42 @@ internal sealed class ConnectionClock(ConnectionClock.Limits limits, long start)
     /// <summary>A byte went either way.</summary>
     public void Touch(long now) => Volatile.Write(ref _lastActivity, now);
 
-    /// <summary>The peer sent its first byte (the first-data deadline is met).</summary>
-    public void PeerSentData() => Volatile.Write(ref _peerSentData, true);
+    /// <summary>The peer sent bytes (the first-data deadline is met, the protocol's receive timeout starts again).</summary>
+    public void PeerSentData(long now)
+    {
+        Volatile.Write(ref _peerSentData, true);
+        Volatile.Write(ref _lastReceived, now);
+    }
+
+    /// <summary>The protocol's receive timeout (<paramref name="ms"/>, 0 = off), counted from now or the peer's next byte.</summary>
+    public void SetProtocolReceiveTimeout(long ms, long now)
+    {
+        lock (_lock)
+        {
+            (_protocolRxTimeoutMs, _lastReceived) = (ms, now);
+        }
+    }
+
+    /// <summary>The protocol's deadline: <paramref name="ms"/> from <paramref name="now"/>, or cleared (0).</summary>
+    public void SetProtocolReceiveDeadline(long ms, long now)
+    {
+        lock (_lock)
+        {
+            (_protocolDeadlineMs, _protocolDeadlineAt) = (ms, ms == 0 ? 0 : now + ms);
+        }
+    }
+
+    /// <summary>
+    /// The protocol paused or resumed reading: nothing is read meanwhile, so its receive timeout does not count the
+    /// pause against the peer and starts again at the resume.
+    /// </summary>
+    public void ReadingPaused(bool paused, long now)
+    {
+        lock (_lock)
+        {
+            (_readingPaused, _lastReceived) = (paused, paused ? _lastReceived : now);
+        }
+    }
 
     /// <summary>The pump is about to wait on the socket: the wait counts against the peer if it holds an incomplete frame.</summary>
     public void StartReceiveWait(long now)
@@ -200,6 +244,16 @@ internal sealed class ConnectionClock(ConnectionClock.Limits limits, long start)
         {
             // A close asked of the grain is on its way: the other clocks have done their part.
             return null;
+        }
+
+        if (_protocolDeadlineAt > 0 && now > _protocolDeadlineAt)
+        {
+            return (ConnectionCloseReason.ReceiveDeadline, $"The protocol's receive deadline of {TimeSpan.FromMilliseconds(_protocolDeadlineMs)} passed.", false);
+        }
+
+        if (_protocolRxTimeoutMs > 0 && !_readingPaused && now - Volatile.Read(ref _lastReceived) > _protocolRxTimeoutMs)
+        {
+            return (ConnectionCloseReason.ReceiveTimeout, $"No byte from the peer for {TimeSpan.FromMilliseconds(_protocolRxTimeoutMs)} (the protocol's receive timeout).", false);
         }
 
         if (limits.RxRate > 0 && _rxPartial > 0 && rxWaited >= limits.RxGraceMs && _rxBytes < limits.RxRate * rxWaited)

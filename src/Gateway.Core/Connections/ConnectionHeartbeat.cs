@@ -12,14 +12,12 @@ internal sealed class ConnectionHeartbeat(string listener, IEnumerable<KeyValueP
 {
     private volatile bool _stopped;
 
-    /// <summary>Starts ticking, if <paramref name="options"/> set any clock, until stopped or <paramref name="keepGoing"/> says no.</summary>
-    public void Start(ProtocolListenerOptions options, Func<bool> keepGoing)
-    {
-        if (ConnectionClock.Limits.HeartbeatPeriod(options) is { } period)
-        {
-            _ = RunAsync(period, keepGoing);
-        }
-    }
+    /// <summary>
+    /// Starts ticking until stopped or <paramref name="keepGoing"/> says no: at the pace of <paramref name="options"/>'
+    /// clocks, or once a second when it sets none (a protocol may set its own receive clocks on any connection).
+    /// </summary>
+    public void Start(ProtocolListenerOptions options, Func<bool> keepGoing) =>
+        _ = RunAsync(ConnectionClock.Limits.HeartbeatPeriod(options) ?? TimeSpan.FromSeconds(1), keepGoing);
 
     /// <summary>No tick after this one (the server is shutting down; the drain has its own deadline).</summary>
     public void Stop() => _stopped = true;

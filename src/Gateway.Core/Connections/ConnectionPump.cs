@@ -244,7 +244,7 @@ internal sealed class ConnectionPump(GatewayConnection connection)
         if (!buffer.IsEmpty)
         {
             // One copy out of the pipe into an array the grain owns; the pipe's memory goes back to Kestrel's pool.
-            connection.Clock.PeerSentData();
+            connection.Clock.PeerSentData(ConnectionClock.Now(_listener.Time));
             var chunk = buffer.Slice(0, Math.Min(buffer.Length, _listener.Options.MaxDataReceivedSize)).ToArray();
             Input.AdvanceTo(buffer.GetPosition(chunk.Length));
             Received(chunk.Length);
@@ -277,7 +277,7 @@ internal sealed class ConnectionPump(GatewayConnection connection)
 
         if (!buffer.IsEmpty)
         {
-            connection.Clock.PeerSentData();
+            connection.Clock.PeerSentData(ConnectionClock.Now(_listener.Time));
         }
 
         // Allocated at the first whole frame: a peer trickling a frame costs no allocation per read.

@@ -105,6 +105,11 @@ internal sealed partial class GatewayConnection
             Writer.ConfigureFlow((batch.WriteBufferHigh, batch.WriteBufferLow), restart: false);
         }
 
+        if ((flags & (TransportBatchFlags.SetReceiveTimeout | TransportBatchFlags.SetReceiveDeadline)) != 0)
+        {
+            SetProtocolClocks(batch);
+        }
+
         if ((flags & TransportBatchFlags.PauseReading) != 0)
         {
             SetReadPausedLocked(true);
@@ -178,5 +183,23 @@ internal sealed partial class GatewayConnection
 
         static ConnectionCloseReason Reason(TransportBatch batch, ConnectionCloseReason fallback) =>
             batch.CloseReason == ConnectionCloseReason.None ? fallback : batch.CloseReason;
+    }
+
+    /// <summary>The protocol's own receive clocks (<c>SetReceiveTimeout</c>, <c>SetReceiveDeadline</c>), run by the heartbeat.</summary>
+    private void SetProtocolClocks(TransportBatch batch)
+    {
+        var now = ConnectionClock.Now(Listener.Time);
+        if ((batch.Flags & TransportBatchFlags.SetReceiveTimeout) != 0)
+        {
+            Clock.SetProtocolReceiveTimeout(Ms(batch.ReceiveTimeout), now);
+        }
+
+        if ((batch.Flags & TransportBatchFlags.SetReceiveDeadline) != 0)
+        {
+            Clock.SetProtocolReceiveDeadline(Ms(batch.ReceiveDeadline), now);
+        }
+
+        // Zero is off; anything else at least a millisecond (a wire value that is not a TimeSpan a grain could set is clamped).
+        static long Ms(TimeSpan t) => t <= TimeSpan.Zero ? 0 : Math.Max(1, (long)Math.Min(t.TotalMilliseconds, long.MaxValue / 4));
     }
 }

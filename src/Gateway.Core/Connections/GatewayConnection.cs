@@ -409,6 +409,7 @@ internal sealed partial class GatewayConnection : IOutboundEvents
         if (_readPaused != paused)
         {
             Volatile.Write(ref _readPaused, paused);
+            Clock.ReadingPaused(paused, ConnectionClock.Now(Listener.Time));
             Listener.Metrics.Paused(Info.ListenerName, "read", paused ? 1 : -1);
         }
     }
